@@ -1,0 +1,3 @@
+"""xvckit: infrastructure for AI-accelerated development."""
+
+__version__ = "0.1.0"

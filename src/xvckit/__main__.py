@@ -1,0 +1,3 @@
+from xvckit.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""Top-level Typer app; each subcommand group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from xvckit import __version__
+from xvckit.cli import config_cmd, gateway_cmd, sim_cmd
+from xvckit.config import ConfigError
+
+app = typer.Typer(
+    name="xvckit",
+    help="Infrastructure for AI-accelerated development: one gateway for every AI tool.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(gateway_cmd.app, name="gateway")
+app.command("up")(gateway_cmd.up)
+app.command("sim")(sim_cmd.sim)
+
+
+@app.command()
+def version() -> None:
+    """Print xvckit's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except ConfigError as exc:
+        typer.echo(f"xvckit: {exc}", err=True)
+        sys.exit(2)

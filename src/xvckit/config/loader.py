@@ -1,0 +1,113 @@
+"""Find, read and validate `xvckit.yaml`; resolve `env:NAME` secrets; name the field on error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from xvckit.config.schema import Config
+
+CONFIG_ENV = "XVCKIT_CONFIG"
+MASTER_KEY_ENV = "XVCKIT_MASTER_KEY"
+DEFAULT_CONFIG_NAME = "xvckit.yaml"
+EXAMPLE_PATH = Path(__file__).with_name("example.yaml")
+
+
+class ConfigError(Exception):
+    """A problem in the user's configuration, said in one line with where it is."""
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config file to use: --config, then $XVCKIT_CONFIG, then ./xvckit.yaml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.exists() else None
+
+
+def load(explicit: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
+    """Load the configuration; with no file anywhere, the defaults (unless `required`)."""
+    path = resolve_path(explicit)
+    if path is None:
+        if required:
+            raise ConfigError(f"no configuration: pass --config, set {CONFIG_ENV} or create ./xvckit.yaml")
+        return from_mapping({}, source="defaults")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return from_mapping(data, source=str(path))
+
+
+def from_mapping(data: Any, *, source: str = "config") -> Config:
+    """Validate a parsed document, resolving env: references and environment overrides."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
+    data = _resolve_env_refs(data, source)
+    if os.environ.get(MASTER_KEY_ENV):
+        data = {**data, "admin": {**(data.get("admin") or {}), "master_key": os.environ[MASTER_KEY_ENV]}}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_errors(exc)}") from None
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per problem, each starting with the field path (`providers[0].kind`)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = field_path(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
+    return "; ".join(lines)
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _resolve_env_refs(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Replace `env:NAME` in provider keys and the master key by the variable's value."""
+    providers = data.get("providers")
+    if isinstance(providers, list):
+        resolved = []
+        for i, provider in enumerate(providers):
+            if isinstance(provider, dict) and isinstance(provider.get("api_keys"), list):
+                keys = [
+                    _env_value(key, f"providers[{i}].api_keys[{j}]", source)
+                    for j, key in enumerate(provider["api_keys"])
+                ]
+                provider = {**provider, "api_keys": keys}
+            resolved.append(provider)
+        data = {**data, "providers": resolved}
+    admin = data.get("admin")
+    if isinstance(admin, dict) and admin.get("master_key") is not None:
+        data = {
+            **data,
+            "admin": {**admin, "master_key": _env_value(admin["master_key"], "admin.master_key", source)},
+        }
+    return data
+
+
+def _env_value(value: Any, where: str, source: str) -> Any:
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(f"{source}: {where}: environment variable {name} is not set")
+        return os.environ[name]
+    return value

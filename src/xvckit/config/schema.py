@@ -1,0 +1,105 @@
+"""The `xvckit.yaml` schema: what a user may write, validated before anything starts."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+DEFAULT_DATA_DIR = Path("~/.local/share/xvckit")
+DEFAULT_STORAGE_URL = f"sqlite:///{DEFAULT_DATA_DIR}/xvckit.db"
+
+
+class Strict(BaseModel):
+    """Unknown keys are typos: reject them instead of silently ignoring them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewaySettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4141, ge=0, le=65535)
+    max_body_mb: float = Field(32, gt=0, description="request bodies above this get 413")
+    connect_timeout_s: float = Field(10, gt=0)
+    read_timeout_s: float = Field(600, gt=0, description="longest silence from an upstream")
+    shutdown_grace_s: float = Field(30, ge=0, description="how long Ctrl-C waits for in-flight requests")
+
+
+class Provider(Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["openai", "anthropic"]
+    base_url: str
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    key_header: Literal["authorization", "api-key", "x-api-key"] | None = Field(
+        None, description="how the upstream wants its key; default per kind (Azure: api-key)"
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="sent on every upstream call")
+    query: dict[str, str] = Field(default_factory=dict, description="e.g. {api-version: ...} for Azure")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def upstream_key_header(self) -> str:
+        if self.key_header:
+            return self.key_header
+        return "x-api-key" if self.kind == "anthropic" else "authorization"
+
+
+class ModelRoute(Strict):
+    name: str = Field(min_length=1, description="what clients ask for; globs allowed")
+    provider: str
+    model: str | None = Field(None, description="upstream id; defaults to the name asked for")
+
+    @property
+    def is_glob(self) -> bool:
+        return any(ch in self.name for ch in "*?[")
+
+    def matches(self, requested: str) -> bool:
+        return fnmatch.fnmatchcase(requested, self.name) if self.is_glob else requested == self.name
+
+
+class Storage(Strict):
+    url: str = DEFAULT_STORAGE_URL
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://...")
+        return value
+
+
+class Admin(Strict):
+    master_key: SecretStr | None = None
+
+
+class Config(Strict):
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    providers: list[Provider] = Field(default_factory=list)
+    models: list[ModelRoute] = Field(default_factory=list)
+    storage: Storage = Field(default_factory=Storage)
+    admin: Admin = Field(default_factory=Admin)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Config:
+        names = [p.name for p in self.providers]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"providers: duplicate name(s) {sorted(dupes)}")
+        for i, route in enumerate(self.models):
+            if route.provider not in names:
+                raise ValueError(
+                    f"models[{i}].provider: unknown provider {route.provider!r} "
+                    f"(known: {', '.join(names) or 'none'})"
+                )
+        return self
+
+    def provider(self, name: str) -> Provider:
+        return next(p for p in self.providers if p.name == name)

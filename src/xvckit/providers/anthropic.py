@@ -1,0 +1,78 @@
+"""Anthropic wire format: error bodies and usage in bodies and stream events.
+
+Reference: https://docs.anthropic.com/en/api/errors and /en/api/messages-streaming.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from xvckit.providers.usage import Usage
+
+NAME = "anthropic"
+VERSION = "2023-06-01"
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_type(status: int) -> str:
+    return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def error_object(status: int, message: str, request_id: str | None = None) -> dict:
+    body: dict = {"type": "error", "error": {"type": error_type(status), "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
+def error_body(status: int, message: str, request_id: str | None = None) -> bytes:
+    return orjson.dumps(error_object(status, message, request_id))
+
+
+def stream_error_event(status: int, message: str, request_id: str | None = None) -> bytes:
+    """Anthropic reports a failure inside a stream as an `error` event."""
+    return b"event: error\ndata: " + error_body(status, message, request_id) + b"\n\n"
+
+
+def usage_from_obj(usage: dict | None) -> Usage:
+    """Read an Anthropic `usage` object; `input_tokens` excludes cache reads and writes."""
+    if not usage:
+        return Usage()
+    read = usage.get("cache_read_input_tokens") or 0
+    write = usage.get("cache_creation_input_tokens") or 0
+    return Usage(
+        input_tokens=(usage.get("input_tokens") or 0) + read + write,
+        output_tokens=usage.get("output_tokens") or 0,
+        cached_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+def usage_from_body(body: dict) -> Usage:
+    return usage_from_obj(body.get("usage"))
+
+
+def usage_from_event(event: dict) -> Usage | None:
+    """Usage carried by `message_start` (input side) or `message_delta` (output so far)."""
+    kind = event.get("type")
+    if kind == "message_start":
+        return usage_from_obj((event.get("message") or {}).get("usage"))
+    if kind == "message_delta":
+        return usage_from_obj(event.get("usage"))
+    return None

@@ -1,0 +1,70 @@
+"""OpenAI wire format: error bodies, usage in bodies and stream chunks.
+
+Reference: https://platform.openai.com/docs/api-reference (chat, embeddings, errors).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from xvckit.providers.usage import Usage
+
+NAME = "openai"
+
+# The `type` OpenAI uses for an error of each status; the SDK maps status to exception class.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    408: "timeout",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    502: "server_error",
+    503: "server_error",
+    504: "timeout",
+}
+
+
+def error_object(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    return {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+
+
+def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> bytes:
+    return orjson.dumps(error_object(status, message, code, param))
+
+
+def stream_error_event(status: int, message: str, code: str | None = None) -> bytes:
+    """What ends a stream that broke: OpenAI sends an `error` object as a data event."""
+    return b"data: " + error_body(status, message, code) + b"\n\n"
+
+
+def usage_from_obj(usage: dict | None) -> Usage:
+    """Read an OpenAI `usage` object (chat, embeddings; cached tokens in the details)."""
+    if not usage:
+        return Usage()
+    details = usage.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cached_tokens=details.get("cached_tokens") or 0,
+    )
+
+
+def usage_from_body(body: dict) -> Usage:
+    return usage_from_obj(body.get("usage"))
+
+
+def is_usage_only_chunk(chunk: dict) -> bool:
+    """The chunk `stream_options.include_usage` adds at the end: usage and no choices."""
+    return not chunk.get("choices") and bool(chunk.get("usage"))
