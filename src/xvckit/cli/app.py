@@ -8,7 +8,7 @@ import typer
 
 from xvckit import __version__
 from xvckit.cli import config_cmd, gateway_cmd, sim_cmd
-from xvckit.config import ConfigError
+from xvckit.errors import UserError
 
 app = typer.Typer(
     name="xvckit",
@@ -33,6 +33,6 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:
         app()
-    except ConfigError as exc:
+    except UserError as exc:
         typer.echo(f"xvckit: {exc}", err=True)
         sys.exit(2)

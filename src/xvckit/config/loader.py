@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from xvckit.config.schema import Config
+from xvckit.errors import UserError
 
 CONFIG_ENV = "XVCKIT_CONFIG"
 MASTER_KEY_ENV = "XVCKIT_MASTER_KEY"
@@ -17,7 +18,7 @@ DEFAULT_CONFIG_NAME = "xvckit.yaml"
 EXAMPLE_PATH = Path(__file__).with_name("example.yaml")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A problem in the user's configuration, said in one line with where it is."""
 
 

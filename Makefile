@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make run` (the gateway) and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_TIKTOKEN := $(abspath ../shared/tiktoken-cache)
+ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
+export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
+endif
+
+.PHONY: run test bench lint format
+
+$(BIN)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/xvckit up
+
+test: $(BIN)/.installed
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/gateway_overhead.py

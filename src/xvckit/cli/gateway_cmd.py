@@ -1,0 +1,64 @@
+"""`xvckit up` and `xvckit gateway serve`."""
+
+from __future__ import annotations
+
+import typer
+
+from xvckit import asgi, stack
+from xvckit import config as cfg
+from xvckit.cli.options import ConfigOption
+
+app = typer.Typer(help="The OpenAI- and Anthropic-compatible gateway.", no_args_is_help=True)
+
+HostOption = typer.Option(None, "--host", help="address to listen on (default: gateway.host)")
+PortOption = typer.Option(None, "--port", "-p", help="port to listen on (default: gateway.port)")
+LogOption = typer.Option("info", "--log-level", help="debug, info (one line per request), warning")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: str | None = HostOption,
+    port: int | None = PortOption,
+    log_level: str = LogOption,
+) -> None:
+    """Serve the gateway with the given configuration."""
+    loaded = cfg.load(config, required=True)
+    stack.setup_logging(log_level)
+    key, source = stack.master_key(loaded)
+    server = stack.gateway_server(loaded, key, host, port)
+    typer.echo(f"# xvckit gateway on {server.url} (store {loaded.storage.url}; master key from {source})")
+    asgi.run(server)
+
+
+def up(
+    config: ConfigOption = None,
+    host: str | None = HostOption,
+    port: int | None = PortOption,
+    log_level: str = LogOption,
+) -> None:
+    """Start the gateway on the embedded store, with a simulator if no provider is configured."""
+    loaded = cfg.load(config)
+    stack.setup_logging(log_level)
+    key, source = stack.master_key(loaded)
+    servers = []
+    notes = []
+    if not loaded.providers:
+        sim = stack.simulator_server()
+        servers.append(sim)
+        loaded = stack.with_simulator(loaded, sim.url)
+        notes.append(
+            f"no provider configured: answering from the built-in simulator at {sim.url} "
+            "(add providers to xvckit.yaml for real models)"
+        )
+    gateway = stack.gateway_server(loaded, key, host, port)
+    servers.append(gateway)
+    lines = [
+        f"# xvckit gateway on {gateway.url}, store {loaded.storage.url}",
+        *(f"# {note}" for note in notes),
+        f"# the key below is the master key (from {source}); paste these lines into your shell:",
+        *stack.export_lines(gateway.url, key),
+        "# Ctrl-C stops the gateway after in-flight requests finish.",
+    ]
+    typer.echo("\n".join(lines))
+    asgi.run(*servers)

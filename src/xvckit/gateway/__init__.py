@@ -1,0 +1,5 @@
+"""The HTTP service every AI tool points at."""
+
+from xvckit.gateway.app import Gateway
+
+__all__ = ["Gateway"]

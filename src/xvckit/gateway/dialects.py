@@ -1,0 +1,36 @@
+"""The two API dialects a client may speak, and how each one phrases an error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xvckit.providers import anthropic, openai
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str
+
+    def error_body(self, status: int, message: str, code: str | None, request_id: str) -> bytes:
+        if self.name == anthropic.NAME:
+            return anthropic.error_body(status, message, request_id)
+        return openai.error_body(status, message, code)
+
+    def stream_error_event(self, status: int, message: str, code: str | None, request_id: str) -> bytes:
+        if self.name == anthropic.NAME:
+            return anthropic.stream_error_event(status, message, request_id)
+        return openai.stream_error_event(status, message, code)
+
+
+OPENAI = Dialect(openai.NAME)
+ANTHROPIC = Dialect(anthropic.NAME)
+
+
+class GatewayError(Exception):
+    """A failure the client should see as an API error in its own dialect."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code

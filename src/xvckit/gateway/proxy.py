@@ -1,0 +1,359 @@
+"""The proxy step: authenticate, read, route, forward, stream back, read usage.
+
+Bodies are parsed once (to find the model and the stream flag) and re-encoded only
+when the gateway must change them; upstream bytes are forwarded as whole SSE events
+the moment they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body
+from xvckit.gateway.auth import Authenticator
+from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
+from xvckit.gateway.exchange import Exchange, request_id
+from xvckit.gateway.routing import Deployment, Router
+from xvckit.gateway.upstream import Upstreams, failure
+from xvckit.providers import Usage, anthropic, openai
+from xvckit.providers.sse import EventSplitter, event_json
+
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"content-encoding",
+        b"server",
+        b"date",
+        b"x-request-id",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    dialect: Dialect
+    upstream_path: str  # appended to the provider's base_url
+    provider_kind: str
+    streams: bool
+
+
+CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True)
+EMBEDDINGS = Endpoint("embeddings", OPENAI, "/embeddings", "openai", False)
+MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True)
+COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", "anthropic", False)
+
+
+class Proxy:
+    def __init__(self, auth: Authenticator, router: Router, upstreams: Upstreams, max_body: int) -> None:
+        self.auth = auth
+        self.router = router
+        self.upstreams = upstreams
+        self.max_body = max_body
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
+        ex = Exchange(request_id(header(scope, b"x-request-id")), endpoint.name)
+        watch: DisconnectWatch | None = None
+        try:
+            self.auth.check(scope)
+            body = await self._read_json_body(scope, receive)
+            payload = _parse_object(body)
+            deployment = self.router.resolve(payload.get("model"))
+            ex.model, ex.provider, ex.upstream_model = (
+                payload["model"],
+                deployment.provider.name,
+                deployment.model,
+            )
+            if deployment.provider.kind != endpoint.provider_kind:
+                raise GatewayError(
+                    400,
+                    f"model '{ex.model}' is served by the {deployment.provider.kind} provider "
+                    f"'{ex.provider}'; call it through its own API",
+                    "dialect_mismatch",
+                )
+            ex.stream = endpoint.streams and payload.get("stream") is True
+            body, hide_usage = _prepare(payload, body, deployment, ex.stream, endpoint)
+            watch = DisconnectWatch(receive)
+            await self._forward(scope, send, endpoint, deployment, body, hide_usage, ex, watch)
+        except GatewayError as exc:
+            if watch:
+                watch.close()
+            ex.status, ex.error = exc.status, exc.code or "error"
+            ex.overhead_ms = _ms_since(ex.started) - ex.upstream_ms
+            await _send_error(send, endpoint.dialect, exc, ex)
+        except ClientGone:
+            ex.status, ex.error = 499, "client_disconnected"
+        except asyncio.CancelledError:
+            if watch is None or not watch.gone:
+                raise
+            asyncio.current_task().uncancel()
+            ex.status, ex.error = 499, "client_disconnected"
+        finally:
+            if watch:
+                watch.close()
+            ex.finish()
+
+    async def _read_json_body(self, scope: Scope, receive: Receive) -> bytes:
+        content_type = header(scope, b"content-type") or b""
+        if not content_type.split(b";", 1)[0].strip().lower() == JSON:
+            raise GatewayError(
+                415,
+                "the request body must be JSON (Content-Type: application/json)",
+                "unsupported_content_type",
+            )
+        try:
+            return await read_body(scope, receive, self.max_body)
+        except BodyTooLarge:
+            raise GatewayError(
+                413,
+                f"the request body is larger than the gateway's limit of {self.max_body} bytes",
+                "request_too_large",
+            ) from None
+
+    async def _forward(
+        self,
+        scope: Scope,
+        send: Send,
+        endpoint: Endpoint,
+        deployment: Deployment,
+        body: bytes,
+        hide_usage: bool,
+        ex: Exchange,
+        watch: DisconnectWatch,
+    ) -> None:
+        provider = deployment.provider
+        ex.upstream_started = time.perf_counter()
+        try:
+            response = await self.upstreams.session.post(
+                self.upstreams.url(provider, endpoint.upstream_path),
+                data=body,
+                headers=self.upstreams.headers(provider, scope),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ex.upstream_ms = _ms_since(ex.upstream_started)
+            raise failure(exc, provider.name) from None
+        try:
+            ex.status = response.status
+            if ex.stream and response.content_type == "text/event-stream":
+                await _stream_back(send, endpoint, response, hide_usage, ex, watch)
+            else:
+                try:
+                    data = await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    ex.upstream_ms = _ms_since(ex.upstream_started)
+                    raise failure(exc, provider.name) from None
+                await _send_whole(send, endpoint, response, data, ex, watch)
+        finally:
+            response.close()
+
+
+async def _send_whole(
+    send: Send,
+    endpoint: Endpoint,
+    response: aiohttp.ClientResponse,
+    data: bytes,
+    ex: Exchange,
+    watch: DisconnectWatch,
+) -> None:
+    upstream_done = time.perf_counter()
+    ex.upstream_ms = (upstream_done - ex.upstream_started) * 1000
+    if response.status == 200:
+        ex.usage = _usage_of_body(endpoint, data)
+    else:
+        ex.error = f"upstream_{response.status}"
+    headers = _response_headers(response, ex)
+    headers.append((b"content-length", str(len(data)).encode()))
+    ex.overhead_ms = _overhead_ms(ex, upstream_done)
+    headers.append(ex.overhead_header())
+    watch.close()
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _stream_back(
+    send: Send,
+    endpoint: Endpoint,
+    response: aiohttp.ClientResponse,
+    hide_usage: bool,
+    ex: Exchange,
+    watch: DisconnectWatch,
+) -> None:
+    """Forward whole SSE events as they arrive; a broken upstream ends in a well-formed error event."""
+    headers_in = time.perf_counter()
+    headers = _response_headers(response, ex)
+    ex.overhead_ms = _overhead_ms(ex, headers_in)
+    headers.append(ex.overhead_header())
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    reader = _StreamReader(endpoint, hide_usage)
+    broken: GatewayError | None = None
+    try:
+        async for data in response.content.iter_any():
+            out = reader.feed(data)
+            if out:
+                if ex.ttft_ms is None:
+                    ex.ttft_ms = _ms_since(ex.started)
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        broken = failure(exc, ex.provider or "?")
+    ex.upstream_ms = _ms_since(ex.upstream_started)
+    ex.usage = reader.usage
+    if broken is None and not reader.complete:
+        broken = GatewayError(502, f"upstream '{ex.provider}' ended the stream early", "upstream_incomplete")
+    watch.close()
+    tail = b""
+    if broken:
+        ex.error = broken.code
+        tail = endpoint.dialect.stream_error_event(broken.status, broken.message, broken.code, ex.request_id)
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class _StreamReader:
+    """Reads usage and the end marker out of a stream, and drops the usage chunk the
+    gateway asked an OpenAI upstream for when the client did not."""
+
+    __slots__ = ("_hide_usage", "_openai", "_splitter", "complete", "usage")
+
+    def __init__(self, endpoint: Endpoint, hide_usage: bool) -> None:
+        self._openai = endpoint.dialect is OPENAI
+        self._hide_usage = hide_usage
+        self._splitter = EventSplitter()
+        self.usage = Usage()
+        self.complete = False
+
+    def feed(self, data: bytes) -> bytes:
+        events = self._splitter.feed(data)
+        if not events:
+            return b""
+        keep = [event for event in events if self._keep(event)]
+        return keep[0] if len(keep) == 1 else b"".join(keep)
+
+    def _keep(self, event: bytes) -> bool:
+        if self._openai:
+            if event.startswith(b"data: [DONE]"):
+                self.complete = True
+            elif b'"usage"' in event and b'"usage":null' not in event and b'"usage": null' not in event:
+                chunk = event_json(event)
+                if chunk and chunk.get("usage"):
+                    self.usage = openai.usage_from_obj(chunk["usage"])
+                    return not (self._hide_usage and openai.is_usage_only_chunk(chunk))
+            return True
+        if event.startswith((b"event: message_start", b"event: message_delta")):
+            parsed = event_json(event)
+            found = anthropic.usage_from_event(parsed) if parsed else None
+            if found:
+                self.usage.add(found)
+        elif event.startswith(b"event: message_stop"):
+            self.complete = True
+        return True
+
+
+class DisconnectWatch:
+    """Cancels the request's task when its client goes away, so the upstream call stops
+    too (no tokens are spent on an answer nobody reads). Closed before the last send."""
+
+    __slots__ = ("_task", "_watcher", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self._task.cancel()
+
+    def close(self) -> None:
+        self._watcher.cancel()
+
+
+def _prepare(
+    payload: dict, body: bytes, deployment: Deployment, stream: bool, endpoint: Endpoint
+) -> tuple[bytes, bool]:
+    """The body to send upstream, and whether to hide a usage chunk the client did not ask for.
+
+    Only `model` and `stream_options` may change; every other field passes untouched.
+    """
+    changed = False
+    hide_usage = False
+    if payload["model"] != deployment.model:
+        payload["model"] = deployment.model
+        changed = True
+    if stream and endpoint is CHAT:
+        options = payload.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage")):
+            payload["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+            hide_usage = changed = True
+    return (orjson.dumps(payload) if changed else body), hide_usage
+
+
+def _parse_object(body: bytes) -> dict:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
+    if not isinstance(payload, dict):
+        raise GatewayError(400, "the request body must be a JSON object", "invalid_json")
+    return payload
+
+
+def _usage_of_body(endpoint: Endpoint, data: bytes) -> Usage:
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return Usage()
+    if not isinstance(body, dict):
+        return Usage()
+    if endpoint is COUNT_TOKENS:
+        return Usage(input_tokens=body.get("input_tokens") or 0)
+    module = anthropic if endpoint.dialect is ANTHROPIC else openai
+    return module.usage_from_body(body)
+
+
+def _response_headers(response: aiohttp.ClientResponse, ex: Exchange) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-request-id", ex.request_id.encode())]
+    for name, value in response.raw_headers:
+        lower = name.lower()
+        if lower == b"x-request-id":
+            headers.append((b"x-upstream-request-id", value))
+        elif lower not in _HOP_BY_HOP:
+            headers.append((lower, value))
+    return headers
+
+
+async def _send_error(send: Send, dialect: Dialect, exc: GatewayError, ex: Exchange) -> None:
+    body = dialect.error_body(exc.status, exc.message, exc.code, ex.request_id)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", JSON),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", ex.request_id.encode()),
+                ex.overhead_header(),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _overhead_ms(ex: Exchange, upstream_ready: float) -> float:
+    """Time spent in the gateway itself: before the upstream call and after its answer."""
+    return ((ex.upstream_started - ex.started) + (time.perf_counter() - upstream_ready)) * 1000
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000

@@ -1,0 +1,51 @@
+"""Which provider serves a requested model, and under which upstream id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xvckit.config import Config, Provider
+from xvckit.gateway.dialects import GatewayError
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: Provider
+    model: str  # the id the upstream knows
+
+
+class Router:
+    """Exact names win over globs; globs are tried in the order the config lists them."""
+
+    def __init__(self, config: Config) -> None:
+        self._exact: dict[str, Deployment] = {}
+        self._globs = []
+        for route in config.models:
+            provider = config.provider(route.provider)
+            if route.is_glob:
+                self._globs.append((route, provider))
+            else:
+                self._exact.setdefault(route.name, Deployment(provider, route.model or route.name))
+        self._cache: dict[str, Deployment] = {}
+
+    def resolve(self, requested: object) -> Deployment:
+        if not isinstance(requested, str) or not requested:
+            raise GatewayError(400, "the request has no 'model' (a non-empty string)", "missing_model")
+        found = self._exact.get(requested) or self._cache.get(requested)
+        if found:
+            return found
+        for route, provider in self._globs:
+            if route.matches(requested):
+                found = Deployment(provider, route.model or requested)
+                if len(self._cache) < 10_000:
+                    self._cache[requested] = found
+                return found
+        raise GatewayError(
+            404,
+            f"The model '{requested}' does not exist or is not configured on this gateway.",
+            "model_not_found",
+        )
+
+    def listed_models(self) -> list[tuple[str, str]]:
+        """(model name, provider name) of every exact route, for GET /v1/models."""
+        return [(name, d.provider.name) for name, d in self._exact.items()]

@@ -1,0 +1,85 @@
+"""Open the store by URL; SQLite in WAL mode, PostgreSQL through psycopg.
+
+The engine is synchronous and used from worker threads: the gateway never blocks its
+event loop on the database, and one code path serves both back ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from xvckit.errors import UserError
+from xvckit.store.schema import SCHEMA_VERSION, meta, metadata
+
+
+class StoreError(UserError):
+    """The store cannot be opened or used; the message names the URL without credentials."""
+
+
+def data_dir_of(url: str) -> Path | None:
+    """The directory holding a SQLite database (where xvckit keeps its local files)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).expanduser().parent
+    return None
+
+
+def _engine_url(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///")).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _safe(url: str) -> str:
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        try:
+            engine = sa.create_engine(_engine_url(url), pool_pre_ping=True)
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            metadata.create_all(engine)
+            with engine.begin() as conn:
+                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+                if found is None:
+                    conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open store {_safe(_engine_url(url))}: {_first_line(exc)}") from None
+        return cls(engine, url)
+
+    def ping(self) -> None:
+        """Raise StoreError unless a round trip to the database works."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(_first_line(exc)) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
