@@ -38,11 +38,40 @@ def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
         yield start
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    url = os.environ.get("XVCKIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test session's own on the PostgreSQL server, dropped afterwards."""
+    import sqlalchemy as sa
+
+    server = os.environ.get("XVCKIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"xvckit_test_{os.getpid()}"
     try:
-        Store.open(url).ping()
+        admin = sa.create_engine(
+            server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
     except Exception as exc:  # any failure to connect means "not here"
-        require_service("PostgreSQL", f"{url}: {exc}")
+        yield f"unavailable: {server}: {str(exc).splitlines()[0]}"
+        return
+    yield server.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """Each store test runs on SQLite and on PostgreSQL (empty tables each time)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/xvckit.db"
+    url = request.getfixturevalue("postgres_database")
+    if url.startswith("unavailable: "):
+        require_service("PostgreSQL", url.removeprefix("unavailable: "))
+    from xvckit.store.schema import metadata
+
+    store = Store.open(url)
+    metadata.drop_all(store.engine)
+    store.close()
     return url

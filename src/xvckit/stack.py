@@ -98,3 +98,11 @@ def export_lines(gateway_url: str, key: str) -> list[str]:
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+
+def open_store(config_path: str | os.PathLike[str] | None) -> tuple[Config, Store]:
+    """The configuration and its store, for CLI commands that work on the data directly."""
+    from xvckit.config import load
+
+    config = load(config_path)
+    return config, Store.open(config.storage.url)
