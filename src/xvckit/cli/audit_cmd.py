@@ -1,0 +1,82 @@
+"""`xvckit audit list|verify|export`: the hash-chained trail of admin actions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from xvckit import stack
+from xvckit.cli.options import ConfigOption
+from xvckit.store import audit
+
+app = typer.Typer(help="The audit trail of admin actions: list, verify, export.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_entries(
+    config: ConfigOption = None,
+    since: str | None = typer.Option(None, "--since", help="age (7d, 12h, 30m) or date (2025-01-31)"),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="only the newest N entries"),
+    action: str | None = typer.Option(None, "--action", help="e.g. key.create, or key.* for a prefix"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
+) -> None:
+    """Show audit entries, oldest first."""
+    when = audit.parse_since(since) if since else None
+    _, store = stack.open_store(config)
+    try:
+        found = audit.entries(store, since=when, limit=limit, action=action)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([entry.to_json() for entry in found], indent=2, ensure_ascii=False))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if not found:
+        console.print("(no audit entries)")
+        return
+    table = Table("id", "time (UTC)", "actor", "action", "target", "detail", box=None, header_style="bold")
+    for entry in found:
+        detail = json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":")) if entry.detail else ""
+        cells = (str(entry.id), f"{entry.ts:%Y-%m-%d %H:%M:%S}", entry.actor, entry.action, entry.target)
+        table.add_row(*(Text(cell) for cell in (*cells, detail)))  # Text, not markup: "[redacted]" stays
+    console.print(table)
+
+
+@app.command()
+def verify(
+    config: ConfigOption = None,
+    as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
+) -> None:
+    """Check the hash chain; exit 1 and name the first broken entry if a row was changed or removed."""
+    _, store = stack.open_store(config)
+    try:
+        result = audit.verify(store)
+    finally:
+        store.close()
+    typer.echo(json.dumps(result.to_json()) if as_json else result.describe())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    config: ConfigOption = None,
+    out: Path | None = typer.Option(None, "--out", "-o", help="file to write (default: standard output)"),
+) -> None:
+    """Write every entry as JSON lines (with hashes, so the export can be checked elsewhere)."""
+    _, store = stack.open_store(config)
+    try:
+        if out is None:
+            audit.export_jsonl(store, sys.stdout)
+            return
+        with out.open("w", encoding="utf-8") as handle:
+            count = audit.export_jsonl(store, handle)
+        typer.echo(f"wrote {count} audit entr{'y' if count == 1 else 'ies'} to {out}", err=True)
+    finally:
+        store.close()

@@ -1,0 +1,457 @@
+"""The audit trail: every admin action, appended to a SHA-256 hash chain.
+
+Each entry holds who (`actor`), what (`action`), on what (`target`), when (`ts`, UTC) and a
+JSON `detail`, plus the previous entry's hash and its own hash over a canonical encoding of
+all of these. The head of the chain (last id and hash) is kept in `xvckit_meta` and updated
+in the same transaction as the row, so `verify` notices an edited row (its hash no longer
+matches), a removed row (an id gap and a broken `prev_hash` link) and a removed tail (the
+head names an entry that is gone).
+
+A plain hash chain proves that rows were not changed by anyone who did not also recompute
+every later hash and the head; it is tamper-evidence against edits made with SQL, not a
+signature.
+
+Vocabulary (free-form, but keep to it):
+
+- actors: `admin` (the master key over the admin API), `key:<key id>` (a virtual key acting
+  through the admin API), `cli:<os user>` (a CLI command; see `default_actor`),
+  `gateway` (the service itself, e.g. `config.load` at start).
+- actions: `<object>.<verb>`, lower case: `key.create`, `key.update`, `key.revoke`,
+  `key.rotate`, `team.create`, `team.update`, `team.delete`, `config.load`,
+  `config.rewrite`, `secret.put`, `secret.delete`.
+
+No secret is ever stored here: `detail` values under names like key/secret/token/password
+and any string that looks like an API key (`sk-...`, `xvc-...`) are replaced by
+`[redacted]` before hashing, and the same scrub is applied to `actor` and `target`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import getpass
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from xvckit.errors import UserError
+from xvckit.store.schema import meta, metadata
+
+GENESIS_HASH = "0" * 64
+HEAD_KEY = "audit_head"
+REDACTED = "[redacted]"
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
+_PG_LOCK_ID = 0x78766B6175646974  # "xvkaudit": the advisory lock that serialises appends
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("ts", sa.String(32), nullable=False, index=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False, index=True),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # canonical JSON, hashed byte for byte
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: dt.datetime
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ts": _format_ts(self.ts),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "detail": self.detail,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int  # entries whose hash and link were checked
+    head_id: int | None = None  # the last entry according to the head record
+    broken_id: int | None = None  # the first entry where the chain breaks
+    reason: str | None = None  # why, in words: "edited", "removed", ...
+
+    def describe(self) -> str:
+        checked = f"{self.checked} entr{'y' if self.checked == 1 else 'ies'}"
+        if self.ok:
+            head = f", head #{self.head_id}" if self.head_id else ""
+            return f"ok: {checked} checked, chain intact{head}"
+        return f"broken at entry #{self.broken_id}: {self.reason} ({checked} intact before it)"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+def default_actor() -> str:
+    """`cli:<os user>` for commands run from a shell."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
+
+
+@contextmanager
+def transaction(store) -> Iterator[Connection]:
+    """A write transaction holding the audit lock, committed on exit, rolled back on error.
+
+    Use it to make an admin change and its audit entry one atomic unit:
+
+        with audit.transaction(store) as conn:
+            conn.execute(keys.insert()...)
+            audit.append_in(conn, actor, "key.create", key_id, {...})
+
+    SQLite takes the database write lock up front (BEGIN IMMEDIATE), PostgreSQL a
+    transaction-scoped advisory lock, so concurrent appends from any number of threads
+    or processes line up and the chain never forks.
+    """
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def append(store, actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> AuditEntry:
+    """Append one entry in its own transaction (synchronous; call from a worker thread)."""
+    with transaction(store) as conn:
+        return append_in(conn, actor, action, target, detail)
+
+
+def append_in(
+    conn: Connection, actor: str, action: str, target: str, detail: dict[str, Any] | None = None
+) -> AuditEntry:
+    """Append one entry on a connection opened by `transaction` (its lock must be held)."""
+    if not _ACTION.fullmatch(action or ""):
+        raise ValueError(f"audit action must look like 'object.verb' in lower case, not {action!r}")
+    actor = scrub_text(actor)[:200]
+    target = scrub_text(target)[:500]
+    if not actor:
+        raise ValueError("audit actor must not be empty")
+    detail_json = canonical_json(redact(detail or {}))
+    head = _read_head(conn)
+    if head is None:
+        last = conn.execute(
+            sa.select(audit_log.c.id, audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1)
+        ).first()
+        head = (last.id, last.hash) if last else (0, GENESIS_HASH)
+    entry_id, prev_hash = head[0] + 1, head[1]
+    ts = _format_ts(dt.datetime.now(dt.UTC))
+    digest = entry_hash(entry_id, ts, actor, action, target, detail_json, prev_hash)
+    conn.execute(
+        audit_log.insert().values(
+            id=entry_id,
+            ts=ts,
+            actor=actor,
+            action=action,
+            target=target,
+            detail=detail_json,
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+    )
+    _write_head(conn, entry_id, digest)
+    detail_out = json.loads(detail_json)
+    return AuditEntry(entry_id, _parse_ts(ts), actor, action, target, detail_out, prev_hash, digest)
+
+
+def entry_hash(entry_id: int, ts: str, actor: str, action: str, target: str, detail: str, prev: str) -> str:
+    """SHA-256 over the canonical JSON array of an entry's fields (detail as stored text)."""
+    encoded = canonical_json([entry_id, ts, actor, action, target, detail, prev]).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_jsonable
+    )
+
+
+# --- keeping secrets out --------------------------------------------------------------------------
+
+_ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_SECRET_WORDS = frozenset(
+    {
+        "key", "keys", "apikey", "apikeys", "secret", "secrets", "token", "password", "passwd",
+        "passphrase", "pwd", "credential", "credentials", "authorization", "auth", "cookie",
+    }
+)  # fmt: skip
+# names that only point at a secret (`key_id`, `secret_name`, `key_prefix`), or count tokens
+_SAFE_LAST_WORDS = frozenset({"id", "ids", "name", "names", "prefix", "count", "kind", "type", "header"})
+_KEY_LIKE = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk|xvc|rk|pk)-[A-Za-z0-9_\-]{16,}"  # OpenAI, Anthropic (sk-ant-), xvckit keys
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*"  # an Authorization header value
+)
+
+
+def secret_like_name(name: str) -> bool:
+    """True for field names that hold secrets: `api_key`, `secret`, `X-Api-Key`, `password`..."""
+    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", name)]
+    if not words:
+        return False
+    if words[-1] in _SAFE_LAST_WORDS:
+        return False
+    joined = "".join(words)
+    return any(w in _SECRET_WORDS for w in words) or joined in _SECRET_WORDS
+
+
+def scrub_text(text: str) -> str:
+    """The text with anything that looks like an API key replaced by `[redacted]`."""
+    return _KEY_LIKE.sub(REDACTED, str(text))
+
+
+def redact(value: Any, *, _under_secret: bool = False) -> Any:
+    """A copy of a JSON-like value that is safe to store in the audit trail."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            name = str(k)
+            out[scrub_text(name)] = redact(v, _under_secret=_under_secret or secret_like_name(name))
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [redact(v, _under_secret=_under_secret) for v in items]
+    if isinstance(value, bytes | bytearray) or type(value).__name__ in {"SecretStr", "SecretBytes"}:
+        return REDACTED
+    if isinstance(value, str):
+        return REDACTED if _under_secret and value else scrub_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value  # counts, limits and flags are not secrets, whatever their field is called
+    return redact(_jsonable(value), _under_secret=_under_secret)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return _format_ts(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"audit detail values must be JSON data, not {type(value).__name__}")
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def entries(
+    store,
+    since: dt.datetime | dt.timedelta | None = None,
+    limit: int | None = None,
+    action: str | None = None,
+) -> list[AuditEntry]:
+    """Entries in chain order (oldest first). `since`: a time or an age; `limit`: the newest N;
+    `action`: exact (`key.create`) or a prefix ending in `*` (`key.*`)."""
+    query = sa.select(audit_log)
+    if since is not None:
+        when = dt.datetime.now(dt.UTC) - since if isinstance(since, dt.timedelta) else since
+        query = query.where(audit_log.c.ts >= _format_ts(when))
+    if action:
+        if action.endswith("*"):
+            prefix = action.rstrip("*").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(audit_log.c.action.like(prefix + "%", escape="\\"))
+        else:
+            query = query.where(audit_log.c.action == action)
+    if limit is not None:
+        query = query.order_by(audit_log.c.id.desc()).limit(max(limit, 0))
+    else:
+        query = query.order_by(audit_log.c.id)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    found = [_entry(row) for row in rows]
+    return sorted(found, key=lambda e: e.id) if limit is not None else found
+
+
+def export_jsonl(store, file: TextIO, *, batch: int = 5000) -> int:
+    """Write every entry as one JSON object per line, in chain order; return how many."""
+    count = 0
+    with store.engine.connect() as conn:
+        _begin_snapshot(conn)
+        for rows in _pages(conn, batch):
+            for row in rows:
+                file.write(json.dumps(_entry(row).to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+                count += 1
+        conn.rollback()
+    return count
+
+
+def verify(store, *, batch: int = 5000) -> VerifyResult:
+    """Walk the chain from the first entry; report the first broken link.
+
+    Reads one consistent snapshot, so appends made during the walk cannot look like damage.
+    """
+    with store.engine.connect() as conn:
+        _begin_snapshot(conn)
+        try:
+            head = _read_head(conn, strict=False)
+            return _walk(conn, head, batch)
+        finally:
+            conn.rollback()
+
+
+def _walk(conn: Connection, head: tuple[int, str] | str | None, batch: int) -> VerifyResult:
+    head_id = head[0] if isinstance(head, tuple) else None
+    expected_id, prev_hash, checked = 1, GENESIS_HASH, 0
+
+    def broken(entry_id: int, reason: str) -> VerifyResult:
+        return VerifyResult(False, checked, head_id, entry_id, reason)
+
+    for rows in _pages(conn, batch):
+        for row in rows:
+            if row.id != expected_id:
+                missing = f"#{expected_id}" if row.id == expected_id + 1 else f"#{expected_id}..#{row.id - 1}"
+                if row.id < expected_id:
+                    return broken(row.id, "id out of order (row re-inserted or renumbered)")
+                return broken(row.id, f"removed: entry {missing} before it is missing")
+            digest = entry_hash(row.id, row.ts, row.actor, row.action, row.target, row.detail, row.prev_hash)
+            if digest != row.hash:
+                return broken(row.id, "edited: its content does not match its hash")
+            if row.prev_hash != prev_hash:
+                return broken(
+                    row.id,
+                    "link broken: its prev_hash does not match the entry before it "
+                    "(an entry was removed, replaced or rewritten)",
+                )
+            expected_id, prev_hash = row.id + 1, row.hash
+            checked += 1
+    last_id = expected_id - 1
+    if head is None:
+        if checked:
+            return broken(last_id, "head record missing from xvckit_meta (the end cannot be confirmed)")
+        return VerifyResult(True, 0, None)
+    if isinstance(head, str):
+        return broken(last_id + 1 if checked else 1, f"head record unreadable: {head}")
+    if head[0] > last_id:
+        gone = f"#{last_id + 1}" if head[0] == last_id + 1 else f"#{last_id + 1}..#{head[0]}"
+        return broken(last_id + 1, f"removed: the last entr{'y' if head[0] == last_id + 1 else 'ies'} {gone}")
+    if head[0] < last_id:
+        return broken(head[0] + 1, f"appended outside xvckit: the head record ends at #{head[0]}")
+    if head[1] != prev_hash:
+        return broken(last_id, "head record does not match the last entry (last entry replaced)")
+    return VerifyResult(True, checked, head_id)
+
+
+def _pages(conn: Connection, batch: int) -> Iterator[list[Any]]:
+    after = None
+    while True:
+        query = sa.select(audit_log).order_by(audit_log.c.id).limit(batch)
+        if after is not None:
+            query = query.where(audit_log.c.id > after)
+        rows = conn.execute(query).all()
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].id
+
+
+def _begin_snapshot(conn: Connection) -> None:
+    """Make every following read on `conn` see the same committed state."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")  # WAL: the snapshot is taken at the first read
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def _read_head(conn: Connection, *, strict: bool = True) -> tuple[int, str] | str | None:
+    value = conn.execute(sa.select(meta.c.value).where(meta.c.key == HEAD_KEY)).scalar()
+    if value is None:
+        return None
+    number, _, digest = value.partition(":")
+    if number.isdigit() and re.fullmatch(r"[0-9a-f]{64}", digest):
+        return int(number), digest
+    if strict:
+        raise UserError(f"the audit head in xvckit_meta is damaged ({HEAD_KEY}); run `xvckit audit verify`")
+    return "not '<id>:<sha256>'"
+
+
+def _write_head(conn: Connection, entry_id: int, digest: str) -> None:
+    value = f"{entry_id}:{digest}"
+    updated = conn.execute(meta.update().where(meta.c.key == HEAD_KEY).values(value=value)).rowcount
+    if not updated:
+        conn.execute(meta.insert().values(key=HEAD_KEY, value=value))
+
+
+def _entry(row: Any) -> AuditEntry:
+    try:
+        detail = json.loads(row.detail)
+    except ValueError:
+        detail = {"unparsable": True}
+    ts = _parse_ts(row.ts)
+    return AuditEntry(row.id, ts, row.actor, row.action, row.target, detail, row.prev_hash, row.hash)
+
+
+def _format_ts(when: dt.datetime) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).strftime(_TS_FORMAT)
+
+
+def _parse_ts(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(text, _TS_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)")
+_AGE_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str) -> dt.datetime:
+    """`7d`, `12h`, `30m`, `2w`, `90s`, or an ISO date/time (UTC unless it says otherwise)."""
+    text = text.strip()
+    match = _AGE.fullmatch(text)
+    if match:
+        seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(
+            f"--since {text!r}: expected an age like 7d, 12h, 30m, 2w or a date like 2025-01-31"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
