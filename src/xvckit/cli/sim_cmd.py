@@ -17,10 +17,55 @@ def sim(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(4242, help="port to listen on (0: any free port)"),
     tier: Tier = typer.Option(Tier.professional, help="the guide's API tier to imitate"),
-    latency_ms: float | None = typer.Option(None, help="response time (default: the tier's)"),
-    fail_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="share of requests answered 500"),
+    latency_ms: float | None = typer.Option(None, min=0, help="response time (default: the tier's)"),
+    fail_rate: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="share of requests answered 500 (Anthropic: 500 or 529)"
+    ),
+    drop_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="share of connections closed unanswered"),
+    rpm: int | None = typer.Option(
+        None, min=0, help="requests per minute per key (default: the tier's; 0: none)"
+    ),
+    tpm: int | None = typer.Option(
+        None, min=0, help="tokens per minute per key (default: the tier's; 0: none)"
+    ),
+    context_window: int | None = typer.Option(
+        None, min=1, help="context window in tokens (default: the tier's)"
+    ),
+    chunk_delay_ms: float = typer.Option(0.0, min=0, help="pause between two events of a stream"),
+    api_key: str | None = typer.Option(
+        None, envvar="XVCKIT_SIM_API_KEY", help="the only key accepted (default: any non-empty key)"
+    ),
+    seed: int = typer.Option(0, help="seed of the random faults and ids"),
 ) -> None:
     """Run a simulated OpenAI- and Anthropic-compatible provider."""
-    from xvckit.sim import serve
+    from xvckit.sim import SimSettings, serve
 
-    serve(host=host, port=port, tier=tier.value, latency_ms=latency_ms, fail_rate=fail_rate)
+    try:
+        settings = SimSettings(
+            tier=tier.value,
+            latency_ms=latency_ms,
+            rpm=rpm,
+            tpm=tpm,
+            context_window=context_window,
+            fail_rate=fail_rate,
+            drop_rate=drop_rate,
+            chunk_delay_ms=chunk_delay_ms,
+            api_key=api_key,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    def ready(url: str) -> None:
+        limits = ", ".join(
+            f"{value} {name}" if value else f"no {name} limit"
+            for name, value in (("rpm", settings.rpm), ("tpm", settings.tpm))
+        )
+        typer.echo(
+            f"xvckit sim on {url} ({settings.tier}: {limits}, context {settings.context_window} tokens, "
+            f"latency {settings.latency_ms:g} ms)\n"
+            f"  OpenAI base URL {url}/v1, Anthropic base URL {url}",
+            err=True,
+        )
+
+    serve(settings, host=host, port=port, on_ready=ready)

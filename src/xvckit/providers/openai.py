@@ -68,3 +68,10 @@ def usage_from_body(body: dict) -> Usage:
 def is_usage_only_chunk(chunk: dict) -> bool:
     """The chunk `stream_options.include_usage` adds at the end: usage and no choices."""
     return not chunk.get("choices") and bool(chunk.get("usage"))
+
+
+def rate_limit_error_body(message: str, limit: str) -> bytes:
+    """A 429 as OpenAI sends it: `type` names the exhausted limit ("requests" or "tokens")."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": limit, "param": None, "code": "rate_limit_exceeded"}}
+    )

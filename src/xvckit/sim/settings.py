@@ -1,0 +1,51 @@
+"""How the simulated provider behaves: a guide tier's limits and speed, plus injected faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xvckit.providers.tiers import tier as find_tier
+
+
+@dataclass(slots=True)
+class SimSettings:
+    """For `latency_ms`, `rpm`, `tpm` and `context_window`, None takes the tier's value.
+
+    After construction every field holds the value in force; an `rpm` or `tpm` of 0 means
+    no limit (pass 0 to lift a tier's limit). Limits apply per API key, over a true 60 s
+    sliding window, like a provider's per-organization limits.
+    """
+
+    tier: str = "professional"
+    latency_ms: float | None = None  # time before the response starts
+    rpm: int | None = None
+    tpm: int | None = None
+    context_window: int | None = None
+    fail_rate: float = 0.0  # share answered 500 (Anthropic: 500 or 529, evenly)
+    drop_rate: float = 0.0  # share of connections closed without a response
+    chunk_delay_ms: float = 0.0  # pause between two events of a stream
+    api_key: str | None = None  # None: any non-empty key is accepted
+    seed: int = 0  # for the random faults and ids
+
+    def __post_init__(self) -> None:
+        preset = find_tier(self.tier)
+        if self.latency_ms is None:
+            self.latency_ms = preset.latency_ms
+        if self.rpm is None:
+            self.rpm = preset.rpm or 0
+        if self.tpm is None:
+            self.tpm = preset.tpm or 0
+        if self.context_window is None:
+            self.context_window = preset.context_window
+        for name in ("fail_rate", "drop_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
+        if self.fail_rate + self.drop_rate > 1.0:
+            raise ValueError("fail_rate + drop_rate must not exceed 1")
+        for name in ("latency_ms", "rpm", "tpm", "chunk_delay_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
+        if self.context_window <= 0:
+            raise ValueError(f"context_window must be positive, not {self.context_window}")
+        if self.api_key == "":
+            raise ValueError("api_key must not be empty (None accepts any key)")
