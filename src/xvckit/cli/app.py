@@ -7,7 +7,7 @@ import sys
 import typer
 
 from xvckit import __version__
-from xvckit.cli import audit_cmd, config_cmd, gateway_cmd, secrets_cmd, sim_cmd
+from xvckit.cli import audit_cmd, config_cmd, gateway_cmd, secrets_cmd, sim_cmd, usage_cmd
 from xvckit.errors import UserError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
+app.command("usage")(usage_cmd.usage)
 
 
 @app.command()

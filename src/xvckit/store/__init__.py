@@ -3,5 +3,29 @@
 # imported for their tables, which `Store.open` creates with the rest of `schema.metadata`
 from xvckit.store import audit, secrets
 from xvckit.store.database import Store, StoreError, data_dir_of
+from xvckit.store.ledger import (
+    Ledger,
+    LedgerClosed,
+    LedgerError,
+    LedgerUnavailable,
+    UsageRecord,
+    ledger_request_ids,
+    parse_time,
+    usage_report,
+)
 
-__all__ = ["Store", "StoreError", "audit", "data_dir_of", "secrets"]
+__all__ = [
+    "Ledger",
+    "LedgerClosed",
+    "LedgerError",
+    "LedgerUnavailable",
+    "Store",
+    "StoreError",
+    "UsageRecord",
+    "audit",
+    "data_dir_of",
+    "ledger_request_ids",
+    "parse_time",
+    "secrets",
+    "usage_report",
+]

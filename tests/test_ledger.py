@@ -1,0 +1,502 @@
+"""The usage ledger: group commit, no record twice, crash safety, failures, reports from the
+rollup equal to the raw aggregation, retention, and `xvckit usage`."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xvckit.store import Store
+from xvckit.store import ledger as L
+from xvckit.store.ledger import (
+    DAY,
+    HOUR,
+    Ledger,
+    LedgerError,
+    LedgerUnavailable,
+    UsageRecord,
+    ledger_records,
+    ledger_request_ids,
+    parse_time,
+    usage_report,
+    usage_report_raw,
+    write_records,
+)
+
+BASE = 1_795_000_000 - 1_795_000_000 % DAY  # a UTC midnight in 2026
+BYS = [None, "key", "team", "model", "day"]
+SUMS = ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "errors")
+
+
+@pytest.fixture
+def store(store_url):
+    opened = Store.open(store_url)
+    yield opened
+    opened.close()
+
+
+def record(n: int, **fields) -> UsageRecord:
+    values = {
+        "request_id": f"req-{n}",
+        "endpoint": "chat",
+        "key_id": f"k{n % 3}",
+        "team_id": f"t{n % 2}",
+        "model": "gpt-4o",
+        "status": 200,
+        "input_tokens": 100 + n,
+        "output_tokens": 10,
+        "cached_tokens": n % 7,
+        "cost_usd": 0.001 * (n % 5),
+    }
+    values.update(fields)
+    return UsageRecord(**values)
+
+
+def clear(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(L.usage))
+        conn.execute(sa.delete(L.rollup))
+
+
+def assert_same(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want), (got, want)
+    for a, b in zip(got, want, strict=True):
+        assert {k: v for k, v in a.items() if k != "cost_usd"} == {
+            k: v for k, v in b.items() if k != "cost_usd"
+        }
+        assert a["cost_usd"] == pytest.approx(b["cost_usd"], rel=1e-9, abs=1e-9)
+
+
+# writing
+
+
+async def test_group_commit_under_concurrency(store):
+    ledger = Ledger(store)
+    ledger.start()
+    records = [record(n) for n in range(200)]
+    await asyncio.gather(*(ledger.write(r) for r in records))
+    await ledger.close()
+    ids = ledger_request_ids(store)
+    assert sorted(ids) == sorted(r.request_id for r in records)
+    assert ledger.records == 200
+    assert ledger.commits <= 20, f"{ledger.commits} transactions for 200 records"
+    assert usage_report(store, None, None)[0]["requests"] == 200
+
+
+async def test_duplicates_are_ignored_in_a_batch_and_across_batches(store):
+    ledger = Ledger(store)
+    ledger.start()
+    await asyncio.gather(*(ledger.write(record(1)) for _ in range(5)), ledger.write(record(2)))
+    await ledger.write(record(1, input_tokens=999_999))
+    await ledger.close()
+    assert sorted(ledger_request_ids(store)) == ["req-1", "req-2"]
+    assert ledger.records == 2
+    total = usage_report(store, None, None)[0]
+    assert total["requests"] == 2
+    assert total["input_tokens"] == 101 + 102  # the second req-1 changed nothing
+    assert_same(usage_report(store, "key", None), usage_report_raw(store, "key", None))
+
+
+async def test_every_field_round_trips(store):
+    full = UsageRecord(
+        request_id="req-full",
+        endpoint="messages",
+        ts=BASE + 12.345,
+        key_id="key-a",
+        team_id="team-a",
+        model="claude-sonnet-4-5",
+        deployment="anthropic/claude-sonnet-4-5-20250929",
+        status=529,
+        error_type="overloaded_error",
+        input_tokens=1200,
+        output_tokens=34,
+        cached_tokens=1000,
+        cache_write_tokens=100,
+        cost_usd=0.0123,
+        latency_ms=812.5,
+        ttft_ms=120.25,
+        upstream_ms=800.0,
+        overhead_ms=0.75,
+        retries=2,
+        cache_hit=True,
+        client="claude-cli/1.0",
+    )
+    bare = UsageRecord(request_id="req-bare", endpoint="chat", ts=BASE + 1, latency_ms=float("nan"))
+    ledger = Ledger(store)
+    ledger.start()
+    await asyncio.gather(ledger.write(full), ledger.write(bare))
+    await ledger.close()
+    got = {r.request_id: r for r in ledger_records(store)}
+    assert got["req-full"] == full
+    assert got["req-bare"].latency_ms == 0.0  # not a number: stored as 0, not refused
+    assert got["req-bare"].ttft_ms is None and got["req-bare"].key_id is None
+
+
+async def test_close_commits_everything_queued(store):
+    ledger = Ledger(store, max_batch=16)
+    ledger.start()
+    tasks = [asyncio.create_task(ledger.write(record(n))) for n in range(100)]
+    await asyncio.sleep(0)
+    await ledger.close()
+    await asyncio.gather(*tasks)
+    assert len(ledger_request_ids(store)) == 100
+    with pytest.raises(L.LedgerClosed):
+        await ledger.write(record(101))
+
+
+async def test_a_cancelled_wait_still_writes_the_record(store):
+    ledger = Ledger(store)
+    ledger.start()
+    task = asyncio.create_task(ledger.write(record(7)))
+    await asyncio.sleep(0)
+    task.cancel()
+    await ledger.close()
+    assert ledger_request_ids(store) == ["req-7"]
+
+
+async def test_commit_failures_are_retried_without_losing_or_doubling(store, monkeypatch):
+    real = L.commit_rows
+    failures = {"left": 2}
+
+    def flaky(conn, rows, writer=None):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sa.exc.OperationalError("INSERT ...", {}, Exception("database is locked"))
+        return real(conn, rows, writer)
+
+    monkeypatch.setattr(L, "commit_rows", flaky)
+    ledger = Ledger(store)
+    ledger.start()
+    await asyncio.gather(*(ledger.write(record(n)) for n in range(50)))
+    await ledger.close()
+    assert sorted(ledger_request_ids(store)) == sorted(f"req-{n}" for n in range(50))
+    assert failures["left"] == 0
+    assert usage_report(store, None, None)[0]["requests"] == 50
+
+
+async def test_a_database_that_stays_down_fails_the_wait_and_keeps_the_record(store, monkeypatch, caplog):
+    real = L.commit_rows
+    down = {"until": time.monotonic() + 0.25}
+
+    def outage(conn, rows, writer=None):
+        if time.monotonic() < down["until"]:
+            raise sa.exc.OperationalError("INSERT ...", {"secret": "sk-xyz"}, Exception("server closed"))
+        return real(conn, rows, writer)
+
+    monkeypatch.setattr(L, "commit_rows", outage)
+    ledger = Ledger(store, fail_after_s=0.1)
+    ledger.start()
+    started = time.monotonic()
+    with pytest.raises(LedgerUnavailable):
+        await ledger.write(record(1))
+    assert time.monotonic() - started < 0.25  # bounded: the client is not held until the database is back
+    await ledger.close()  # the record was kept and is committed once the database answers
+    assert ledger_request_ids(store) == ["req-1"]
+    assert "sk-xyz" not in caplog.text
+    assert "commit failed, retrying" in caplog.text
+
+
+async def test_a_record_the_database_refuses_is_dropped_alone(store):
+    ledger = Ledger(store)
+    ledger.start()
+    bad = record(2, endpoint=None)  # NOT NULL
+    results = await asyncio.gather(
+        ledger.write(record(1)), ledger.write(bad), ledger.write(record(3)), return_exceptions=True
+    )
+    await ledger.close()
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], LedgerError)
+    assert sorted(ledger_request_ids(store)) == ["req-1", "req-3"]
+    assert ledger.dropped == 1
+
+
+CRASH_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from xvckit.store import Ledger, Store, UsageRecord
+
+    async def main():
+        ledger = Ledger(Store.open(sys.argv[1]))
+        ledger.start()
+
+        async def one(n):
+            await ledger.write(UsageRecord(request_id=f"crash-{n}", endpoint="chat", input_tokens=n))
+            sys.stdout.write(f"crash-{n}\\n")
+            sys.stdout.flush()
+
+        n = 0
+        while True:
+            await asyncio.gather(*(one(n + i) for i in range(8)))
+            n += 8
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_sigkill_loses_no_acknowledged_record(store_url):
+    """Every record whose write returned is in the ledger after SIGKILL, and none twice."""
+    Store.open(store_url).close()  # tables exist before the writer starts
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_WRITER, store_url], stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    acked = []
+    try:
+        while len(acked) < 200:
+            line = proc.stdout.readline()
+            assert line, "the writer process ended early"
+            acked.append(line.strip())
+        os.kill(proc.pid, signal.SIGKILL)
+        rest = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    acked += [line for line in rest.split("\n")[:-1] if line]  # the last piece may be cut short
+    store = Store.open(store_url)
+    try:
+        ids = ledger_request_ids(store)
+        assert len(ids) == len(set(ids))
+        missing = set(acked) - set(ids)
+        assert not missing, f"{len(missing)} acknowledged records lost"
+        assert usage_report(store, None, None)[0]["requests"] == len(ids)
+    finally:
+        store.close()
+
+
+# reports
+
+
+def spread_records() -> list[UsageRecord]:
+    """Records over four days, some on bucket edges, some without key/team/model, errors."""
+    out = []
+    offsets = [
+        0,
+        1,
+        HOUR - 0.001,
+        HOUR,
+        DAY - 0.001,
+        DAY,
+        DAY + 5 * HOUR + 0.5,
+        2 * DAY + 59,
+        3 * DAY + 23 * HOUR,
+    ]
+    for n, offset in enumerate(offsets + [o + 1800 for o in offsets]):
+        out.append(
+            record(
+                n,
+                ts=BASE + offset,
+                key_id=None if n % 4 == 3 else f"k{n % 3}",
+                team_id=None if n % 5 == 4 else f"t{n % 2}",
+                model=["gpt-4o", "claude-sonnet-4-5", None][n % 3],
+                status=[200, 200, 429, 500, 200][n % 5],
+                error_type="client_disconnected" if n % 7 == 6 else None,
+            )
+        )
+    return out
+
+
+RANGES = [
+    (None, None),
+    (BASE, None),
+    (None, BASE + 2 * DAY),
+    (BASE + 0.5, BASE + 3 * DAY + 0.5),
+    (BASE + HOUR, BASE + DAY),
+    (BASE + 1800, BASE + 1800 + 7 * HOUR),
+    (BASE + DAY - 1, BASE + DAY + 1),
+    (BASE + 0.9, BASE + 1.1),
+    (BASE + 2 * DAY, BASE + 2 * DAY),
+    (BASE + 4 * DAY, None),
+]
+
+
+def test_reports_from_the_rollup_equal_the_raw_aggregation(store):
+    write_records(store, spread_records())
+    for by in BYS:
+        for since, until in RANGES:
+            for key_id, team_id in ((None, None), ("k2", "t0")):
+                got = usage_report(store, by, since, until, key_id=key_id, team_id=team_id)
+                want = usage_report_raw(store, by, since, until, key_id=key_id, team_id=team_id)
+                assert_same(got, want)
+
+
+def test_report_rows_have_the_documented_shape(store):
+    write_records(store, spread_records())
+    total = usage_report(store, None, BASE, BASE + DAY)
+    assert list(total[0]) == list(SUMS)
+    assert total[0]["requests"] == 9
+    assert total[0]["errors"] == 3  # 429, 500, 429
+    by_day = usage_report(store, "day", None, None)
+    assert [row["day"] for row in by_day] == ["2026-11-18", "2026-11-19", "2026-11-20", "2026-11-21"]
+    by_key = usage_report(store, "key", None, None)
+    assert {row["key_id"] for row in by_key} == {"k0", "k1", "k2", None}
+    assert usage_report(store, "team", BASE + 10 * DAY, None) == []
+    assert usage_report(store, None, BASE + 10 * DAY, None)[0]["requests"] == 0
+    with pytest.raises(ValueError):
+        usage_report(store, "week", None, None)
+
+
+times = st.integers(-DAY * 1000, 5 * DAY * 1000).map(lambda ms: BASE + ms / 1000)
+edges = st.integers(-2, 6 * 24).map(lambda hours: float(BASE + hours * HOUR))
+bounds = st.one_of(st.none(), times, edges)
+records_strategy = st.lists(
+    st.builds(
+        dict,
+        ts=st.one_of(times, edges),
+        key_id=st.sampled_from([None, "k1", "k2"]),
+        team_id=st.sampled_from([None, "t1"]),
+        model=st.sampled_from([None, "gpt-4o", "o3"]),
+        status=st.sampled_from([0, 200, 429, 500]),
+        error_type=st.sampled_from([None, None, "timeout"]),
+        input_tokens=st.integers(0, 10**6),
+        output_tokens=st.integers(0, 10**5),
+        cached_tokens=st.integers(0, 1000),
+        cost_usd=st.integers(0, 10**6).map(lambda micro: micro / 1e6),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=records_strategy,
+    since=bounds,
+    until=bounds,
+    by=st.sampled_from(BYS),
+    key_id=st.sampled_from([None, "k1"]),
+)
+def test_property_rollup_report_equals_raw(store, rows, since, until, by, key_id):
+    clear(store)
+    write_records(
+        store, [UsageRecord(request_id=f"h{n}", endpoint="chat", **row) for n, row in enumerate(rows)]
+    )
+    got = usage_report(store, by, since, until, key_id=key_id)
+    assert_same(got, usage_report_raw(store, by, since, until, key_id=key_id))
+    # and both equal a count done here in Python
+    inside = [
+        row
+        for row in rows
+        if (since is None or row["ts"] >= since)
+        and (until is None or row["ts"] < until)
+        and (key_id is None or row["key_id"] == key_id)
+    ]
+    assert sum(row["requests"] for row in got) == len(inside)
+    assert sum(row["errors"] for row in got) == sum(
+        1 for row in inside if row["status"] >= 400 or row["error_type"] is not None
+    )
+
+
+# retention
+
+
+async def test_retention_prunes_old_rows_in_batches(store):
+    now = time.time()
+    old = [record(n, ts=now - 10 * DAY + n) for n in range(25)]
+    recent = [record(100 + n, ts=now - n) for n in range(5)]
+    write_records(store, old + recent)
+    ledger = Ledger(store, retention_days=3, prune_interval_s=0.05, prune_batch=4)
+    ledger.start()
+    await ledger.write(record(200, ts=now))
+    deadline = time.monotonic() + 10
+    while usage_report(store, None, None)[0]["requests"] > 6 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await ledger.close()
+    assert sorted(ledger_request_ids(store)) == sorted([r.request_id for r in recent] + ["req-200"])
+    assert ledger.pruned >= 25
+    assert_same(usage_report(store, None, None), usage_report_raw(store, None, None))
+    assert_same(usage_report(store, "day", None), usage_report_raw(store, "day", None))
+
+
+# time arguments
+
+
+def test_parse_time():
+    now = 1_800_000_000.0
+    assert parse_time("7d", now) == now - 7 * DAY
+    assert parse_time("24h", now) == now - DAY
+    assert parse_time("30m", now) == now - 1800
+    assert parse_time("2w", now) == now - 14 * DAY
+    assert parse_time("2026-11-01", now) == 1_793_491_200
+    assert parse_time("2026-11-01T12:00", now) == 1_793_491_200 + 12 * HOUR
+    assert parse_time("2026-11-01T12:00+02:00", now) == 1_793_491_200 + 10 * HOUR
+    assert parse_time("2026-11-01T12:00:00Z", now) == 1_793_491_200 + 12 * HOUR
+    for bad in ("yesterday", "7x", "", "-3d"):
+        with pytest.raises(ValueError):
+            parse_time(bad, now)
+
+
+# the command
+
+
+def run_cli(capsys, tmp_path, store_url, *args: str) -> tuple[int, str, str]:
+    from xvckit.cli import main
+
+    config = tmp_path / "xvckit.yaml"
+    config.write_text(f"storage:\n  url: {store_url}\n")
+    argv = sys.argv
+    sys.argv = ["xvckit", "usage", "--config", str(config), *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_usage_command_formats(store, store_url, capsys, tmp_path):
+    now = time.time()
+    write_records(
+        store,
+        [record(n, ts=now - n * HOUR, team_id=["red", "blue", None][n % 3]) for n in range(30)]
+        + [record(99, ts=now - 40 * DAY, team_id="red")],
+    )
+    code, out, _ = run_cli(capsys, tmp_path, store_url, "--by", "team", "--since", "30d", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert_same(rows, usage_report_raw(store, "team", now - 30 * DAY - 60, None))
+    assert {row["team_id"] for row in rows} == {"red", "blue", None}
+    assert sum(row["requests"] for row in rows) == 30
+
+    code, out, _ = run_cli(capsys, tmp_path, store_url, "--by", "day", "--since", "2d", "--csv")
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert list(table[0]) == ["day", *SUMS]
+    assert sum(int(row["requests"]) for row in table) == 30
+
+    code, out, _ = run_cli(capsys, tmp_path, store_url, "--by", "model")
+    assert code == 0
+    assert "gpt-4o" in out and "requests" in out and "31" in out
+
+    code, out, _ = run_cli(capsys, tmp_path, store_url, "--json")
+    assert json.loads(out)[0]["requests"] == 31
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "yesterday"), "--since: cannot read 'yesterday'"),
+        (("--since", "1d", "--until", "2d"), "is not after --since"),
+        (("--json", "--csv"), "choose one"),
+    ],
+)
+def test_usage_command_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
+    code, _, err = run_cli(capsys, tmp_path, f"sqlite:///{tmp_path}/x.db", *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
