@@ -107,6 +107,11 @@ async def test_duplicates_are_ignored_in_a_batch_and_across_batches(store):
     total = usage_report(store, None, None)[0]
     assert total["requests"] == 2
     assert total["input_tokens"] == 101 + 102  # the second req-1 changed nothing
+    # a batch with old and new ids: only the new ones are written and rolled up
+    assert write_records(store, [record(4), record(2), record(5), record(1)]) == 2
+    assert sorted(ledger_request_ids(store)) == ["req-1", "req-2", "req-4", "req-5"]
+    total = usage_report(store, None, None)[0]
+    assert (total["requests"], total["input_tokens"]) == (4, 101 + 102 + 104 + 105)
     assert_same(usage_report(store, "key", None), usage_report_raw(store, "key", None))
 
 

@@ -9,7 +9,8 @@ is in the WAL file, which a SIGKILL of the process does not lose (power loss wit
 synchronous=NORMAL can), on PostgreSQL a commit is durable.
 
 No record twice: `request_id` is unique and the insert is `ON CONFLICT DO NOTHING`; only the
-rows that were really inserted (RETURNING) are added to the rollup, in the same transaction.
+rows that were really inserted (RETURNING on PostgreSQL, the change count on SQLite) are added
+to the rollup, in the same transaction.
 
 Failures. A commit that fails for a reason that may pass (database locked, connection lost,
 server down) is retried with backoff and the records stay queued; a request that waited longer
@@ -48,7 +49,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from xvckit.store.database import Store
 from xvckit.store.schema import metadata
@@ -169,55 +169,82 @@ class LedgerClosed(LedgerError):
 
 
 _FIELDS = tuple(f.name for f in fields(UsageRecord))
-_LIMITS = {
-    column.name: column.type.length
-    for column in usage.columns
-    if isinstance(column.type, sa.String) and column.type.length
-}
-_FLOATS = ("ts", "cost_usd", "latency_ms", "upstream_ms", "overhead_ms")
-_INTS = ("status", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "retries")
 _STOP = object()
 
+# A row is a tuple in the order of these columns (the table's, without `id`).
+RAW_COLUMNS = (
+    "request_id",
+    "ts",
+    "endpoint",
+    "key_id",
+    "team_id",
+    "model",
+    "deployment",
+    "status",
+    "error_type",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "upstream_ms",
+    "overhead_ms",
+    "retries",
+    "cache_hit",
+    "client",
+)
+assert set(RAW_COLUMNS) == {c.name for c in usage.columns} - {"id"} == set(_FIELDS)
+_TS, _KEY, _TEAM, _MODEL, _STATUS, _ERROR = (
+    RAW_COLUMNS.index(n) for n in ("ts", "key_id", "team_id", "model", "status", "error_type")
+)
+_IN, _OUT, _CACHED, _WRITTEN, _COST = (
+    RAW_COLUMNS.index(n)
+    for n in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd")
+)
+_ROLLUP_COLUMNS = (*_ROLLUP_KEY, *_ROLLUP_SUMS)
 
-def _row(record: UsageRecord) -> dict:
+
+def _text(value, limit: int) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str:
+        value = str(value)
+    return value if len(value) <= limit else value[:limit]
+
+
+def _number(value) -> float:
+    return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+def _row(r: UsageRecord) -> tuple:
     """The record as a row: strings cut to their column, non-finite numbers as 0, so the
     database does not refuse a record for a value the gateway could not control."""
-    row = {name: getattr(record, name) for name in _FIELDS}
-    for name, limit in _LIMITS.items():
-        value = row[name]
-        if value is not None:
-            value = str(value)
-            row[name] = value[:limit] if len(value) > limit else value
-    for name in _FLOATS:
-        value = row[name]
-        row[name] = float(value) if value is not None and math.isfinite(value) else 0.0
-    ttft = row["ttft_ms"]
-    row["ttft_ms"] = float(ttft) if ttft is not None and math.isfinite(ttft) else None
-    for name in _INTS:
-        row[name] = int(row[name] or 0)
-    row["cache_hit"] = bool(row["cache_hit"])
-    return row
-
-
-class _CoreWriter:
-    """The two statements of a group commit in SQLAlchemy Core (SQLite: executemany of one
-    multi-row INSERT ... ON CONFLICT, about 15 us a row)."""
-
-    def __init__(self, dialect: str) -> None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.raw = insert(usage).on_conflict_do_nothing(index_elements=["request_id"])
-        self.raw = self.raw.returning(usage.c.request_id)
-        up = insert(rollup)
-        self.up = up.on_conflict_do_update(
-            index_elements=list(_ROLLUP_KEY),
-            set_={name: rollup.c[name] + up.excluded[name] for name in _ROLLUP_SUMS},
-        )
-
-    def insert(self, conn: sa.Connection, rows: list[dict]) -> set[str]:
-        return {r[0] for r in conn.execute(self.raw, rows)}
-
-    def upsert(self, conn: sa.Connection, rows: list[dict]) -> None:
-        conn.execute(self.up, rows)
+    ttft = r.ttft_ms
+    return (
+        _text(r.request_id, 128),
+        _number(r.ts),
+        _text(r.endpoint, 32),
+        _text(r.key_id, 64),
+        _text(r.team_id, 64),
+        _text(r.model, 128),
+        _text(r.deployment, 200),
+        int(r.status or 0),
+        _text(r.error_type, 64),
+        int(r.input_tokens or 0),
+        int(r.output_tokens or 0),
+        int(r.cached_tokens or 0),
+        int(r.cache_write_tokens or 0),
+        _number(r.cost_usd),
+        _number(r.latency_ms),
+        float(ttft) if ttft is not None and math.isfinite(ttft) else None,
+        _number(r.upstream_ms),
+        _number(r.overhead_ms),
+        int(r.retries or 0),
+        bool(r.cache_hit),
+        _text(r.client, 256),
+    )
 
 
 _PG_ARRAYS = {sa.Double: "float8[]", sa.BigInteger: "int8[]", sa.Integer: "int4[]", sa.Boolean: "bool[]"}
@@ -236,71 +263,105 @@ class _PgWriter:
     VALUES form costs psycopg a regex pass over thousands of placeholders per batch."""
 
     def __init__(self) -> None:
-        self.raw_columns = [c.name for c in usage.columns if c.name != "id"]
+        arrays = ", ".join(f"%s::{_pg_array(usage.c[n])}" for n in RAW_COLUMNS)
         self.raw = (
-            f"INSERT INTO {usage.name} ({', '.join(self.raw_columns)}) "
-            f"SELECT * FROM unnest({', '.join(f'%s::{_pg_array(usage.c[n])}' for n in self.raw_columns)}) "
+            f"INSERT INTO {usage.name} ({', '.join(RAW_COLUMNS)}) SELECT * FROM unnest({arrays}) "
             "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
         )
-        self.up_columns = [*_ROLLUP_KEY, *_ROLLUP_SUMS]
+        arrays = ", ".join(f"%s::{_pg_array(rollup.c[n])}" for n in _ROLLUP_COLUMNS)
         updates = ", ".join(f"{n} = {rollup.name}.{n} + EXCLUDED.{n}" for n in _ROLLUP_SUMS)
         self.up = (
-            f"INSERT INTO {rollup.name} ({', '.join(self.up_columns)}) "
-            f"SELECT * FROM unnest({', '.join(f'%s::{_pg_array(rollup.c[n])}' for n in self.up_columns)}) "
+            f"INSERT INTO {rollup.name} ({', '.join(_ROLLUP_COLUMNS)}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT ({', '.join(_ROLLUP_KEY)}) DO UPDATE SET {updates}"
         )
 
-    def insert(self, conn: sa.Connection, rows: list[dict]) -> set[str]:
-        arrays = tuple([row[name] for row in rows] for name in self.raw_columns)
-        return {r[0] for r in conn.exec_driver_sql(self.raw, arrays)}
+    def insert(self, conn: sa.Connection, rows: list[tuple]) -> set[str]:
+        return {
+            r[0] for r in conn.exec_driver_sql(self.raw, tuple(list(col) for col in zip(*rows, strict=True)))
+        }
 
-    def upsert(self, conn: sa.Connection, rows: list[dict]) -> None:
-        conn.exec_driver_sql(self.up, tuple([row[name] for row in rows] for name in self.up_columns))
-
-
-def _writer(dialect: str) -> _CoreWriter | _PgWriter:
-    return _PgWriter() if dialect == "postgresql" else _CoreWriter(dialect)
+    def upsert(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        conn.exec_driver_sql(self.up, tuple(list(col) for col in zip(*rows, strict=True)))
 
 
-def _rollup_rows(rows: Iterable[dict]) -> list[dict]:
+class _SqliteWriter:
+    """SQLite: the driver's own executemany of one-row statements (a few us a row; SQLAlchemy
+    Core's multi-row INSERT ... RETURNING and upsert cost about 35 us a record more).
+
+    Which rows were new is known without RETURNING: the insert counts the rows it added
+    (`total_changes`); when that is the whole batch, every row is new, else the new rows are
+    the ones with the highest ids, since SQLite gives each new row max(id) + 1 and no other
+    connection can write inside this transaction."""
+
+    def __init__(self) -> None:
+        self.raw = (
+            f"INSERT INTO {usage.name} ({', '.join(RAW_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(RAW_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
+        )
+        updates = ", ".join(f"{n} = {n} + excluded.{n}" for n in _ROLLUP_SUMS)
+        self.up = (
+            f"INSERT INTO {rollup.name} ({', '.join(_ROLLUP_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))}) "
+            f"ON CONFLICT ({', '.join(_ROLLUP_KEY)}) DO UPDATE SET {updates}"
+        )
+        self.newest = f"SELECT request_id FROM {usage.name} ORDER BY id DESC LIMIT ?"
+
+    def insert(self, conn: sa.Connection, rows: list[tuple]) -> set[str]:
+        dbapi = conn.connection.dbapi_connection
+        before = dbapi.total_changes
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(self.raw, rows)
+            added = dbapi.total_changes - before
+            if added == len(rows):
+                return {row[0] for row in rows}
+            return {r[0] for r in cursor.execute(self.newest, (added,))} if added else set()
+        finally:
+            cursor.close()
+
+    def upsert(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.executemany(self.up, rows)
+        finally:
+            cursor.close()
+
+
+def _writer(dialect: str) -> _PgWriter | _SqliteWriter:
+    return _PgWriter() if dialect == "postgresql" else _SqliteWriter()
+
+
+def _rollup_rows(rows: Iterable[tuple]) -> list[tuple]:
     sums: dict[tuple, list] = {}
     for row in rows:
-        names = (row["key_id"] or "", row["team_id"] or "", row["model"] or "")
-        ts = row["ts"]
-        error = 1 if is_error(row["status"], row["error_type"]) else 0
+        names = (row[_KEY] or "", row[_TEAM] or "", row[_MODEL] or "")
+        ts = row[_TS]
+        error = 1 if is_error(row[_STATUS], row[_ERROR]) else 0
         for span in SPANS:
             key = (span, int(ts // span) * span, *names)
             acc = sums.get(key)
             if acc is None:
-                sums[key] = [
-                    1,
-                    row["input_tokens"],
-                    row["output_tokens"],
-                    row["cached_tokens"],
-                    row["cache_write_tokens"],
-                    row["cost_usd"],
-                    error,
-                ]
+                sums[key] = [1, row[_IN], row[_OUT], row[_CACHED], row[_WRITTEN], row[_COST], error]
             else:
                 acc[0] += 1
-                acc[1] += row["input_tokens"]
-                acc[2] += row["output_tokens"]
-                acc[3] += row["cached_tokens"]
-                acc[4] += row["cache_write_tokens"]
-                acc[5] += row["cost_usd"]
+                acc[1] += row[_IN]
+                acc[2] += row[_OUT]
+                acc[3] += row[_CACHED]
+                acc[4] += row[_WRITTEN]
+                acc[5] += row[_COST]
                 acc[6] += error
     # in key order: concurrent writers (gateway replicas on PostgreSQL) lock rollup rows in the
     # same order, so they wait for each other instead of deadlocking
-    return [dict(zip(_ROLLUP_KEY + _ROLLUP_SUMS, (*key, *sums[key]), strict=True)) for key in sorted(sums)]
+    return [(*key, *sums[key]) for key in sorted(sums)]
 
 
-def commit_rows(conn: sa.Connection, rows: Sequence[dict], writer=None) -> int:
+def commit_rows(conn: sa.Connection, rows: Sequence[tuple], writer=None) -> int:
     """Insert rows (as `_row` makes them) and their rollup in the caller's transaction;
     rows whose request id is already there are skipped. Returns how many were new."""
     writer = writer or _writer(conn.dialect.name)
-    unique: dict[str, dict] = {}
+    unique: dict[str, tuple] = {}
     for row in rows:
-        unique.setdefault(row["request_id"], row)
+        unique.setdefault(row[0], row)
     if not unique:
         return 0
     inserted = writer.insert(conn, list(unique.values()))
@@ -328,7 +389,7 @@ def _describe(exc: BaseException) -> str:
 
 @dataclass(slots=True)
 class _Item:
-    row: dict | None
+    row: tuple | None
     record: UsageRecord
     future: asyncio.Future | None
     queued: float
