@@ -13,6 +13,8 @@ from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
 from xvckit.store import Store
 
+pytest_plugins = ["sim_fixture"]
+
 MASTER_KEY = "xvc-test-master-key"
 IN_CI = os.environ.get("CI") == "true"
 
@@ -29,11 +31,13 @@ def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
     """Start gateways for a config mapping; each is stopped after the test."""
     with ExitStack() as stack:
 
-        def start(config: dict, master_key: str = MASTER_KEY) -> BackgroundServer:
-            config = {"storage": {"url": f"sqlite:///{tmp_path}/xvckit.db"}, **config}
+        def start(config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None) -> BackgroundServer:
+            config = {"storage": {"url": storage_url or f"sqlite:///{tmp_path}/xvckit.db"}, **config}
             loaded = from_mapping(config)
             gateway = Gateway(loaded, master_key, Store.open(loaded.storage.url))
-            return stack.enter_context(BackgroundServer(gateway))
+            server = stack.enter_context(BackgroundServer(gateway))
+            server.gateway = gateway
+            return server
 
         yield start
 

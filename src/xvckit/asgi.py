@@ -134,6 +134,7 @@ class Server:
             timeout_graceful_shutdown=shutdown_grace_s,
             timeout_keep_alive=75,
             backlog=4096,
+            proxy_headers=False,
         )
         self._server = _EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None

@@ -14,11 +14,13 @@ from xvckit.config import Config, from_mapping
 from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.errors import UserError
 from xvckit.gateway import Gateway
-from xvckit.store import Store, data_dir_of
+from xvckit.store import Store, audit, data_dir_of
+from xvckit.store.secrets import resolve_secret_refs
 
 log = logging.getLogger("xvckit")
 
 MASTER_KEY_FILE = "master.key"
+SIM_CONTROL_HEADERS = ("x-sim-fail", "x-sim-output-tokens", "x-sim-latency-ms")
 
 
 def data_dir(config: Config) -> Path:
@@ -45,16 +47,32 @@ def with_simulator(config: Config, sim_url: str) -> Config:
     """The config plus a simulated OpenAI and Anthropic provider answering every model."""
     data = config.model_dump(mode="python")
     data["admin"] = {}  # already resolved by the caller; SecretStr does not round-trip
+    controls = list(SIM_CONTROL_HEADERS)
     data["providers"] = [
-        {"name": "sim-openai", "kind": "openai", "base_url": f"{sim_url}/v1", "api_keys": ["sim"]},
-        {"name": "sim-anthropic", "kind": "anthropic", "base_url": sim_url, "api_keys": ["sim"]},
+        {
+            "name": "sim-openai",
+            "kind": "openai",
+            "base_url": f"{sim_url}/v1",
+            "api_keys": ["sim"],
+            "forward_headers": controls,
+        },
+        {
+            "name": "sim-anthropic",
+            "kind": "anthropic",
+            "base_url": sim_url,
+            "api_keys": ["sim"],
+            "forward_headers": controls,
+        },
     ]
     data["models"] = [
         *(
             {"name": name, "provider": "sim-openai"}
             for name in ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")
         ),
-        *({"name": name, "provider": "sim-anthropic"} for name in ("claude-sonnet-4-5", "claude-haiku-4-5")),
+        *(
+            {"name": name, "provider": "sim-anthropic"}
+            for name in ("claude-sonnet-4-6", "claude-opus-4-7", "claude-haiku-4-5")
+        ),
         {"name": "claude-*", "provider": "sim-anthropic"},
         {"name": "*", "provider": "sim-openai"},
     ]
@@ -68,8 +86,14 @@ def bind(app, host: str, port: int, shutdown_grace_s: float | None = None) -> Se
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def gateway_server(config: Config, key: str, host: str | None = None, port: int | None = None) -> Server:
+def gateway_server(
+    config: Config, key: str, host: str | None = None, port: int | None = None, source: str = "defaults"
+) -> Server:
+    """The gateway on its store, with `secret:` keys decrypted and the load audited."""
     store = Store.open(config.storage.url)
+    config = resolve_secret_refs(config, store)
+    detail = {"providers": [p.name for p in config.providers], "models": [m.name for m in config.models]}
+    audit.append(store, "gateway", "config.load", source, detail)
     gateway = Gateway(config, key, store)
     settings = config.gateway
     return bind(
@@ -81,9 +105,9 @@ def gateway_server(config: Config, key: str, host: str | None = None, port: int 
 
 
 def simulator_server() -> Server:
-    from xvckit.sim import SimSettings, create_app
+    from xvckit.sim import SimApp, SimSettings
 
-    return bind(create_app(SimSettings()), "127.0.0.1", 0)
+    return bind(SimApp(SimSettings()), "127.0.0.1", 0)
 
 
 def export_lines(gateway_url: str, key: str) -> list[str]:
@@ -98,11 +122,3 @@ def export_lines(gateway_url: str, key: str) -> list[str]:
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(name)s %(message)s")
-
-
-def open_store(config_path: str | os.PathLike[str] | None) -> tuple[Config, Store]:
-    """The configuration and its store, for CLI commands that work on the data directly."""
-    from xvckit.config import load
-
-    config = load(config_path)
-    return config, Store.open(config.storage.url)

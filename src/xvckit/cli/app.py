@@ -7,7 +7,7 @@ import sys
 import typer
 
 from xvckit import __version__
-from xvckit.cli import audit_cmd, config_cmd, gateway_cmd, secrets_cmd, sim_cmd, usage_cmd
+from xvckit.cli import audit_cmd, config_cmd, gateway_cmd, keys_cmd, secrets_cmd, sim_cmd, usage_cmd
 from xvckit.errors import UserError
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(keys_cmd.keys_app, name="keys")
+app.add_typer(keys_cmd.teams_app, name="teams")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
 app.command("up")(gateway_cmd.up)

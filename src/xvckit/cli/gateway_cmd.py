@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from xvckit import asgi, stack
 from xvckit import config as cfg
 from xvckit.cli.options import ConfigOption
 
@@ -23,10 +22,12 @@ def serve(
     log_level: str = LogOption,
 ) -> None:
     """Serve the gateway with the given configuration."""
+    from xvckit import asgi, stack  # the server's imports cost a second; other commands skip them
+
     loaded = cfg.load(config, required=True)
     stack.setup_logging(log_level)
     key, source = stack.master_key(loaded)
-    server = stack.gateway_server(loaded, key, host, port)
+    server = stack.gateway_server(loaded, key, host, port, source=str(cfg.resolve_path(config)))
     typer.echo(f"# xvckit gateway on {server.url} (store {loaded.storage.url}; master key from {source})")
     asgi.run(server)
 
@@ -38,6 +39,8 @@ def up(
     log_level: str = LogOption,
 ) -> None:
     """Start the gateway on the embedded store, with a simulator if no provider is configured."""
+    from xvckit import asgi, stack
+
     loaded = cfg.load(config)
     stack.setup_logging(log_level)
     key, source = stack.master_key(loaded)
@@ -51,7 +54,9 @@ def up(
             f"no provider configured: answering from the built-in simulator at {sim.url} "
             "(add providers to xvckit.yaml for real models)"
         )
-    gateway = stack.gateway_server(loaded, key, host, port)
+    gateway = stack.gateway_server(
+        loaded, key, host, port, source=str(cfg.resolve_path(config) or "defaults")
+    )
     servers.append(gateway)
     lines = [
         f"# xvckit gateway on {gateway.url}, store {loaded.storage.url}",

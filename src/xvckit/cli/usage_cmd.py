@@ -11,6 +11,7 @@ import typer
 
 from xvckit.cli.options import ConfigOption
 from xvckit.errors import UserError
+from xvckit.store import open_store
 
 COLUMNS = ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "errors")
 HEADERS = {
@@ -43,7 +44,6 @@ def usage(
     config: ConfigOption = None,
 ) -> None:
     """Requests, tokens, cost and errors from the usage ledger."""
-    from xvckit import stack
     from xvckit.store.ledger import GROUPS, usage_report
 
     if as_json and as_csv:
@@ -53,7 +53,7 @@ def usage(
     end = _time("--until", until, now)
     if start is not None and end is not None and end <= start:
         raise UserError(f"--until ({until}) is not after --since ({since})")
-    _config, store = stack.open_store(config)
+    _config, store = open_store(config)
     try:
         rows = usage_report(store, by.value if by else None, start, end, key_id=key, team_id=team)
     finally:

@@ -37,6 +37,9 @@ class Provider(Strict):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="sent on every upstream call")
     query: dict[str, str] = Field(default_factory=dict, description="e.g. {api-version: ...} for Azure")
+    forward_headers: list[str] = Field(
+        default_factory=list, description="client request headers passed on to this upstream (e.g. X-Title)"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -76,6 +79,20 @@ class Storage(Strict):
         return value
 
 
+class LedgerSettings(Strict):
+    enabled: bool = Field(True, description="one record per request; off only for benchmarks")
+    retention_days: float | None = Field(None, gt=0, description="prune older records; None keeps all")
+
+
+class Price(Strict):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+
 class Admin(Strict):
     master_key: SecretStr | None = None
 
@@ -85,6 +102,8 @@ class Config(Strict):
     providers: list[Provider] = Field(default_factory=list)
     models: list[ModelRoute] = Field(default_factory=list)
     storage: Storage = Field(default_factory=Storage)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    prices: dict[str, Price] = Field(default_factory=dict, description="override the built-in price table")
     admin: Admin = Field(default_factory=Admin)
 
     @model_validator(mode="after")

@@ -9,12 +9,17 @@ import orjson
 
 from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
-from xvckit.gateway.auth import Authenticator
+from xvckit.gateway.admin import create_admin_app
+from xvckit.gateway.admission import Admission
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
+from xvckit.gateway.keyring import Keyring
+from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, Endpoint, Proxy
 from xvckit.gateway.routing import Router
 from xvckit.gateway.upstream import Upstreams
+from xvckit.providers.prices import price_table
 from xvckit.store import Store, StoreError
+from xvckit.store.ledger import Ledger, usage_report
 
 log = logging.getLogger("xvckit.gateway")
 
@@ -26,19 +31,36 @@ _PROXIED: dict[str, Endpoint] = {
     "/v1/messages": MESSAGES,
     "/v1/messages/count_tokens": COUNT_TOKENS,
 }
+_METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class Gateway:
-    """Holds what every request needs; the store is opened and closed with the app."""
+    """Holds what every request needs; background parts start and stop with the app."""
 
-    def __init__(self, config: Config, master_key: str, store: Store | None = None) -> None:
+    def __init__(self, config: Config, master_key: str, store: Store) -> None:
         self.config = config
         self.store = store
         self.router = Router(config)
         self.upstreams = Upstreams(config.providers, config.gateway)
-        self.auth = Authenticator(master_key)
+        self.keyring = Keyring(store, master_key)
+        self.admission = Admission(self._spent_since)
+        self.ledger = (
+            Ledger(store, retention_days=config.ledger.retention_days) if config.ledger.enabled else None
+        )
+        self.metrics = Metrics()
+        prices = price_table({m: p.model_dump(exclude_none=True) for m, p in config.prices.items()})
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
-        self.proxy = Proxy(self.auth, self.router, self.upstreams, max_body)
+        self.admin = create_admin_app(store, self.keyring)
+        self.proxy = Proxy(
+            self.keyring,
+            self.router,
+            self.upstreams,
+            self.admission,
+            self.ledger,
+            self.metrics,
+            prices,
+            max_body,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -53,15 +75,39 @@ class Gateway:
                 await respond(send, 200, b'{"status":"ok"}')
             elif path == "/readyz":
                 await self._ready(send)
+            elif path.startswith("/admin"):
+                await self.admin(scope, receive, send)
+            elif path == "/metrics":
+                self.metrics.set_budgets(self.admission.remaining())
+                await respond(send, 200, self.metrics.render(), _METRICS_TYPE)
             else:
                 await _not_found(scope, send, endpoint)
         elif kind == "lifespan":
-            await lifespan(receive, send, self.upstreams.start, self.upstreams.close)
+            await lifespan(receive, send, self._startup, self._shutdown)
+
+    async def _startup(self) -> None:
+        await self.keyring.start()
+        if self.ledger:
+            self.ledger.start()
+        await self.upstreams.start()
+
+    async def _shutdown(self) -> None:
+        """After uvicorn has drained in-flight requests: flush the ledger, close connections."""
+        await self.upstreams.close()
+        if self.ledger:
+            await self.ledger.close()
+        await self.keyring.close()
+        self.store.close()
+
+    async def _spent_since(self, scope: str, ident: str, since: float) -> float:
+        filters = {"key_id": ident} if scope == "key" else {"team_id": ident}
+        rows = await asyncio.to_thread(usage_report, self.store, None, since, **filters)
+        return float(rows[0]["cost_usd"]) if rows else 0.0
 
     async def _models(self, scope: Scope, send: Send) -> None:
         anthropic_client = any(name == b"anthropic-version" for name, _ in scope["headers"])
         try:
-            self.auth.check(scope)
+            self.keyring.authenticate(scope)
         except GatewayError as exc:
             dialect = ANTHROPIC if anthropic_client else OPENAI
             await respond(send, exc.status, dialect.error_body(exc.status, exc.message, exc.code, ""))
@@ -91,11 +137,10 @@ class Gateway:
     async def _ready(self, send: Send) -> None:
         """Ready when the store answers and at least one model routes to a provider."""
         problems = []
-        if self.store is not None:
-            try:
-                await asyncio.to_thread(self.store.ping)
-            except StoreError as exc:
-                problems.append(f"store: {exc}")
+        try:
+            await asyncio.to_thread(self.store.ping)
+        except StoreError as exc:
+            problems.append(f"store: {exc}")
         if not self.config.models:
             problems.append("config: no model routes")
         body = {"status": "not ready" if problems else "ready", "problems": problems}

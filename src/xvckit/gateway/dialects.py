@@ -29,8 +29,11 @@ ANTHROPIC = Dialect(anthropic.NAME)
 class GatewayError(Exception):
     """A failure the client should see as an API error in its own dialect."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.headers = headers or {}

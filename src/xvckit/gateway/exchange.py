@@ -1,4 +1,5 @@
-"""What the gateway knows about one request once it is over; logged, and later ledgered."""
+"""What the gateway knows about one request; when it is over: the ledger record, the
+metrics and the access log line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from xvckit.gateway.admission import Ticket
 from xvckit.providers import Usage
+from xvckit.store.ledger import UsageRecord
 
 access_log = logging.getLogger("xvckit.access")
 
@@ -25,7 +28,11 @@ def request_id(incoming: bytes | None) -> str:
 class Exchange:
     request_id: str
     endpoint: str
+    arrived: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
+    client: str | None = None
+    key_id: str | None = None
+    team_id: str | None = None
     model: str | None = None
     provider: str | None = None
     upstream_model: str | None = None
@@ -33,30 +40,60 @@ class Exchange:
     status: int = 0
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
+    ticket: Ticket | None = None
     upstream_started: float | None = None
     upstream_ms: float = 0.0
     ttft_ms: float | None = None
     overhead_ms: float = 0.0
 
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
     def overhead_header(self) -> tuple[bytes, bytes]:
         return (b"x-xvckit-overhead-ms", f"{self.overhead_ms:.3f}".encode())
 
-    def finish(self) -> None:
+    def record(self, cost_usd: float) -> UsageRecord:
+        u = self.usage
+        return UsageRecord(
+            request_id=self.request_id,
+            endpoint=self.endpoint,
+            ts=self.arrived,
+            key_id=self.key_id,
+            team_id=self.team_id,
+            model=self.model,
+            deployment=f"{self.provider}/{self.upstream_model}" if self.provider else None,
+            status=self.status,
+            error_type=self.error,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cached_tokens=u.cached_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cost_usd=cost_usd,
+            latency_ms=self.elapsed_s * 1000,
+            ttft_ms=self.ttft_ms,
+            upstream_ms=self.upstream_ms,
+            overhead_ms=self.overhead_ms,
+            client=self.client,
+        )
+
+    def log(self) -> None:
         if access_log.isEnabledFor(logging.INFO):
             u = self.usage
             access_log.info(
-                "%s %s model=%s provider=%s status=%d stream=%s in=%d out=%d cached=%d "
+                "%s %s model=%s provider=%s key=%s status=%d stream=%s in=%d out=%d cached=%d "
                 "total_ms=%.1f ttft_ms=%s overhead_ms=%.3f%s",
                 self.request_id,
                 self.endpoint,
                 self.model,
                 self.provider,
+                self.key_id or "master",
                 self.status,
                 self.stream,
                 u.input_tokens,
                 u.output_tokens,
                 u.cached_tokens,
-                (time.perf_counter() - self.started) * 1000,
+                self.elapsed_s * 1000,
                 "-" if self.ttft_ms is None else f"{self.ttft_ms:.1f}",
                 self.overhead_ms,
                 f" error={self.error}" if self.error else "",

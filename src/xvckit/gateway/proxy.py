@@ -8,6 +8,7 @@ the moment they arrive.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -15,13 +16,22 @@ import aiohttp
 import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body
-from xvckit.gateway.auth import Authenticator
+from xvckit.gateway.admission import Admission, Ticket
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.exchange import Exchange, request_id
+from xvckit.gateway.keyring import Keyring, Principal
+from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
 from xvckit.gateway.upstream import Upstreams, failure
 from xvckit.providers import Usage, anthropic, openai
+from xvckit.providers.prices import PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
+from xvckit.store.ledger import Ledger
+
+log = logging.getLogger("xvckit.gateway")
+
+# Output tokens reserved for a request that names no max_tokens (settled to the real count).
+DEFAULT_OUTPUT_ESTIMATE = 1024
 
 _HOP_BY_HOP = frozenset(
     {
@@ -53,17 +63,34 @@ COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", 
 
 
 class Proxy:
-    def __init__(self, auth: Authenticator, router: Router, upstreams: Upstreams, max_body: int) -> None:
-        self.auth = auth
+    def __init__(
+        self,
+        keyring: Keyring,
+        router: Router,
+        upstreams: Upstreams,
+        admission: Admission,
+        ledger: Ledger | None,
+        metrics: Metrics,
+        prices: PriceTable,
+        max_body: int,
+    ) -> None:
+        self.keyring = keyring
         self.router = router
         self.upstreams = upstreams
+        self.admission = admission
+        self.ledger = ledger
+        self.metrics = metrics
+        self.prices = prices
         self.max_body = max_body
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         ex = Exchange(request_id(header(scope, b"x-request-id")), endpoint.name)
+        ex.client = (header(scope, b"user-agent") or b"").decode("latin-1")[:200] or None
         watch: DisconnectWatch | None = None
+        self.metrics.in_flight.inc()
         try:
-            self.auth.check(scope)
+            who = self.keyring.authenticate(scope)
+            ex.key_id, ex.team_id = who.key_id, who.team_id
             body = await self._read_json_body(scope, receive)
             payload = _parse_object(body)
             deployment = self.router.resolve(payload.get("model"))
@@ -79,6 +106,7 @@ class Proxy:
                     f"'{ex.provider}'; call it through its own API",
                     "dialect_mismatch",
                 )
+            ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
             ex.stream = endpoint.streams and payload.get("stream") is True
             body, hide_usage = _prepare(payload, body, deployment, ex.stream, endpoint)
             watch = DisconnectWatch(receive)
@@ -88,22 +116,49 @@ class Proxy:
                 watch.close()
             ex.status, ex.error = exc.status, exc.code or "error"
             ex.overhead_ms = _ms_since(ex.started) - ex.upstream_ms
+            await self._finish(ex)
             await _send_error(send, endpoint.dialect, exc, ex)
         except ClientGone:
             ex.status, ex.error = 499, "client_disconnected"
+            await self._finish(ex)
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 raise
             asyncio.current_task().uncancel()
             ex.status, ex.error = 499, "client_disconnected"
+            await self._finish(ex)
         finally:
             if watch:
                 watch.close()
-            ex.finish()
+            self.metrics.in_flight.dec()
+
+    async def _admit(
+        self, who: Principal, payload: dict, body_len: int, deployment: Deployment, ex: Exchange
+    ) -> Ticket:
+        """Reserve the request's estimated tokens and cost against its key and team."""
+        max_out = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        max_out = max_out if isinstance(max_out, int) and max_out > 0 else DEFAULT_OUTPUT_ESTIMATE
+        input_estimate = body_len // 4
+        estimate_usd = self.prices.estimate_usd(deployment.model, input_estimate, max_out)
+        return await self.admission.admit(who, ex.model, input_estimate + max_out, estimate_usd)
+
+    async def _finish(self, ex: Exchange) -> None:
+        """Settle, record and count the request: done before the client gets its last bytes,
+        so a response a client received in full is always in the ledger."""
+        cost = (self.prices.cost_usd(ex.upstream_model, ex.usage) or 0.0) if ex.upstream_model else 0.0
+        if ex.ticket is not None:
+            self.admission.settle(ex.ticket, ex.usage.input_tokens + ex.usage.output_tokens, cost)
+        if self.ledger is not None:
+            try:
+                await self.ledger.write(ex.record(cost))
+            except Exception as exc:  # the response still goes out; the loss is said loudly
+                log.error("ledger write failed for %s: %s", ex.request_id, type(exc).__name__)
+        self.metrics.observe(ex, cost)
+        ex.log()
 
     async def _read_json_body(self, scope: Scope, receive: Receive) -> bytes:
         content_type = header(scope, b"content-type") or b""
-        if not content_type.split(b";", 1)[0].strip().lower() == JSON:
+        if content_type.split(b";", 1)[0].strip().lower() != JSON:
             raise GatewayError(
                 415,
                 "the request body must be JSON (Content-Type: application/json)",
@@ -143,76 +198,85 @@ class Proxy:
         try:
             ex.status = response.status
             if ex.stream and response.content_type == "text/event-stream":
-                await _stream_back(send, endpoint, response, hide_usage, ex, watch)
+                await self._stream_back(send, endpoint, response, hide_usage, ex, watch)
             else:
                 try:
                     data = await response.read()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     ex.upstream_ms = _ms_since(ex.upstream_started)
                     raise failure(exc, provider.name) from None
-                await _send_whole(send, endpoint, response, data, ex, watch)
+                await self._send_whole(send, endpoint, response, data, ex, watch)
         finally:
             response.close()
 
+    async def _send_whole(
+        self,
+        send: Send,
+        endpoint: Endpoint,
+        response: aiohttp.ClientResponse,
+        data: bytes,
+        ex: Exchange,
+        watch: DisconnectWatch,
+    ) -> None:
+        upstream_done = time.perf_counter()
+        ex.upstream_ms = (upstream_done - ex.upstream_started) * 1000
+        if response.status == 200:
+            ex.usage = _usage_of_body(endpoint, data)
+        else:
+            ex.error = f"upstream_{response.status}"
+        headers = _response_headers(response, ex)
+        headers.append((b"content-length", str(len(data)).encode()))
+        ex.overhead_ms = _overhead_ms(ex, upstream_done)
+        headers.append(ex.overhead_header())
+        watch.close()
+        await self._finish(ex)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
 
-async def _send_whole(
-    send: Send,
-    endpoint: Endpoint,
-    response: aiohttp.ClientResponse,
-    data: bytes,
-    ex: Exchange,
-    watch: DisconnectWatch,
-) -> None:
-    upstream_done = time.perf_counter()
-    ex.upstream_ms = (upstream_done - ex.upstream_started) * 1000
-    if response.status == 200:
-        ex.usage = _usage_of_body(endpoint, data)
-    else:
-        ex.error = f"upstream_{response.status}"
-    headers = _response_headers(response, ex)
-    headers.append((b"content-length", str(len(data)).encode()))
-    ex.overhead_ms = _overhead_ms(ex, upstream_done)
-    headers.append(ex.overhead_header())
-    watch.close()
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _stream_back(
-    send: Send,
-    endpoint: Endpoint,
-    response: aiohttp.ClientResponse,
-    hide_usage: bool,
-    ex: Exchange,
-    watch: DisconnectWatch,
-) -> None:
-    """Forward whole SSE events as they arrive; a broken upstream ends in a well-formed error event."""
-    headers_in = time.perf_counter()
-    headers = _response_headers(response, ex)
-    ex.overhead_ms = _overhead_ms(ex, headers_in)
-    headers.append(ex.overhead_header())
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    reader = _StreamReader(endpoint, hide_usage)
-    broken: GatewayError | None = None
-    try:
-        async for data in response.content.iter_any():
-            out = reader.feed(data)
-            if out:
-                if ex.ttft_ms is None:
+    async def _stream_back(
+        self,
+        send: Send,
+        endpoint: Endpoint,
+        response: aiohttp.ClientResponse,
+        hide_usage: bool,
+        ex: Exchange,
+        watch: DisconnectWatch,
+    ) -> None:
+        """Forward whole SSE events as they arrive. The end-of-stream event is held back until
+        the ledger has the request; a broken upstream ends in a well-formed error event."""
+        headers_in = time.perf_counter()
+        headers = _response_headers(response, ex)
+        ex.overhead_ms = _overhead_ms(ex, headers_in)
+        headers.append(ex.overhead_header())
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        reader = _StreamReader(endpoint, hide_usage)
+        held = b""
+        broken: GatewayError | None = None
+        try:
+            async for data in response.content.iter_any():
+                out = reader.feed(data)
+                if ex.ttft_ms is None and out:
                     ex.ttft_ms = _ms_since(ex.started)
-                await send({"type": "http.response.body", "body": out, "more_body": True})
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        broken = failure(exc, ex.provider or "?")
-    ex.upstream_ms = _ms_since(ex.upstream_started)
-    ex.usage = reader.usage
-    if broken is None and not reader.complete:
-        broken = GatewayError(502, f"upstream '{ex.provider}' ended the stream early", "upstream_incomplete")
-    watch.close()
-    tail = b""
-    if broken:
-        ex.error = broken.code
-        tail = endpoint.dialect.stream_error_event(broken.status, broken.message, broken.code, ex.request_id)
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+                if reader.complete:
+                    held += out
+                elif out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            broken = failure(exc, ex.provider or "?")
+        ex.upstream_ms = _ms_since(ex.upstream_started)
+        ex.usage = reader.usage
+        if broken is None and not reader.complete:
+            broken = GatewayError(
+                502, f"upstream '{ex.provider}' ended the stream early", "upstream_incomplete"
+            )
+        watch.close()
+        if broken:
+            ex.error = broken.code
+            held += endpoint.dialect.stream_error_event(
+                broken.status, broken.message, broken.code, ex.request_id
+            )
+        await self._finish(ex)
+        await send({"type": "http.response.body", "body": held, "more_body": False})
 
 
 class _StreamReader:
@@ -335,18 +399,14 @@ def _response_headers(response: aiohttp.ClientResponse, ex: Exchange) -> list[tu
 
 async def _send_error(send: Send, dialect: Dialect, exc: GatewayError, ex: Exchange) -> None:
     body = dialect.error_body(exc.status, exc.message, exc.code, ex.request_id)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", JSON),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", ex.request_id.encode()),
-                ex.overhead_header(),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", JSON),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", ex.request_id.encode()),
+        ex.overhead_header(),
+        *((name.encode(), value.encode()) for name, value in exc.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

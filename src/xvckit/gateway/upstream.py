@@ -21,6 +21,9 @@ class Upstreams:
         self._settings = settings
         self._urls: dict[tuple[str, str], URL] = {}
         self._base_headers = {p.name: {"content-type": "application/json", **p.headers} for p in providers}
+        self._forwarded = {
+            p.name: _PASS_THROUGH | {h.lower().encode() for h in p.forward_headers} for p in providers
+        }
         self._keys = {
             p.name: itertools.cycle([k.get_secret_value() for k in p.api_keys]) if p.api_keys else None
             for p in providers
@@ -52,8 +55,9 @@ class Upstreams:
 
     def headers(self, provider: Provider, scope: Scope) -> dict[str, str]:
         headers = dict(self._base_headers[provider.name])
+        forwarded = self._forwarded[provider.name]
         for name, value in scope["headers"]:
-            if name in _PASS_THROUGH:
+            if name in forwarded:
                 headers[name.decode()] = value.decode("latin-1")
         keys = self._keys[provider.name]
         if keys is not None:

@@ -6,11 +6,13 @@ event loop on the database, and one code path serves both back ends.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xvckit.config import Config, load
 from xvckit.errors import UserError
 from xvckit.store.schema import SCHEMA_VERSION, meta, metadata
 
@@ -48,7 +50,7 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         try:
-            engine = sa.create_engine(_engine_url(url), pool_pre_ping=True)
+            engine = sa.create_engine(_engine_url(url), pool_pre_ping=True, hide_parameters=True)
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             metadata.create_all(engine)
@@ -83,3 +85,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def open_store(config_path: str | os.PathLike[str] | None) -> tuple[Config, Store]:
+    """The configuration and its store, for CLI commands that work on the data directly."""
+    config = load(config_path)
+    return config, Store.open(config.storage.url)

@@ -1,0 +1,198 @@
+"""`xvckit keys ...` and `xvckit teams ...`: work on the store directly, no gateway needed."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from xvckit.cli.options import ConfigOption, JsonOption, parse_duration
+from xvckit.cli.render import print_rows
+from xvckit.store import audit, open_store
+from xvckit.store.keys import (
+    Limits,
+    create_key,
+    create_team,
+    get_key,
+    get_team,
+    list_keys,
+    list_teams,
+    revoke_key,
+    rotate_key,
+    update_team,
+)
+
+keys_app = typer.Typer(help="Virtual API keys: create, list, show, revoke, rotate.", no_args_is_help=True)
+teams_app = typer.Typer(help="Teams with shared budgets and limits.", no_args_is_help=True)
+
+ModelsOption = typer.Option(None, "--models", help="allowed models, comma-separated; globs allowed")
+RpmOption = typer.Option(None, "--rpm", min=1, help="requests per minute")
+TpmOption = typer.Option(None, "--tpm", min=1, help="tokens per minute")
+BudgetOption = typer.Option(None, "--budget", min=0.0, help="budget in USD per period")
+PeriodOption = typer.Option("month", "--period", help="budget period: day, week or month")
+
+KEY_COLUMNS = [
+    "id",
+    "name",
+    "role",
+    "team_id",
+    "hint",
+    "models",
+    "rpm",
+    "tpm",
+    "budget_usd",
+    "budget_period",
+    "expires_at",
+    "revoked_at",
+]
+TEAM_COLUMNS = ["id", "name", "models", "rpm", "tpm", "budget_usd", "budget_period"]
+
+
+def _limits(
+    models: str | None, rpm: int | None, tpm: int | None, budget: float | None, period: str
+) -> Limits:
+    allowed = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    return Limits(allowed, rpm, tpm, budget, period if budget is not None else None)
+
+
+def _print_secret(key_id: str, raw: str, as_json: bool, record: dict) -> None:
+    if as_json:
+        print_rows([{**record, "key": raw}], None, as_json=True)
+    else:
+        typer.echo(f"{key_id}: {raw}")
+        typer.echo("# this is the only time the key is shown; the store keeps only its hash", err=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="who or what uses the key"),
+    team: str | None = typer.Option(None, "--team", help="team name or id"),
+    role: str = typer.Option("member", "--role", help="member, team-admin or admin"),
+    models: str | None = ModelsOption,
+    rpm: int | None = RpmOption,
+    tpm: int | None = TpmOption,
+    budget: float | None = BudgetOption,
+    period: str = PeriodOption,
+    expires: str | None = typer.Option(None, "--expires", help="lifetime, e.g. 30d, 12h"),
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a key and print it once."""
+    _, store = open_store(config)
+    expires_at = time.time() + parse_duration(expires) if expires else None
+    key, raw = create_key(
+        store,
+        name,
+        audit.default_actor(),
+        team=team,
+        role=role,
+        limits=_limits(models, rpm, tpm, budget, period),
+        expires_at=expires_at,
+    )
+    _print_secret(key.id, raw, as_json, key.public())
+
+
+@keys_app.command("list")
+def keys_list(
+    team: str | None = typer.Option(None, "--team", help="only this team's keys"),
+    active: bool = typer.Option(False, "--active", help="leave out revoked keys"),
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List keys (never the keys themselves: their first characters)."""
+    _, store = open_store(config)
+    team_id = get_team(store, team).id if team else None
+    rows = [k.public() for k in list_keys(store, team_id, include_revoked=not active)]
+    print_rows(rows, KEY_COLUMNS, as_json=as_json)
+
+
+@keys_app.command("show")
+def keys_show(
+    ref: str = typer.Argument(..., help="key id or name"),
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one key's settings."""
+    _, store = open_store(config)
+    print_rows([get_key(store, ref).public()], KEY_COLUMNS, as_json=as_json)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ref: str = typer.Argument(..., help="key id or name"),
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke a key; running gateways refuse it within a second."""
+    _, store = open_store(config)
+    print_rows([revoke_key(store, ref, audit.default_actor()).public()], KEY_COLUMNS, as_json=as_json)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    ref: str = typer.Argument(..., help="key id or name"),
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Give a key a new secret (same id, limits and usage); the old secret stops working."""
+    _, store = open_store(config)
+    key, raw = rotate_key(store, ref, audit.default_actor())
+    _print_secret(key.id, raw, as_json, key.public())
+
+
+@teams_app.command("create")
+def teams_create(
+    name: str = typer.Argument(..., help="the team's name"),
+    models: str | None = ModelsOption,
+    rpm: int | None = RpmOption,
+    tpm: int | None = TpmOption,
+    budget: float | None = BudgetOption,
+    period: str = PeriodOption,
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a team; its limits apply to all its keys together."""
+    _, store = open_store(config)
+    team = create_team(store, name, _limits(models, rpm, tpm, budget, period), audit.default_actor())
+    print_rows([team.public()], TEAM_COLUMNS, as_json=as_json)
+
+
+@teams_app.command("update")
+def teams_update(
+    ref: str = typer.Argument(..., help="team name or id"),
+    models: str | None = ModelsOption,
+    rpm: int | None = RpmOption,
+    tpm: int | None = TpmOption,
+    budget: float | None = BudgetOption,
+    period: str = PeriodOption,
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Replace a team's limits."""
+    _, store = open_store(config)
+    team = update_team(store, ref, _limits(models, rpm, tpm, budget, period), audit.default_actor())
+    print_rows([team.public()], TEAM_COLUMNS, as_json=as_json)
+
+
+@teams_app.command("list")
+def teams_list(config: ConfigOption = None, as_json: bool = JsonOption) -> None:
+    """List teams."""
+    _, store = open_store(config)
+    print_rows([t.public() for t in list_teams(store)], TEAM_COLUMNS, as_json=as_json)
+
+
+@teams_app.command("show")
+def teams_show(
+    ref: str = typer.Argument(..., help="team name or id"),
+    config: ConfigOption = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show a team and its keys."""
+    _, store = open_store(config)
+    team = get_team(store, ref)
+    keys = [k.public() for k in list_keys(store, team.id)]
+    if as_json:
+        print_rows([{**team.public(), "keys": keys}], None, as_json=True)
+    else:
+        print_rows([team.public()], TEAM_COLUMNS)
+        print_rows(keys, KEY_COLUMNS)

@@ -1,0 +1,214 @@
+"""The admin REST API under /admin (FastAPI; OpenAPI at /admin/docs).
+
+Roles: the master key and `admin` keys may do everything; a `team-admin` key manages its
+own team's keys and sees its team's usage; a `member` key sees its own key and usage.
+Store work runs in worker threads; a key change reloads the gateway's keyring at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from xvckit.errors import UserError
+from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.keyring import Keyring, Principal
+from xvckit.store import Store, audit, keys
+from xvckit.store.ledger import usage_report
+from xvckit.store.secrets import SecretBox, put_secret
+
+
+class LimitsIn(BaseModel):
+    models: list[str] | None = Field(None, description="allowed models; globs allowed")
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: Literal["day", "week", "month"] = "month"
+
+    def limits(self) -> keys.Limits:
+        return keys.Limits(
+            tuple(self.models) if self.models is not None else None,
+            self.rpm,
+            self.tpm,
+            self.budget_usd,
+            self.budget_period if self.budget_usd is not None else None,
+        )
+
+
+class KeyIn(LimitsIn):
+    name: str = Field(min_length=1, max_length=200)
+    team: str | None = Field(None, description="team id or name")
+    role: Literal["admin", "team-admin", "member"] = "member"
+    expires_in_s: float | None = Field(None, gt=0, description="lifetime in seconds")
+
+
+class TeamIn(LimitsIn):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SecretIn(BaseModel):
+    value: str = Field(min_length=1)
+
+
+def caller(request: Request) -> Principal:
+    try:
+        return request.app.state.keyring.authenticate(request.scope)
+    except GatewayError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
+    app = FastAPI(
+        title="xvckit admin API",
+        docs_url="/admin/docs",
+        openapi_url="/admin/openapi.json",
+        redoc_url=None,
+    )
+    app.state.keyring = keyring
+
+    async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, store, *args, **kwargs)
+
+    async def changed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        result = await run(fn, *args, **kwargs)
+        await keyring.reload()
+        return result
+
+    def require_admin(who: Principal) -> None:
+        if who.role != "admin":
+            raise HTTPException(403, "this needs an admin key")
+
+    async def visible_key(who: Principal, ref: str) -> keys.ApiKey:
+        key = await run(keys.get_key, ref)
+        allowed = (
+            who.role == "admin"
+            or (who.role == "team-admin" and key.team_id == who.team_id)
+            or (who.key is not None and key.id == who.key.id)
+        )
+        if not allowed:
+            raise HTTPException(404, f"no key {ref!r}")
+        return key
+
+    @app.exception_handler(UserError)
+    async def user_error(_request: Request, exc: UserError) -> JSONResponse:
+        status = 404 if str(exc).startswith("no ") else 400
+        return JSONResponse({"error": {"message": str(exc)}}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": {"message": exc.detail}}, status_code=exc.status_code)
+
+    @app.get("/admin/keys", summary="List keys (never the keys themselves)")
+    async def list_keys(who: Caller) -> list[dict]:
+        if who.role == "admin":
+            found = await run(keys.list_keys)
+        elif who.role == "team-admin":
+            found = await run(keys.list_keys, who.team_id)
+        else:
+            found = [who.key]
+        return [k.public() for k in found]
+
+    @app.post(
+        "/admin/keys", status_code=201, summary="Create a key; the response is the only time it is shown"
+    )
+    async def create_key(body: KeyIn, who: Caller) -> dict:
+        team = body.team
+        if who.role == "team-admin":
+            if body.role == "admin" or (team and team not in (who.team.id, who.team.name)):
+                raise HTTPException(
+                    403, "a team-admin key may create member and team-admin keys of its own team"
+                )
+            team = who.team_id
+        elif who.role != "admin":
+            raise HTTPException(403, "this needs an admin or team-admin key")
+        expires_at = time.time() + body.expires_in_s if body.expires_in_s else None
+        key, raw = await changed(
+            keys.create_key,
+            body.name,
+            who.actor,
+            team=team,
+            role=body.role,
+            limits=body.limits(),
+            expires_at=expires_at,
+        )
+        return {**key.public(), "key": raw}
+
+    @app.get("/admin/keys/{ref}", summary="One key")
+    async def show_key(ref: str, who: Caller) -> dict:
+        return (await visible_key(who, ref)).public()
+
+    @app.post("/admin/keys/{ref}/revoke", summary="Revoke a key")
+    async def revoke_key(ref: str, who: Caller) -> dict:
+        key = await visible_key(who, ref)
+        if who.role == "member":
+            raise HTTPException(403, "this needs an admin or team-admin key")
+        return (await changed(keys.revoke_key, key.id, who.actor)).public()
+
+    @app.post("/admin/keys/{ref}/rotate", summary="New secret for a key; the old one stops working")
+    async def rotate_key(ref: str, who: Caller) -> dict:
+        key = await visible_key(who, ref)
+        if who.role == "member":
+            raise HTTPException(403, "this needs an admin or team-admin key")
+        rotated, raw = await changed(keys.rotate_key, key.id, who.actor)
+        return {**rotated.public(), "key": raw}
+
+    @app.get("/admin/teams", summary="List teams")
+    async def list_teams(who: Caller) -> list[dict]:
+        if who.role == "admin":
+            return [t.public() for t in await run(keys.list_teams)]
+        return [who.team.public()] if who.team else []
+
+    @app.post("/admin/teams", status_code=201, summary="Create a team")
+    async def create_team(body: TeamIn, who: Caller) -> dict:
+        require_admin(who)
+        return (await changed(keys.create_team, body.name, body.limits(), who.actor)).public()
+
+    @app.get("/admin/teams/{ref}", summary="One team and its keys")
+    async def show_team(ref: str, who: Caller) -> dict:
+        team = await run(keys.get_team, ref)
+        if who.role != "admin" and team.id != who.team_id:
+            raise HTTPException(404, f"no team {ref!r}")
+        members = await run(keys.list_keys, team.id)
+        return {**team.public(), "keys": [k.public() for k in members]}
+
+    @app.get("/admin/usage", summary="Usage totals and breakdowns")
+    async def usage(
+        who: Caller,
+        by: Literal["key", "team", "model", "day"] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict]:
+        filters: dict[str, str | None] = {}
+        if who.role == "team-admin":
+            filters["team_id"] = who.team_id
+        elif who.role == "member":
+            filters["key_id"] = who.key_id
+        return await run(usage_report, by, since, until, **filters)
+
+    @app.get("/admin/audit", summary="Audit entries, newest last")
+    async def audit_list(who: Caller, limit: int = 100) -> list[dict]:
+        require_admin(who)
+        return [e.to_json() for e in await run(audit.entries, limit=limit)]
+
+    @app.get("/admin/audit/verify", summary="Check the audit hash chain")
+    async def audit_verify(who: Caller) -> dict:
+        require_admin(who)
+        return (await run(audit.verify)).to_json()
+
+    @app.put("/admin/secrets/{name}", summary="Store a secret, encrypted at rest; it is never returned")
+    async def store_secret(name: str, body: SecretIn, who: Caller) -> dict:
+        require_admin(who)
+        box = await asyncio.to_thread(SecretBox.for_store, store)
+        await run(put_secret, box, name, body.value, who.actor)
+        return {"name": name, "stored": True}
+
+    return app

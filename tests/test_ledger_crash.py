@@ -1,0 +1,84 @@
+"""Kill the gateway with SIGKILL right after its clients got their answers: every one of
+those answers is in the ledger, once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from test_gateway_e2e import HI, sim_providers
+from xvckit.store import Store
+from xvckit.store.ledger import ledger_request_ids
+
+MASTER = "xvc-crash-test-master"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_gateway(config_path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "XVCKIT_MASTER_KEY": MASTER}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xvckit", "gateway", "serve", "--config", str(config_path), "--port", str(port),
+         "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"gateway did not start: {process.stderr.read().decode()[-2000:]}")
+
+
+def test_sigkill_loses_no_completed_request(sim, tmp_path, store_url):
+    config = tmp_path / "xvckit.yaml"
+    config.write_text(yaml.safe_dump({**sim_providers(sim), "storage": {"url": store_url}}))
+    port = _free_port()
+    gateway = _start_gateway(config, port)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0)
+
+    def call(i: int) -> str:
+        request_id = f"crash-{i}"
+        if i % 3 == 0:
+            for _ in client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True,
+                                                    extra_headers={"x-request-id": request_id}):
+                pass
+        else:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HI,
+                                           extra_headers={"x-request-id": request_id})
+        return request_id
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            completed = set(pool.map(call, range(60)))
+    finally:
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait()
+    restarted = _start_gateway(config, port)
+    try:
+        call(1000)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=30)
+    store = Store.open(store_url)
+    ids = ledger_request_ids(store)
+    store.close()
+    assert len(ids) == len(set(ids)), "a record was written twice"
+    assert set(ids) == completed | {"crash-1000"}
