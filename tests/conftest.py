@@ -31,7 +31,9 @@ def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
     """Start gateways for a config mapping; each is stopped after the test."""
     with ExitStack() as stack:
 
-        def start(config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None) -> BackgroundServer:
+        def start(
+            config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None
+        ) -> BackgroundServer:
             config = {"storage": {"url": storage_url or f"sqlite:///{tmp_path}/xvckit.db"}, **config}
             loaded = from_mapping(config)
             gateway = Gateway(loaded, master_key, Store.open(loaded.storage.url))

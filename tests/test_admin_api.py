@@ -36,8 +36,11 @@ def test_admin_creates_teams_and_keys_shown_once(gw):
     assert raw not in str(trail)
     assert admin.get("/audit/verify").json()["ok"] is True
     # the new key works on the proxy at once
-    r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {raw}"},
-                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {raw}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 200
 
 
@@ -70,7 +73,10 @@ def test_bad_credentials_and_bad_input(gw):
     assert api(gw, "xvc-nope").get("/keys").status_code == 401
     admin = api(gw, MASTER_KEY)
     assert admin.post("/keys", json={"name": ""}).status_code == 422
-    assert admin.post("/keys", json={"name": "x", "team": "ghost"}).json()["error"]["message"] == "no team 'ghost'"
+    assert (
+        admin.post("/keys", json={"name": "x", "team": "ghost"}).json()["error"]["message"]
+        == "no team 'ghost'"
+    )
     assert admin.get("/keys/key_missing").status_code == 404
 
 

@@ -292,7 +292,7 @@ def test_parse_since():
     assert abs((now - audit.parse_since("7d")) - dt.timedelta(days=7)) < dt.timedelta(seconds=5)
     assert abs((now - audit.parse_since("90m")) - dt.timedelta(minutes=90)) < dt.timedelta(seconds=5)
     assert audit.parse_since("2025-01-31") == dt.datetime(2025, 1, 31, tzinfo=dt.UTC)
-    with pytest.raises(UserError, match="--since 'soon'"):
+    with pytest.raises(UserError, match="--since: cannot read 'soon'"):
         audit.parse_since("soon")
 
 

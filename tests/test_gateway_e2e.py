@@ -196,9 +196,12 @@ def test_mid_stream_failure_ends_with_an_error_event(oa, an):
             model="gpt-4o-mini", messages=HI, stream=True, extra_headers={"x-sim-fail": "midstream"}
         ):
             pass
-    with pytest.raises(anthropic.APIError), an.messages.stream(
-        model="claude-x", max_tokens=64, messages=HI, extra_headers={"x-sim-fail": "midstream"}
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIError),
+        an.messages.stream(
+            model="claude-x", max_tokens=64, messages=HI, extra_headers={"x-sim-fail": "midstream"}
+        ) as stream,
+    ):
         for _ in stream:
             pass
 

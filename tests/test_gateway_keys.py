@@ -42,7 +42,7 @@ def client(gw, raw: str) -> openai.OpenAI:
 
 def test_a_key_works_and_is_ledgered_under_its_team(gw):
     team = keys.create_team(gw.store, "blue", Limits(), "test")
-    key, raw = new_key(gw, team="blue")
+    _, raw = new_key(gw, team="blue")
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=5)
     rows = usage_report(gw.store, "team", None)
     assert [(r["team_id"], r["requests"]) for r in rows] == [(team.id, 1)]
@@ -50,7 +50,7 @@ def test_a_key_works_and_is_ledgered_under_its_team(gw):
 
 
 async def test_fifty_concurrent_first_requests_on_a_one_request_budget(gw):
-    key, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="day"))
+    _, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="day"))
     aclient = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=raw, max_retries=0)
 
     async def one():
@@ -80,7 +80,7 @@ def test_team_budget_is_shared_by_its_keys(gw):
 
 
 def test_budget_spent_before_a_restart_still_counts(gw, sim, make_gateway, store_url):
-    key, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="week"))
+    _, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="week"))
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=10)
     restarted = make_gateway({**sim_providers(sim), **PRICED}, storage_url=store_url)
     with pytest.raises(openai.RateLimitError):

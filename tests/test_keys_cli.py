@@ -30,9 +30,29 @@ def cli(tmp_path, store_url):
 
 def test_create_prints_the_key_once_and_stores_only_its_hash(cli):
     cli("teams", "create", "blue", "--budget", "10", "--period", "week")
-    created = orjson.loads(cli("keys", "create", "--name", "ci", "--team", "blue", "--models", "gpt-4o,claude-*",
-                               "--rpm", "60", "--tpm", "100000", "--budget", "2", "--period", "day",
-                               "--expires", "30d", "--json").stdout)[0]
+    created = orjson.loads(
+        cli(
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--team",
+            "blue",
+            "--models",
+            "gpt-4o,claude-*",
+            "--rpm",
+            "60",
+            "--tpm",
+            "100000",
+            "--budget",
+            "2",
+            "--period",
+            "day",
+            "--expires",
+            "30d",
+            "--json",
+        ).stdout
+    )[0]
     raw = created["key"]
     assert raw.startswith("xvc-") and created["models"] == ["gpt-4o", "claude-*"] and created["expires_at"]
     listed = cli("keys", "list", "--json").stdout

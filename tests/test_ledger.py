@@ -30,11 +30,11 @@ from xvckit.store.ledger import (
     UsageRecord,
     ledger_records,
     ledger_request_ids,
-    parse_time,
     usage_report,
     usage_report_raw,
     write_records,
 )
+from xvckit.timespec import parse_moment
 
 BASE = 1_795_000_000 - 1_795_000_000 % DAY  # a UTC midnight in 2026
 BYS = [None, "key", "team", "model", "day"]
@@ -427,19 +427,19 @@ async def test_retention_prunes_old_rows_in_batches(store):
 # time arguments
 
 
-def test_parse_time():
+def test_parse_moment():
     now = 1_800_000_000.0
-    assert parse_time("7d", now) == now - 7 * DAY
-    assert parse_time("24h", now) == now - DAY
-    assert parse_time("30m", now) == now - 1800
-    assert parse_time("2w", now) == now - 14 * DAY
-    assert parse_time("2026-11-01", now) == 1_793_491_200
-    assert parse_time("2026-11-01T12:00", now) == 1_793_491_200 + 12 * HOUR
-    assert parse_time("2026-11-01T12:00+02:00", now) == 1_793_491_200 + 10 * HOUR
-    assert parse_time("2026-11-01T12:00:00Z", now) == 1_793_491_200 + 12 * HOUR
+    assert parse_moment("7d", now) == now - 7 * DAY
+    assert parse_moment("24h", now) == now - DAY
+    assert parse_moment("30m", now) == now - 1800
+    assert parse_moment("2w", now) == now - 14 * DAY
+    assert parse_moment("2026-11-01", now) == 1_793_491_200
+    assert parse_moment("2026-11-01T12:00", now) == 1_793_491_200 + 12 * HOUR
+    assert parse_moment("2026-11-01T12:00+02:00", now) == 1_793_491_200 + 10 * HOUR
+    assert parse_moment("2026-11-01T12:00:00Z", now) == 1_793_491_200 + 12 * HOUR
     for bad in ("yesterday", "7x", "", "-3d"):
         with pytest.raises(ValueError):
-            parse_time(bad, now)
+            parse_moment(bad, now)
 
 
 # the command

@@ -32,9 +32,22 @@ def _free_port() -> int:
 def _start_gateway(config_path, port: int) -> subprocess.Popen:
     env = {**os.environ, "XVCKIT_MASTER_KEY": MASTER}
     process = subprocess.Popen(
-        [sys.executable, "-m", "xvckit", "gateway", "serve", "--config", str(config_path), "--port", str(port),
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "xvckit",
+            "gateway",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -57,12 +70,14 @@ def test_sigkill_loses_no_completed_request(sim, tmp_path, store_url):
     def call(i: int) -> str:
         request_id = f"crash-{i}"
         if i % 3 == 0:
-            for _ in client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True,
-                                                    extra_headers={"x-request-id": request_id}):
+            for _ in client.chat.completions.create(
+                model="gpt-4o-mini", messages=HI, stream=True, extra_headers={"x-request-id": request_id}
+            ):
                 pass
         else:
-            client.chat.completions.create(model="gpt-4o-mini", messages=HI,
-                                           extra_headers={"x-request-id": request_id})
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=HI, extra_headers={"x-request-id": request_id}
+            )
         return request_id
 
     try:

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from xvckit.cli.options import ConfigOption, JsonOption, parse_duration
+from xvckit.cli.options import ConfigOption, JsonOption, parse_lifetime
 from xvckit.cli.render import print_rows
 from xvckit.store import audit, open_store
 from xvckit.store.keys import (
@@ -79,7 +79,7 @@ def keys_create(
 ) -> None:
     """Create a key and print it once."""
     _, store = open_store(config)
-    expires_at = time.time() + parse_duration(expires) if expires else None
+    expires_at = time.time() + parse_lifetime(expires) if expires else None
     key, raw = create_key(
         store,
         name,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from xvckit.errors import UserError
+from xvckit.timespec import parse_duration
 
 ConfigOption = Annotated[
     Path | None,
@@ -17,12 +17,10 @@ ConfigOption = Annotated[
 
 JsonOption = typer.Option(False, "--json", help="print JSON for scripts")
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
-
-def parse_duration(text: str) -> float:
-    """'30d', '12h', '15m', '90s', '2w' in seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if not match:
+def parse_lifetime(text: str) -> float:
+    """A lifetime such as '30d' or '12h', in seconds; a one-line error otherwise."""
+    seconds = parse_duration(text)
+    if seconds is None:
         raise UserError(f"not a duration: {text!r} (use e.g. 30d, 12h, 15m)")
-    return float(match[1]) * _UNITS[match[2]]
+    return seconds

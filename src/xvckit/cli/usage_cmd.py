@@ -12,6 +12,7 @@ import typer
 from xvckit.cli.options import ConfigOption
 from xvckit.errors import UserError
 from xvckit.store import open_store
+from xvckit.timespec import parse_moment
 
 COLUMNS = ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "errors")
 HEADERS = {
@@ -73,12 +74,10 @@ def usage(
 
 
 def _time(option: str, text: str | None, now: float) -> float | None:
-    from xvckit.store.ledger import parse_time
-
     if text is None:
         return None
     try:
-        return parse_time(text, now)
+        return parse_moment(text, now)
     except ValueError as exc:
         raise UserError(f"{option}: {exc}") from None
 

@@ -10,7 +10,6 @@ from xvckit.store.ledger import (
     LedgerUnavailable,
     UsageRecord,
     ledger_request_ids,
-    parse_time,
     usage_report,
 )
 
@@ -26,7 +25,6 @@ __all__ = [
     "data_dir_of",
     "ledger_request_ids",
     "open_store",
-    "parse_time",
     "secrets",
     "usage_report",
 ]

@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 
 from xvckit.errors import UserError
 from xvckit.store.schema import meta, metadata
+from xvckit.timespec import parse_moment
 
 GENESIS_HASH = "0" * 64
 HEAD_KEY = "audit_head"
@@ -437,21 +438,9 @@ def _parse_ts(text: str) -> dt.datetime:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)")
-_AGE_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_since(text: str) -> dt.datetime:
     """`7d`, `12h`, `30m`, `2w`, `90s`, or an ISO date/time (UTC unless it says otherwise)."""
-    text = text.strip()
-    match = _AGE.fullmatch(text)
-    if match:
-        seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
-        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(
-            f"--since {text!r}: expected an age like 7d, 12h, 30m, 2w or a date like 2025-01-31"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        return dt.datetime.fromtimestamp(parse_moment(text), dt.UTC)
+    except ValueError as exc:
+        raise UserError(f"--since: {exc}") from None

@@ -42,7 +42,6 @@ import datetime as dt
 import logging
 import math
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -913,26 +912,3 @@ def usage_report_raw(
             else:
                 totals.add(row[0], row[1:])
     return totals.rows(by)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": HOUR, "d": DAY, "w": 7 * DAY}
-
-
-def parse_time(text: str, now: float | None = None) -> float:
-    """'7d', '24h', '30m', '90s', '2w' (that long before now), a UTC date '2026-11-01', or an
-    ISO time '2026-11-01T12:00' (UTC unless it has an offset), as epoch seconds. ValueError
-    otherwise."""
-    value = text.strip()
-    match = _DURATION.fullmatch(value)
-    if match:
-        return (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2]]
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        raise ValueError(
-            f"cannot read {text!r} as a time: use a duration like 7d, 24h, 30m or a date like 2026-11-01"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
