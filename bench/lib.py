@@ -317,6 +317,8 @@ def run_wrk(
     body_file: Path | None = None,
     headers: Mapping[str, str] | None = None,
     timeout_s: int = 10,
+    script: Path = WRK_SCRIPT,
+    env: Mapping[str, str] | None = None,
 ) -> WrkResult:
     """Run wrk with bench/wrk_json.lua and parse the line its done() hook prints.
 
@@ -330,14 +332,20 @@ def run_wrk(
         f"-d{max(1, int(duration_s))}s",
         f"--timeout={timeout_s}s",
         "-s",
-        str(WRK_SCRIPT),
+        str(script),
         url,
         "--",
         method,
         str(body_file) if body_file else "-",
         *(f"{name}: {value}" for name, value in (headers or {}).items()),
     ]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 30)
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=duration_s + timeout_s + 30,
+        env=env and {**os.environ, **env},
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if proc.returncode != 0 or line is None:
         raise BenchError(f"wrk failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -36,6 +36,11 @@ def new_key(gw, **kwargs) -> tuple[keys.ApiKey, str]:
     return key, raw
 
 
+def flush_ledger(gw) -> None:
+    """The ledger commits in the background; wait for what was recorded so far."""
+    asyncio.run_coroutine_threadsafe(gw.gateway.ledger.flush(), gw._loop).result(10)
+
+
 def client(gw, raw: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=raw, max_retries=0)
 
@@ -44,6 +49,7 @@ def test_a_key_works_and_is_ledgered_under_its_team(gw):
     team = keys.create_team(gw.store, "blue", Limits(), "test")
     _, raw = new_key(gw, team="blue")
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=5)
+    flush_ledger(gw)
     rows = usage_report(gw.store, "team", None)
     assert [(r["team_id"], r["requests"]) for r in rows] == [(team.id, 1)]
     assert rows[0]["cost_usd"] == pytest.approx(0.005)

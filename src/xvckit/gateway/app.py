@@ -9,6 +9,7 @@ import orjson
 
 from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
+from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
@@ -18,7 +19,8 @@ from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, Endpo
 from xvckit.gateway.routing import Router
 from xvckit.gateway.upstream import Upstreams
 from xvckit.providers.prices import price_table
-from xvckit.store import Store, StoreError
+from xvckit.store import Store, StoreError, data_dir_of
+from xvckit.store.journal import Journal, journal_dir
 from xvckit.store.ledger import Ledger, usage_report
 
 log = logging.getLogger("xvckit.gateway")
@@ -32,6 +34,7 @@ _PROXIED: dict[str, Endpoint] = {
     "/v1/messages/count_tokens": COUNT_TOKENS,
 }
 _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+LEDGER_LINGER_S = 0.05  # the ledger commits at most ~20 times a second, in batches
 
 
 class Gateway:
@@ -44,9 +47,7 @@ class Gateway:
         self.upstreams = Upstreams(config.providers, config.gateway)
         self.keyring = Keyring(store, master_key)
         self.admission = Admission(self._spent_since)
-        self.ledger = (
-            Ledger(store, retention_days=config.ledger.retention_days) if config.ledger.enabled else None
-        )
+        self.ledger = _ledger(config, store) if config.ledger.enabled else None
         self.metrics = Metrics()
         prices = price_table({m: p.model_dump(exclude_none=True) for m, p in config.prices.items()})
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
@@ -145,6 +146,17 @@ class Gateway:
             problems.append("config: no model routes")
         body = {"status": "not ready" if problems else "ready", "problems": problems}
         await respond(send, 503 if problems else 200, orjson.dumps(body))
+
+
+def _ledger(config: Config, store: Store) -> Ledger:
+    """The usage ledger, journaled beside the database: the hot path appends, a thread commits."""
+    directory = journal_dir(data_dir_of(store.url) or DEFAULT_DATA_DIR.expanduser(), store.url)
+    return Ledger(
+        store,
+        retention_days=config.ledger.retention_days,
+        journal=Journal(directory),
+        linger_s=LEDGER_LINGER_S,
+    )
 
 
 async def _not_found(scope: Scope, send: Send, endpoint: Endpoint | None) -> None:

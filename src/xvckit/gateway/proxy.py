@@ -144,13 +144,13 @@ class Proxy:
 
     async def _finish(self, ex: Exchange) -> None:
         """Settle, record and count the request: done before the client gets its last bytes,
-        so a response a client received in full is always in the ledger."""
+        so a response a client received in full is always in the ledger (journaled on disk)."""
         cost = (self.prices.cost_usd(ex.upstream_model, ex.usage) or 0.0) if ex.upstream_model else 0.0
         if ex.ticket is not None:
             self.admission.settle(ex.ticket, ex.usage.input_tokens + ex.usage.output_tokens, cost)
         if self.ledger is not None:
             try:
-                await self.ledger.write(ex.record(cost))
+                self.ledger.record(ex.record(cost))
             except Exception as exc:  # the response still goes out; the loss is said loudly
                 log.error("ledger write failed for %s: %s", ex.request_id, type(exc).__name__)
         self.metrics.observe(ex, cost)

@@ -44,12 +44,13 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 
 from xvckit.store.database import Store
+from xvckit.store.journal import Journal, read_rows
 from xvckit.store.schema import metadata
 
 log = logging.getLogger("xvckit.ledger")
@@ -85,8 +86,10 @@ usage = sa.Table(
     sa.Column("retries", sa.Integer, nullable=False),
     sa.Column("cache_hit", sa.Boolean, nullable=False),
     sa.Column("client", sa.String(256)),
+    # Only the time index: every other index takes a random page per row written (a WAL page
+    # each on SQLite). Per-key and per-team figures come from the rollup; budgets start on
+    # whole days, so they never read raw rows.
     sa.Index("ix_xvckit_usage_ts", "ts"),
-    sa.Index("ix_xvckit_usage_key_ts", "key_id", "ts"),
 )
 
 # key_id, team_id and model are '' where the record has none (NULL cannot be part of a key).
@@ -394,6 +397,16 @@ class _Item:
     queued: float
 
 
+@dataclass(slots=True)
+class _Barrier:
+    """Runs in the writer thread once every record queued before it is committed (a flush,
+    or deleting a journal segment); dropped, not run, if those records are given up."""
+
+    action: Callable[[], None]
+    future: None = None
+    queued: float = 0.0
+
+
 class Ledger:
     """Group-commit writer of usage records; see the module docstring."""
 
@@ -407,8 +420,12 @@ class Ledger:
         max_pending: int = 100_000,
         prune_interval_s: float = 300.0,
         prune_batch: int = 1000,
+        journal: Journal | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.store = store
+        self.journal = journal
+        self.linger_s = linger_s
         self.max_batch = max(1, max_batch)
         self.retention_days = retention_days
         self.fail_after_s = fail_after_s
@@ -435,6 +452,9 @@ class Ledger:
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
+        if self.journal is not None:
+            self._replay()
+            self.journal.open()
         self._thread = threading.Thread(target=self._run, name="xvckit-ledger", daemon=True)
         self._thread.start()
 
@@ -442,15 +462,48 @@ class Ledger:
         """Return once the record is committed; raises LedgerUnavailable if the database did
         not take it within `fail_after_s` (the record stays queued), LedgerError if the
         database refused it."""
+        future = self._loop.create_future() if self._loop else asyncio.get_running_loop().create_future()
+        self._enqueue(record, future)
+        await future
+
+    def record(self, record: UsageRecord) -> None:
+        """Journal the record and return at once (the gateway's hot path): with a journal, it
+        is safe from a SIGKILL when this returns; the database gets it moments later."""
+        self._enqueue(record, None)
+
+    async def flush(self) -> None:
+        """Return once everything recorded so far is committed."""
+        future = asyncio.get_running_loop().create_future()
+        self._check_open()
+        self._queue.put(_Barrier(lambda: self._settle([(future, None)])))
+        await future
+
+    def _check_open(self) -> None:
         if self._closing:
             raise LedgerClosed("the usage ledger is closed")
         if self._thread is None:
             self.start()
         elif not self._thread.is_alive():
             raise LedgerError("the usage ledger writer has stopped (see the log)")
-        future = self._loop.create_future()
-        self._queue.put(_Item(None, record, future, time.monotonic()))
-        await future
+
+    def _enqueue(self, record: UsageRecord, future: asyncio.Future | None) -> None:
+        self._check_open()
+        row = _row(record)
+        finished = self.journal.append(row) if self.journal is not None else None
+        self._queue.put(_Item(row, record, future, time.monotonic()))
+        if finished is not None:
+            self._queue.put(_Barrier(lambda: finished.unlink(missing_ok=True)))
+
+    def _replay(self) -> None:
+        """Commit the rows of journal segments that a stopped or killed gateway left."""
+        for path in self.journal.orphans():
+            rows = read_rows(path)
+            written = 0
+            for start in range(0, len(rows), 1000):
+                with self.store.engine.begin() as conn:
+                    written += commit_rows(conn, rows[start : start + 1000], self._writer)
+            self.journal.release(path)
+            log.warning("usage ledger: replayed %s: %d row(s), %d new", path.name, len(rows), written)
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Commit everything queued, then stop the thread. Records that cannot be committed
@@ -461,6 +514,10 @@ class Ledger:
         if self._thread is None:
             return
         self._close_deadline = time.monotonic() + timeout_s
+        if self.journal is not None:
+            last = self.journal.close()
+            if last is not None:
+                self._queue.put(_Barrier(lambda: last.unlink(missing_ok=True)))
         self._queue.put(_STOP)
         self._wake.set()
         await asyncio.to_thread(self._thread.join)
@@ -486,8 +543,13 @@ class Ledger:
                     if item is _STOP:
                         return
                     pending.append(item)
+                    if self.linger_s and not self._closing:
+                        time.sleep(self.linger_s)  # nobody waits on this commit: let a batch gather
                 stopping = self._drain(pending) or stopping
-                batch = pending[: self.max_batch]
+                _run_barriers(pending)
+                batch = _leading_records(pending, self.max_batch)
+                if not batch:
+                    continue
                 try:
                     if conn is None:
                         conn = self.store.engine.connect()
@@ -522,6 +584,7 @@ class Ledger:
                         failures = 0
                     self._settle([(item.future, None) for item in batch if item.future is not None])
                 del pending[: len(batch)]
+                _run_barriers(pending)
                 if not pending and self._queue.empty():
                     conn = self._prune(conn)
         except BaseException:  # a bug: fail everyone waiting rather than hold them forever
@@ -596,7 +659,8 @@ class Ledger:
                 item.future = None
         self._settle(late)
 
-    def _give_up(self, items: list[_Item], why: str) -> None:
+    def _give_up(self, items: list[_Item | _Barrier], why: str) -> None:
+        items = [item for item in items if isinstance(item, _Item)]
         if not items:
             return
         self.dropped += len(items)
@@ -632,6 +696,20 @@ class Ledger:
             log.warning("usage ledger: retention step failed, will retry: %s", _describe(exc))
             self._next_prune = time.monotonic() + min(self.prune_interval_s, 30.0)
         return conn
+
+
+def _run_barriers(pending: list) -> None:
+    while pending and isinstance(pending[0], _Barrier):
+        pending.pop(0).action()
+
+
+def _leading_records(pending: list, limit: int) -> list[_Item]:
+    batch = []
+    for item in pending:
+        if isinstance(item, _Barrier) or len(batch) == limit:
+            break
+        batch.append(item)
+    return batch
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future, BaseException | None]]) -> None:
