@@ -79,8 +79,7 @@ class Gateway:
             elif path.startswith("/admin"):
                 await self.admin(scope, receive, send)
             elif path == "/metrics":
-                self.metrics.set_budgets(self.admission.remaining())
-                await respond(send, 200, self.metrics.render(), _METRICS_TYPE)
+                await respond(send, 200, self.metrics.render(self.admission.remaining()), _METRICS_TYPE)
             else:
                 await _not_found(scope, send, endpoint)
         elif kind == "lifespan":

@@ -12,13 +12,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
-from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, header, read_body
+from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway.admission import Admission, Ticket
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.exchange import Exchange, request_id
+from xvckit.gateway.http1 import Response, Upstream
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
@@ -32,6 +32,8 @@ log = logging.getLogger("xvckit.gateway")
 
 # Output tokens reserved for a request that names no max_tokens (settled to the real count).
 DEFAULT_OUTPUT_ESTIMATE = 1024
+# A non-streamed request starts watching for its client leaving only after this long.
+WATCH_AFTER_S = 0.25
 
 _HOP_BY_HOP = frozenset(
     {
@@ -84,14 +86,15 @@ class Proxy:
         self.max_body = max_body
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
-        ex = Exchange(request_id(header(scope, b"x-request-id")), endpoint.name)
-        ex.client = (header(scope, b"user-agent") or b"").decode("latin-1")[:200] or None
+        headers = dict(scope["headers"])
+        ex = Exchange(request_id(headers.get(b"x-request-id")), endpoint.name)
+        ex.client = headers.get(b"user-agent", b"").decode("latin-1")[:200] or None
         watch: DisconnectWatch | None = None
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         try:
             who = self.keyring.authenticate(scope)
             ex.key_id, ex.team_id = who.key_id, who.team_id
-            body = await self._read_json_body(scope, receive)
+            body = await self._read_json_body(scope, receive, headers.get(b"content-type", b""))
             payload = _parse_object(body)
             deployment = self.router.resolve(payload.get("model"))
             ex.model, ex.provider, ex.upstream_model = (
@@ -109,7 +112,7 @@ class Proxy:
             ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
             ex.stream = endpoint.streams and payload.get("stream") is True
             body, hide_usage = _prepare(payload, body, deployment, ex.stream, endpoint)
-            watch = DisconnectWatch(receive)
+            watch = DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
             await self._forward(scope, send, endpoint, deployment, body, hide_usage, ex, watch)
         except GatewayError as exc:
             if watch:
@@ -130,7 +133,7 @@ class Proxy:
         finally:
             if watch:
                 watch.close()
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
 
     async def _admit(
         self, who: Principal, payload: dict, body_len: int, deployment: Deployment, ex: Exchange
@@ -156,8 +159,7 @@ class Proxy:
         self.metrics.observe(ex, cost)
         ex.log()
 
-    async def _read_json_body(self, scope: Scope, receive: Receive) -> bytes:
-        content_type = header(scope, b"content-type") or b""
+    async def _read_json_body(self, scope: Scope, receive: Receive, content_type: bytes) -> bytes:
         if content_type.split(b";", 1)[0].strip().lower() != JSON:
             raise GatewayError(
                 415,
@@ -187,22 +189,18 @@ class Proxy:
         provider = deployment.provider
         ex.upstream_started = time.perf_counter()
         try:
-            response = await self.upstreams.session.post(
-                self.upstreams.url(provider, endpoint.upstream_path),
-                data=body,
-                headers=self.upstreams.headers(provider, scope),
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = await self.upstreams.post(provider, endpoint.upstream_path, scope, body)
+        except Upstream as exc:
             ex.upstream_ms = _ms_since(ex.upstream_started)
             raise failure(exc, provider.name) from None
         try:
             ex.status = response.status
-            if ex.stream and response.content_type == "text/event-stream":
+            if ex.stream and response.content_type == b"text/event-stream":
                 await self._stream_back(send, endpoint, response, hide_usage, ex, watch)
             else:
                 try:
                     data = await response.read()
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except Upstream as exc:
                     ex.upstream_ms = _ms_since(ex.upstream_started)
                     raise failure(exc, provider.name) from None
                 await self._send_whole(send, endpoint, response, data, ex, watch)
@@ -213,7 +211,7 @@ class Proxy:
         self,
         send: Send,
         endpoint: Endpoint,
-        response: aiohttp.ClientResponse,
+        response: Response,
         data: bytes,
         ex: Exchange,
         watch: DisconnectWatch,
@@ -237,7 +235,7 @@ class Proxy:
         self,
         send: Send,
         endpoint: Endpoint,
-        response: aiohttp.ClientResponse,
+        response: Response,
         hide_usage: bool,
         ex: Exchange,
         watch: DisconnectWatch,
@@ -253,7 +251,7 @@ class Proxy:
         held = b""
         broken: GatewayError | None = None
         try:
-            async for data in response.content.iter_any():
+            async for data in response.chunks():
                 out = reader.feed(data)
                 if ex.ttft_ms is None and out:
                     ex.ttft_ms = _ms_since(ex.started)
@@ -261,7 +259,7 @@ class Proxy:
                     held += out
                 elif out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except Upstream as exc:
             broken = failure(exc, ex.provider or "?")
         ex.upstream_ms = _ms_since(ex.upstream_started)
         ex.usage = reader.usage
@@ -321,13 +319,25 @@ class _StreamReader:
 
 class DisconnectWatch:
     """Cancels the request's task when its client goes away, so the upstream call stops
-    too (no tokens are spent on an answer nobody reads). Closed before the last send."""
+    too (no tokens are spent on an answer nobody reads). Closed before the last send.
 
-    __slots__ = ("_task", "_watcher", "gone")
+    Watching costs a task; a quick non-streamed answer is over before a client would give
+    up, so for those the watch starts only after `after_s`."""
 
-    def __init__(self, receive: Receive) -> None:
+    __slots__ = ("_task", "_timer", "_watcher", "gone")
+
+    def __init__(self, receive: Receive, after_s: float) -> None:
         self.gone = False
         self._task = asyncio.current_task()
+        self._watcher: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        if after_s:
+            self._timer = loop.call_later(after_s, self._start, receive)
+        else:
+            self._timer = None
+            self._start(receive)
+
+    def _start(self, receive: Receive) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
@@ -337,7 +347,10 @@ class DisconnectWatch:
         self._task.cancel()
 
     def close(self) -> None:
-        self._watcher.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 def _prepare(
@@ -386,14 +399,13 @@ def _usage_of_body(endpoint: Endpoint, data: bytes) -> Usage:
     return module.usage_from_body(body)
 
 
-def _response_headers(response: aiohttp.ClientResponse, ex: Exchange) -> list[tuple[bytes, bytes]]:
+def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, bytes]]:
     headers = [(b"x-request-id", ex.request_id.encode())]
-    for name, value in response.raw_headers:
-        lower = name.lower()
-        if lower == b"x-request-id":
+    for name, value in response.headers:
+        if name == b"x-request-id":
             headers.append((b"x-upstream-request-id", value))
-        elif lower not in _HOP_BY_HOP:
-            headers.append((lower, value))
+        elif name not in _HOP_BY_HOP:
+            headers.append((name, value))
     return headers
 
 
