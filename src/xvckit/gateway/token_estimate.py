@@ -1,0 +1,175 @@
+"""A request's tokens, estimated before the call so pacing can reserve them (settled after).
+
+What is counted: the text a model reads (message and system text, tool-call arguments, tool
+results, tool definitions as JSON, `prompt` / `input` / `instructions`), a few tokens of
+framing per message, and the output the request may produce (`max_tokens`,
+`max_completion_tokens` or `max_output_tokens`, else `DEFAULT_OUTPUT_TOKENS`; none for
+embeddings). Nothing else of the body is serialised or walked.
+
+Encoders: `o200k_base` for the gpt-4o / gpt-4.1 / gpt-4.5 / gpt-5 / o-series families,
+`cl100k_base` for everything else, Claude included (Anthropic publishes no tokenizer for
+its current models, so this is only an approximation; Claude's count is often higher, which
+the settle and the scale-up below absorb). Each encoder is loaded once
+(from `$TIKTOKEN_CACHE_DIR` when set); if it cannot be loaded (no cache, no network) the
+estimate falls back to characters / 4 and says so once in the log.
+
+Cost: tiktoken encodes about 10-17 MB/s (60-90 µs per KB of text on the development
+machine), all of it holding the event loop. Up to `EXACT_CHARS` of text is encoded whole;
+beyond that `SAMPLES` evenly spread samples of `SAMPLE_CHARS` each are encoded and the
+tokens-per-character ratio extrapolated, so a call never encodes more than about 6 KB.
+Measured (`tests/test_pacing.py::test_estimate_cost`): ~5 µs for a short chat, ~230 µs at
+the exact limit (4 KB), ~400 µs for a 1 MB body (most of it joining the text). Sampling error
+on mixed source and prose (80 random concatenations of this repository's files): median 1.8%,
+worst -6% / +6%. Pacing settles the real count after the call, and a lane whose calls keep
+using more than estimated scales its estimates up (`Pacer.settle`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable
+
+import orjson
+
+log = logging.getLogger("xvckit.gateway.pacing")
+
+DEFAULT_OUTPUT_TOKENS = 1024  # a request that names no output limit
+EXACT_CHARS = 4_200  # text up to this length is encoded whole
+SAMPLES = 12  # beyond it: this many samples, evenly spread, and the ratio extrapolated
+SAMPLE_CHARS = 500
+MESSAGE_OVERHEAD = 4  # role and separators around each message (OpenAI's cookbook: 3-4)
+REPLY_PRIMING = 3
+
+_O200K = re.compile(r"^(?:[\w.-]+/)?(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)")
+_IMAGE_TOKENS = 765  # a high-detail 512x512-tile image, OpenAI's figure; Claude is similar
+
+_encoders: dict[str, Callable[[str], int] | None] = {}
+
+
+def encoding_name(model: str) -> str:
+    """The tiktoken encoding used to estimate `model` ("openai/gpt-4o" is treated as "gpt-4o")."""
+    return "o200k_base" if _O200K.match(model.lower()) else "cl100k_base"
+
+
+def _counter(name: str) -> Callable[[str], int] | None:
+    if name in _encoders:
+        return _encoders[name]
+    counter = None
+    try:
+        import tiktoken
+
+        encode = tiktoken.get_encoding(name).encode_ordinary
+
+        def counter(text: str) -> int:
+            return len(encode(text))
+
+    except Exception as exc:  # no cache and no network, or tiktoken missing
+        log.warning("token estimates use characters/4: tiktoken's %s is unavailable (%s)", name, exc)
+    _encoders[name] = counter
+    return counter
+
+
+def count_text(text: str, model: str) -> int:
+    """Tokens in `text` for `model`'s encoding; long text is sampled (see the module docs)."""
+    if not text:
+        return 0
+    counter = _counter(encoding_name(model))
+    if counter is None:
+        return math.ceil(len(text) / 4)
+    size = len(text)
+    if size <= EXACT_CHARS:
+        return counter(text)
+    step = (size - SAMPLE_CHARS) // (SAMPLES - 1)
+    sampled = sum(counter(text[i * step : i * step + SAMPLE_CHARS]) for i in range(SAMPLES))
+    return math.ceil(sampled * size / (SAMPLES * SAMPLE_CHARS))
+
+
+def _content(value: object, parts: list[str]) -> int:
+    """Collects the text of a message content (string or list of blocks); returns image tokens."""
+    if isinstance(value, str):
+        parts.append(value)
+        return 0
+    if not isinstance(value, list):
+        return 0
+    images = 0
+    for block in value:
+        if isinstance(block, str):
+            parts.append(block)
+            continue
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind in ("image", "image_url", "input_image"):
+            images += _IMAGE_TOKENS
+            continue
+        text = block.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+        if kind == "tool_use":  # Anthropic: the call's input as JSON
+            parts.append(_json(block.get("input")))
+            parts.append(str(block.get("name", "")))
+        elif kind == "tool_result":
+            images += _content(block.get("content"), parts)
+        elif kind in ("function_call", "function_call_output"):  # OpenAI Responses items
+            parts.append(str(block.get("arguments") or block.get("output") or ""))
+        elif kind == "thinking":
+            parts.append(str(block.get("thinking", "")))
+        if "content" in block and kind != "tool_result":
+            images += _content(block["content"], parts)
+    return images
+
+
+def _json(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
+def estimate_tokens(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_TOKENS) -> int:
+    """Input tokens of an OpenAI or Anthropic request body plus the output it may produce."""
+    parts: list[str] = []
+    extra = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        extra += REPLY_PRIMING
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            extra += MESSAGE_OVERHEAD
+            extra += _content(message.get("content"), parts)
+            name = message.get("name")
+            if isinstance(name, str):
+                parts.append(name)
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    parts.append(str(function.get("name", "")))
+                    parts.append(str(function.get("arguments", "")))
+    for field in ("system", "instructions", "prompt", "input"):
+        value = body.get(field)
+        if value is not None:
+            extra += _content(value, parts)  # a string, or blocks / Responses API items
+            if isinstance(value, list):
+                extra += MESSAGE_OVERHEAD * sum(
+                    1 for item in value if isinstance(item, dict) and "role" in item
+                )
+    tools = body.get("tools") or body.get("functions")
+    if tools:
+        parts.append(_json(tools))
+    text = "\n".join(parts)
+    return count_text(text, model) + extra + _output_tokens(body, model, default_output)
+
+
+def _output_tokens(body: dict, model: str, default_output: int) -> int:
+    for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    if "messages" not in body and "input" in body and "embed" in model.lower():
+        return 0  # an embedding produces no tokens
+    return default_output
