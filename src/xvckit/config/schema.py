@@ -25,6 +25,11 @@ class GatewaySettings(Strict):
     connect_timeout_s: float = Field(10, gt=0)
     read_timeout_s: float = Field(600, gt=0, description="longest silence from an upstream")
     shutdown_grace_s: float = Field(30, ge=0, description="how long Ctrl-C waits for in-flight requests")
+    queue_timeout_s: float = Field(60, gt=0, description="longest wait for rate-limit room before a 429")
+    max_attempts: int = Field(3, ge=1, le=10, description="upstream calls per request, retries included")
+    retry_budget: float = Field(0.2, ge=0, le=1, description="retries as a share of requests, at most")
+    retry_base_s: float = Field(0.25, gt=0, description="backoff before the first retry (doubles, jittered)")
+    retry_cap_s: float = Field(8, gt=0, description="longest backoff between two attempts")
 
 
 class Provider(Strict):
@@ -37,6 +42,8 @@ class Provider(Strict):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="sent on every upstream call")
     query: dict[str, str] = Field(default_factory=dict, description="e.g. {api-version: ...} for Azure")
+    rpm: int | None = Field(None, gt=0, description="requests per minute allowed per upstream key")
+    tpm: int | None = Field(None, gt=0, description="tokens per minute allowed per upstream key")
     forward_headers: list[str] = Field(
         default_factory=list, description="client request headers passed on to this upstream (e.g. X-Title)"
     )
@@ -59,6 +66,9 @@ class ModelRoute(Strict):
     name: str = Field(min_length=1, description="what clients ask for; globs allowed")
     provider: str
     model: str | None = Field(None, description="upstream id; defaults to the name asked for")
+    rpm: int | None = Field(None, gt=0, description="requests per minute for this model, per upstream key")
+    tpm: int | None = Field(None, gt=0, description="tokens per minute for this model, per upstream key")
+    fallbacks: list[str] = Field(default_factory=list, description="models to try when this one fails")
 
     @property
     def is_glob(self) -> bool:
@@ -93,6 +103,10 @@ class Price(Strict):
     cache_write: float | None = Field(None, ge=0)
 
 
+class Redis(Strict):
+    url: str = Field(description="redis://host:port/db; shares pacing state between gateway replicas")
+
+
 class Admin(Strict):
     master_key: SecretStr | None = None
 
@@ -105,6 +119,7 @@ class Config(Strict):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     prices: dict[str, Price] = Field(default_factory=dict, description="override the built-in price table")
     admin: Admin = Field(default_factory=Admin)
+    redis: Redis | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:
@@ -113,6 +128,9 @@ class Config(Strict):
         if dupes:
             raise ValueError(f"providers: duplicate name(s) {sorted(dupes)}")
         for i, route in enumerate(self.models):
+            for j, fallback in enumerate(route.fallbacks):
+                if not any(other.matches(fallback) for other in self.models):
+                    raise ValueError(f"models[{i}].fallbacks[{j}]: no model route matches {fallback!r}")
             if route.provider not in names:
                 raise ValueError(
                     f"models[{i}].provider: unknown provider {route.provider!r} "

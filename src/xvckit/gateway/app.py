@@ -13,8 +13,11 @@ from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
+from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.keyring import Keyring
 from xvckit.gateway.metrics import Metrics
+from xvckit.gateway.pacing import Pacer
+from xvckit.gateway.pacing_redis import RedisPacer
 from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, Endpoint, Proxy
 from xvckit.gateway.routing import Router
 from xvckit.gateway.upstream import Upstreams
@@ -52,10 +55,12 @@ class Gateway:
         prices = price_table({m: p.model_dump(exclude_none=True) for m, p in config.prices.items()})
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
         self.admin = create_admin_app(store, self.keyring)
+        self.pacer = RedisPacer(config.redis.url) if config.redis else Pacer()
+        self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, config.gateway)
         self.proxy = Proxy(
             self.keyring,
             self.router,
-            self.upstreams,
+            self.dispatcher,
             self.admission,
             self.ledger,
             self.metrics,
@@ -94,6 +99,7 @@ class Gateway:
     async def _shutdown(self) -> None:
         """After uvicorn has drained in-flight requests: flush the ledger, close connections."""
         await self.upstreams.close()
+        await self.pacer.aclose()
         if self.ledger:
             await self.ledger.close()
         await self.keyring.close()
@@ -144,6 +150,12 @@ class Gateway:
         if not self.config.models:
             problems.append("config: no model routes")
         body = {"status": "not ready" if problems else "ready", "problems": problems}
+        degraded = getattr(self.pacer, "degraded", None)
+        if degraded:  # still serving: a replica on its own state beats no replica
+            body["degraded"] = [f"redis: {degraded}; pacing on this replica's own state"]
+        disabled = self.pacer.disabled()
+        if disabled:
+            body["disabled_upstream_keys"] = {str(lane): reason for lane, reason in disabled.items()}
         await respond(send, 503 if problems else 200, orjson.dumps(body))
 
 

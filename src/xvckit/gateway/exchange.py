@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from xvckit.gateway.admission import Ticket
+from xvckit.gateway.dispatch import Attempt
 from xvckit.providers import Usage
 from xvckit.store.ledger import UsageRecord
 
@@ -48,6 +49,8 @@ class Exchange:
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
     ticket: Ticket | None = None
+    attempt: Attempt | None = None
+    retries: int = 0
     upstream_started: float | None = None
     upstream_ms: float = 0.0
     ttft_ms: float | None = None
@@ -81,6 +84,7 @@ class Exchange:
             ttft_ms=self.ttft_ms,
             upstream_ms=self.upstream_ms,
             overhead_ms=self.overhead_ms,
+            retries=self.retries,
             client=self.client,
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -17,12 +18,14 @@ import orjson
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway.admission import Admission, Ticket
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
+from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.exchange import Exchange, request_id
 from xvckit.gateway.http1 import Response, Upstream
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
-from xvckit.gateway.upstream import Upstreams, failure
+from xvckit.gateway.token_estimate import estimate_tokens
+from xvckit.gateway.upstream import failure
 from xvckit.providers import Usage, anthropic, openai
 from xvckit.providers.prices import PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
@@ -69,7 +72,7 @@ class Proxy:
         self,
         keyring: Keyring,
         router: Router,
-        upstreams: Upstreams,
+        dispatcher: Dispatcher,
         admission: Admission,
         ledger: Ledger | None,
         metrics: Metrics,
@@ -78,7 +81,7 @@ class Proxy:
     ) -> None:
         self.keyring = keyring
         self.router = router
-        self.upstreams = upstreams
+        self.dispatcher = dispatcher
         self.admission = admission
         self.ledger = ledger
         self.metrics = metrics
@@ -111,9 +114,13 @@ class Proxy:
                 )
             ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
             ex.stream = endpoint.streams and payload.get("stream") is True
-            body, hide_usage = _prepare(payload, body, deployment, ex.stream, endpoint)
+            body_for, hide_usage = _bodies(payload, body, ex.stream, endpoint)
             watch = DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
-            await self._forward(scope, send, endpoint, deployment, body, hide_usage, ex, watch)
+            priority = 0 if headers.get(b"x-xvckit-priority") == b"batch" else 1
+            tokens = estimate_tokens(payload, deployment.model)
+            await self._forward(
+                scope, send, endpoint, deployment, body_for, tokens, priority, hide_usage, ex, watch
+            )
         except GatewayError as exc:
             if watch:
                 watch.close()
@@ -149,8 +156,11 @@ class Proxy:
         """Settle, record and count the request: done before the client gets its last bytes,
         so a response a client received in full is always in the ledger (journaled on disk)."""
         cost = (self.prices.cost_usd(ex.upstream_model, ex.usage) or 0.0) if ex.upstream_model else 0.0
+        used = ex.usage.input_tokens + ex.usage.output_tokens
         if ex.ticket is not None:
-            self.admission.settle(ex.ticket, ex.usage.input_tokens + ex.usage.output_tokens, cost)
+            self.admission.settle(ex.ticket, used, cost)
+        if ex.attempt is not None:
+            self.dispatcher.settle(ex.attempt, used)
         if self.ledger is not None:
             try:
                 self.ledger.record(ex.record(cost))
@@ -181,18 +191,24 @@ class Proxy:
         send: Send,
         endpoint: Endpoint,
         deployment: Deployment,
-        body: bytes,
+        body_for: Callable[[Deployment], bytes],
+        tokens: int,
+        priority: int,
         hide_usage: bool,
         ex: Exchange,
         watch: DisconnectWatch,
     ) -> None:
-        provider = deployment.provider
         ex.upstream_started = time.perf_counter()
         try:
-            response = await self.upstreams.post(provider, endpoint.upstream_path, scope, body)
-        except Upstream as exc:
+            attempt = await self.dispatcher.call(
+                scope, endpoint.upstream_path, deployment, body_for, tokens, priority
+            )
+        except GatewayError:
             ex.upstream_ms = _ms_since(ex.upstream_started)
-            raise failure(exc, provider.name) from None
+            raise
+        ex.attempt, ex.retries = attempt, attempt.retries
+        ex.provider, ex.upstream_model = attempt.deployment.provider.name, attempt.deployment.model
+        response = attempt.response
         try:
             ex.status = response.status
             if ex.stream and response.content_type == b"text/event-stream":
@@ -202,7 +218,7 @@ class Proxy:
                     data = await response.read()
                 except Upstream as exc:
                     ex.upstream_ms = _ms_since(ex.upstream_started)
-                    raise failure(exc, provider.name) from None
+                    raise failure(exc, ex.provider) from None
                 await self._send_whole(send, endpoint, response, data, ex, watch)
         finally:
             response.close()
@@ -353,18 +369,13 @@ class DisconnectWatch:
             self._watcher.cancel()
 
 
-def _prepare(
-    payload: dict, body: bytes, deployment: Deployment, stream: bool, endpoint: Endpoint
-) -> tuple[bytes, bool]:
-    """The body to send upstream, and whether to hide a usage chunk the client did not ask for.
-
-    Only `model` and `stream_options` may change; every other field passes untouched.
-    """
-    changed = False
+def _bodies(
+    payload: dict, body: bytes, stream: bool, endpoint: Endpoint
+) -> tuple[Callable[[Deployment], bytes], bool]:
+    """What to send to a deployment, and whether to hide a usage chunk the client did not
+    ask for. Only `model` and `stream_options` may change; every other field passes
+    untouched, and an unchanged request is sent as the very bytes the client sent."""
     hide_usage = False
-    if payload["model"] != deployment.model:
-        payload["model"] = deployment.model
-        changed = True
     if stream and endpoint is CHAT:
         options = payload.get("stream_options")
         if not (isinstance(options, dict) and options.get("include_usage")):
@@ -372,8 +383,15 @@ def _prepare(
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-            hide_usage = changed = True
-    return (orjson.dumps(payload) if changed else body), hide_usage
+            hide_usage = True
+    asked = payload["model"]
+
+    def body_for(deployment: Deployment) -> bytes:
+        if deployment.model == asked and not hide_usage:
+            return body
+        return orjson.dumps({**payload, "model": deployment.model})
+
+    return body_for, hide_usage
 
 
 def _parse_object(body: bytes) -> dict:

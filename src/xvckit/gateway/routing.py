@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xvckit.config import Config, Provider
+from xvckit.config import Config, ModelRoute, Provider
 from xvckit.gateway.dialects import GatewayError
 
 
@@ -12,6 +12,19 @@ from xvckit.gateway.dialects import GatewayError
 class Deployment:
     provider: Provider
     model: str  # the id the upstream knows
+    rpm: int | None = None  # per upstream key: the model's own limit, else the provider's
+    tpm: int | None = None
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+def _deployment(route: ModelRoute, provider: Provider, model: str) -> Deployment:
+    return Deployment(
+        provider, model, route.rpm or provider.rpm, route.tpm or provider.tpm, tuple(route.fallbacks)
+    )
 
 
 class Router:
@@ -25,7 +38,7 @@ class Router:
             if route.is_glob:
                 self._globs.append((route, provider))
             else:
-                self._exact.setdefault(route.name, Deployment(provider, route.model or route.name))
+                self._exact.setdefault(route.name, _deployment(route, provider, route.model or route.name))
         self._cache: dict[str, Deployment] = {}
 
     def resolve(self, requested: object) -> Deployment:
@@ -36,7 +49,7 @@ class Router:
             return found
         for route, provider in self._globs:
             if route.matches(requested):
-                found = Deployment(provider, route.model or requested)
+                found = _deployment(route, provider, route.model or requested)
                 if len(self._cache) < 10_000:
                     self._cache[requested] = found
                 return found

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 from xvckit.asgi import Scope
 from xvckit.config import GatewaySettings, Provider
 from xvckit.gateway.dialects import GatewayError
@@ -33,10 +31,15 @@ class Upstreams:
         if self.pool:
             await self.pool.close()
 
-    async def post(self, provider: Provider, path: str, scope: Scope, body: bytes) -> Response:
-        """Send a request to the provider; returns once its status and headers arrived."""
+    async def post(
+        self, provider: Provider, path: str, scope: Scope, body: bytes, key_index: int = 0
+    ) -> Response:
+        """Send a request to the provider with one of its keys; returns once the status and
+        headers arrived."""
         origin, target = self._url(provider, path)
-        return await self.pool.request(b"POST", origin, target, self._headers(provider, scope), body)
+        return await self.pool.request(
+            b"POST", origin, target, self._headers(provider, scope, key_index), body
+        )
 
     def _url(self, provider: Provider, path: str) -> tuple[Origin, bytes]:
         key = (provider.name, path)
@@ -46,13 +49,13 @@ class Upstreams:
             found = self._urls[key] = split_url(provider.base_url + path + (f"?{query}" if query else ""))
         return found
 
-    def _headers(self, provider: Provider, scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _headers(self, provider: Provider, scope: Scope, key_index: int) -> list[tuple[bytes, bytes]]:
         headers = list(self._base_headers[provider.name])
         forwarded = self._forwarded[provider.name]
         headers.extend((name, value) for name, value in scope["headers"] if name in forwarded)
         keys = self._keys[provider.name]
-        if keys is not None:
-            headers.append(next(keys))
+        if keys:
+            headers.append(keys[key_index])
         if provider.kind == "anthropic" and not any(name == b"anthropic-version" for name, _ in headers):
             headers.append((b"anthropic-version", b"2023-06-01"))
         return headers
@@ -65,15 +68,13 @@ def _base_headers(provider: Provider) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _key_headers(provider: Provider):
-    """The provider's keys, each as its ready header, used in turn."""
-    if not provider.api_keys:
-        return None
+def _key_headers(provider: Provider) -> list[tuple[bytes, bytes]]:
+    """The provider's keys, each as its ready header (the pacer picks which one a call uses)."""
     name = provider.upstream_key_header
     values = [k.get_secret_value() for k in provider.api_keys]
     if name == "authorization":
         values = [f"Bearer {v}" for v in values]
-    return itertools.cycle([(name.encode(), v.encode()) for v in values])
+    return [(name.encode(), v.encode()) for v in values]
 
 
 def failure(exc: Upstream, name: str) -> GatewayError:

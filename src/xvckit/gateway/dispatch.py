@@ -1,0 +1,177 @@
+"""Getting one answer from the providers: pace under their limits, pick the upstream key
+with most headroom, retry what is worth retrying (with backoff, inside the request's
+deadline and the retry budget), take a key that is refused out of the pool, and fall back
+to the next model when a deployment keeps failing or its circuit is open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xvckit.asgi import Scope
+from xvckit.config import GatewaySettings
+from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.http1 import Response, Upstream
+from xvckit.gateway.pacing import Grant, Lane, LaneDisabled, Pacer, QueueTimeout, header_map
+from xvckit.gateway.resilience import RETRYABLE_STATUS, CircuitBreaker, RetryBudget, backoff_s
+from xvckit.gateway.routing import Deployment, Router
+from xvckit.gateway.upstream import Upstreams, failure
+from xvckit.providers.ratelimit import parse_retry_after
+
+log = logging.getLogger("xvckit.gateway")
+
+
+@dataclass(slots=True)
+class Attempt:
+    """The upstream call whose answer goes back to the client."""
+
+    deployment: Deployment
+    response: Response
+    lane: Lane
+    grant: Grant
+    retries: int
+
+
+class Dispatcher:
+    def __init__(self, upstreams: Upstreams, router: Router, pacer: Pacer, settings: GatewaySettings) -> None:
+        self.upstreams = upstreams
+        self.router = router
+        self.pacer = pacer
+        self.settings = settings
+        self.breaker = CircuitBreaker()
+        self.budget = RetryBudget(settings.retry_budget)
+        self._configured: set[Lane] = set()
+
+    async def call(
+        self,
+        scope: Scope,
+        path: str,
+        primary: Deployment,
+        body_for: Callable[[Deployment], bytes],
+        tokens: int,
+        priority: int,
+    ) -> Attempt:
+        """The answer to send back (possibly an upstream error, passed through when retrying
+        could not help), or a GatewayError when no upstream gave one."""
+        self.budget.request()
+        deadline = time.monotonic() + self.settings.queue_timeout_s
+        calls = 0
+        last: GatewayError | None = None
+        for deployment in self._candidates(primary):
+            attempts = 0
+            if not self.breaker.allows(deployment.name):
+                last = GatewayError(
+                    503, f"'{deployment.name}' is failing; its circuit is open", "circuit_open"
+                )
+                continue
+            body = body_for(deployment)
+            while attempts < self.settings.max_attempts:
+                lane = self.pacer.best(self._lanes(deployment))
+                if lane is None:
+                    last = GatewayError(
+                        503,
+                        f"every key of provider '{deployment.provider.name}' was refused",
+                        "no_upstream_key",
+                    )
+                    break
+                try:
+                    grant = await self.pacer.acquire(
+                        lane, tokens, priority, max(0.0, deadline - time.monotonic())
+                    )
+                except LaneDisabled:
+                    continue
+                except QueueTimeout as exc:
+                    last = GatewayError(
+                        429,
+                        f"'{deployment.name}' is at its rate limit; waiting would take about "
+                        f"{exc.retry_after_s:.0f} s",
+                        "rate_limit_queue_timeout",
+                        {"retry-after": str(max(1, round(exc.retry_after_s)))},
+                    )
+                    break
+                attempts += 1
+                calls += 1
+                try:
+                    response = await self.upstreams.post(deployment.provider, path, scope, body, lane.key)
+                except Upstream as exc:
+                    self.breaker.failure(deployment.name)
+                    last = failure(exc, deployment.provider.name)
+                    if await self._wait_to_retry(attempts, None, deadline):
+                        continue
+                    break
+                self.pacer.observe(lane, response.status, response.headers, grant)
+                status = response.status
+                if status in (401, 403) and len(deployment.provider.api_keys) > 1:
+                    response.close()
+                    self.pacer.disable(lane, f"answered {status}")
+                    log.error("upstream key %s refused with %d; taken out of the pool", lane, status)
+                    attempts -= 1  # another key, not a retry of the same call
+                    continue
+                if status in RETRYABLE_STATUS:
+                    self.breaker.failure(deployment.name)
+                    # after a 429 the pacer holds the lane until the provider's reset: no sleep here
+                    retry_after = (
+                        0.0 if status == 429 else parse_retry_after(header_map(response.headers), time.time())
+                    )
+                    if await self._wait_to_retry(attempts, retry_after, deadline, response):
+                        continue
+                    if deployment is not primary or not self._has_fallback(primary, deployment):
+                        return Attempt(deployment, response, lane, grant, calls - 1)
+                    response.close()
+                    last = GatewayError(
+                        status, f"'{deployment.name}' answered {status}", f"upstream_{status}"
+                    )
+                    break
+                self.breaker.success(deployment.name)
+                return Attempt(deployment, response, lane, grant, calls - 1)
+        raise last or GatewayError(503, f"no upstream could answer for '{primary.name}'", "no_upstream")
+
+    def settle(self, attempt: Attempt, tokens: int) -> None:
+        self.pacer.settle(attempt.grant, tokens)
+
+    def _candidates(self, primary: Deployment) -> list[Deployment]:
+        found = [primary]
+        for name in primary.fallbacks:
+            try:
+                deployment = self.router.resolve(name)
+            except GatewayError:
+                continue
+            if deployment.provider.kind == primary.provider.kind and deployment not in found:
+                found.append(deployment)
+        return found
+
+    def _has_fallback(self, primary: Deployment, current: Deployment) -> bool:
+        candidates = self._candidates(primary)
+        return candidates.index(current) < len(candidates) - 1
+
+    def _lanes(self, deployment: Deployment) -> list[Lane]:
+        lanes = [
+            Lane(deployment.provider.name, index, deployment.model)
+            for index in range(max(1, len(deployment.provider.api_keys)))
+        ]
+        for lane in lanes:
+            if lane not in self._configured:
+                self.pacer.configure(lane, deployment.rpm, deployment.tpm)
+                self._configured.add(lane)
+        return lanes
+
+    async def _wait_to_retry(
+        self, attempts: int, retry_after: float | None, deadline: float, response: Response | None = None
+    ) -> bool:
+        """Back off before another attempt, if the budget and the deadline allow one."""
+        if attempts >= self.settings.max_attempts:
+            return False
+        delay = (
+            0.0
+            if retry_after == 0.0
+            else backoff_s(attempts - 1, self.settings.retry_base_s, self.settings.retry_cap_s, retry_after)
+        )
+        if time.monotonic() + delay > deadline or not self.budget.try_spend():
+            return False
+        if response is not None:
+            response.close()
+        await asyncio.sleep(delay)
+        return True

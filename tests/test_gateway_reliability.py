@@ -1,0 +1,131 @@
+"""Pacing, key pools, retries and fallbacks, with the official SDKs as clients."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import openai
+import pytest
+
+from conftest import MASTER_KEY
+from test_gateway_e2e import HI
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def _client(gw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MASTER_KEY, max_retries=0)
+
+
+def _gateway(make_gateway, providers: list[dict], models: list[dict], **gateway) -> object:
+    return make_gateway({"providers": providers, "models": models, "gateway": gateway})
+
+
+def test_retries_hide_upstream_failures_within_the_budget(sim_factory, make_gateway):
+    sim = sim_factory(fail_rate=0.2, seed=7)
+    gw = _gateway(
+        make_gateway,
+        [{"name": "s", "kind": "openai", "base_url": sim.openai_base_url, "api_keys": ["k"]}],
+        [{"name": "gpt-4o-mini", "provider": "s"}],
+        retry_base_s=0.01,
+        retry_budget=0.5,
+        max_attempts=5,
+    )
+    client = _client(gw)
+    ok = 0
+    for _ in range(40):
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=4)
+            ok += 1
+        except openai.InternalServerError:
+            pass
+    upstream = sim.count("chat_completions")
+    failed = sim.count("chat_completions", "500")
+    print(f"client ok {ok}/40, upstream calls {upstream}, upstream 500s {failed}")
+    assert failed > 0, "the simulator should have failed some calls"
+    assert ok >= 39
+    assert upstream <= 40 * 1.5 + 3
+
+
+def test_a_refused_key_leaves_the_pool(sim_factory, make_gateway):
+    sim = sim_factory(api_key="good-key")
+    gw = _gateway(
+        make_gateway,
+        [
+            {
+                "name": "s",
+                "kind": "openai",
+                "base_url": sim.openai_base_url,
+                "api_keys": ["bad-key", "good-key"],
+            }
+        ],
+        [{"name": "gpt-4o-mini", "provider": "s"}],
+    )
+    client = _client(gw)
+    for _ in range(5):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=4)
+    assert sim.count("chat_completions", "401") <= 1
+    ready = httpx.get(f"{gw.url}/readyz").json()
+    assert ready["status"] == "ready"
+    assert list(ready["disabled_upstream_keys"].values()) == ["answered 401"]
+    assert "bad-key" not in str(ready)
+
+
+def test_fallback_to_another_model_when_a_provider_is_down(sim, make_gateway):
+    gw = _gateway(
+        make_gateway,
+        [
+            {"name": "down", "kind": "openai", "base_url": _dead_url(), "api_keys": ["k"]},
+            {"name": "s", "kind": "openai", "base_url": sim.openai_base_url, "api_keys": ["k"]},
+        ],
+        [
+            {"name": "primary", "provider": "down", "fallbacks": ["backup"]},
+            {"name": "backup", "provider": "s", "model": "gpt-4o-mini"},
+        ],
+        retry_base_s=0.01,
+    )
+    raw = _client(gw).chat.completions.with_raw_response.create(model="primary", messages=HI, max_tokens=4)
+    assert raw.parse().model.startswith("gpt-4o-mini")
+    assert sim.count("chat_completions", "200") == 1
+
+
+def test_streams_are_retried_before_their_first_byte(sim_factory, make_gateway):
+    sim = sim_factory(fail_rate=0.3, seed=3)
+    gw = _gateway(
+        make_gateway,
+        [{"name": "s", "kind": "openai", "base_url": sim.openai_base_url, "api_keys": ["k"]}],
+        [{"name": "gpt-4o-mini", "provider": "s"}],
+        retry_base_s=0.01,
+        retry_budget=1.0,
+    )
+    client = _client(gw)
+    for _ in range(10):
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+            if c.choices
+        )
+        assert text
+    assert sim.count("chat_completions", "500") > 0
+
+
+def test_requests_over_the_limit_wait_and_a_pointless_wait_is_a_clear_429(sim_factory, make_gateway):
+    sim = sim_factory(rpm=3)
+    gw = _gateway(
+        make_gateway,
+        [{"name": "s", "kind": "openai", "base_url": sim.openai_base_url, "api_keys": ["k"], "rpm": 3}],
+        [{"name": "gpt-4o-mini", "provider": "s"}],
+        queue_timeout_s=2,
+    )
+    client = _client(gw)
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
+    assert "rate limit" in info.value.message and int(info.value.response.headers["retry-after"]) >= 1
+    assert sim.count("chat_completions", "429") == 0, "the gateway let a request hit the provider's limit"
