@@ -214,3 +214,38 @@ def test_upstream_timeout_is_504(sim, make_gateway):
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="gpt-4o-mini", messages=HI, extra_headers={"x-sim-fail": "hang"})
     assert info.value.status_code == 504
+
+
+def test_openai_client_on_a_claude_model(oa):
+    """Cursor-style: the OpenAI dialect served by an Anthropic provider, translated both ways."""
+    completion = oa.chat.completions.create(model="claude-sonnet-4-6", messages=HI, max_tokens=20)
+    assert completion.choices[0].message.content and completion.usage.completion_tokens > 0
+    chunks = list(oa.chat.completions.create(model="claude-sonnet-4-6", messages=HI, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert all(c.choices for c in chunks), "no usage chunk was asked for"
+    call = oa.chat.completions.create(model="claude-sonnet-4-6", messages=HI, tools=[TOOL])
+    assert call.choices[0].message.tool_calls[0].function.name == "get_weather"
+    with pytest.raises(openai.RateLimitError):
+        oa.chat.completions.create(model="claude-x", messages=HI, extra_headers={"x-sim-fail": "429"})
+
+
+def test_anthropic_client_on_an_openai_model(an):
+    message = an.messages.create(model="gpt-4o-mini", max_tokens=20, messages=HI)
+    assert message.content[0].text and message.usage.output_tokens > 0
+    with an.messages.stream(model="gpt-4o-mini", max_tokens=20, messages=HI) as stream:
+        assert "".join(stream.text_stream)
+        assert stream.get_final_message().usage.output_tokens > 0
+    used = an.messages.create(model="gpt-4o-mini", max_tokens=64, messages=HI, tools=[ANTHROPIC_TOOL])
+    assert any(b.type == "tool_use" and b.name == "get_weather" for b in used.content)
+
+
+def test_fallback_across_dialects(sim, make_gateway):
+    config = sim_providers(sim)
+    config["providers"].append({"name": "down", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"})
+    config["models"].insert(0, {"name": "flaky", "provider": "down", "fallbacks": ["claude-sonnet-4-6"]})
+    config["gateway"] = {"retry_base_s": 0.01}
+    server = make_gateway(config)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    completion = client.chat.completions.create(model="flaky", messages=HI, max_tokens=10)
+    assert completion.choices[0].message.content
+    assert sim.count("messages", "200") == 1

@@ -123,10 +123,10 @@ def test_upstream_unreachable_hides_the_upstream_key(dead_upstream_gateway):
     assert ainfo.value.status_code == 502
 
 
-def test_dialect_mismatch_is_explained(dead_upstream_gateway):
-    r = _post(f"{dead_upstream_gateway.url}/v1/chat/completions", b'{"model": "claude-x", "messages": []}')
+def test_an_endpoint_without_a_counterpart_is_explained(dead_upstream_gateway):
+    r = _post(f"{dead_upstream_gateway.url}/v1/embeddings", b'{"model": "claude-x", "input": "hi"}')
     assert r.status_code == 400
-    assert "anthropic" in _openai_error(r)["message"]
+    assert "no embeddings endpoint" in _openai_error(r)["message"]
 
 
 def test_unknown_path_and_method(dead_upstream_gateway):

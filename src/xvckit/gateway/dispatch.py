@@ -48,11 +48,11 @@ class Dispatcher:
     async def call(
         self,
         scope: Scope,
-        path: str,
         primary: Deployment,
-        body_for: Callable[[Deployment], bytes],
+        request_for: Callable[[Deployment], tuple[str, bytes]],
         tokens: int,
         priority: int,
+        cross_dialect: bool = False,
     ) -> Attempt:
         """The answer to send back (possibly an upstream error, passed through when retrying
         could not help), or a GatewayError when no upstream gave one."""
@@ -60,14 +60,14 @@ class Dispatcher:
         deadline = time.monotonic() + self.settings.queue_timeout_s
         calls = 0
         last: GatewayError | None = None
-        for deployment in self._candidates(primary):
+        for deployment in self._candidates(primary, cross_dialect):
             attempts = 0
             if not self.breaker.allows(deployment.name):
                 last = GatewayError(
                     503, f"'{deployment.name}' is failing; its circuit is open", "circuit_open"
                 )
                 continue
-            body = body_for(deployment)
+            path, body = request_for(deployment)
             while attempts < self.settings.max_attempts:
                 lane = self.pacer.best(self._lanes(deployment))
                 if lane is None:
@@ -118,7 +118,7 @@ class Dispatcher:
                     )
                     if await self._wait_to_retry(attempts, retry_after, deadline, response):
                         continue
-                    if deployment is not primary or not self._has_fallback(primary, deployment):
+                    if not self._has_fallback(primary, deployment, cross_dialect):
                         return Attempt(deployment, response, lane, grant, calls - 1)
                     response.close()
                     last = GatewayError(
@@ -132,19 +132,22 @@ class Dispatcher:
     def settle(self, attempt: Attempt, tokens: int) -> None:
         self.pacer.settle(attempt.grant, tokens)
 
-    def _candidates(self, primary: Deployment) -> list[Deployment]:
+    def _candidates(self, primary: Deployment, cross_dialect: bool = False) -> list[Deployment]:
+        """The primary deployment, then its fallbacks (of the other dialect only when the
+        endpoint can be translated)."""
         found = [primary]
         for name in primary.fallbacks:
             try:
                 deployment = self.router.resolve(name)
             except GatewayError:
                 continue
-            if deployment.provider.kind == primary.provider.kind and deployment not in found:
+            same_kind = deployment.provider.kind == primary.provider.kind
+            if (same_kind or cross_dialect) and deployment not in found:
                 found.append(deployment)
         return found
 
-    def _has_fallback(self, primary: Deployment, current: Deployment) -> bool:
-        candidates = self._candidates(primary)
+    def _has_fallback(self, primary: Deployment, current: Deployment, cross_dialect: bool) -> bool:
+        candidates = self._candidates(primary, cross_dialect)
         return candidates.index(current) < len(candidates) - 1
 
     def _lanes(self, deployment: Deployment) -> list[Lane]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
+from xvckit.gateway import crossing
 from xvckit.gateway.admission import Admission, Ticket
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
@@ -59,11 +60,12 @@ class Endpoint:
     upstream_path: str  # appended to the provider's base_url
     provider_kind: str
     streams: bool
+    crosses: bool = False  # can be served by the other dialect's provider (translated)
 
 
-CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True)
+CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True, crosses=True)
 EMBEDDINGS = Endpoint("embeddings", OPENAI, "/embeddings", "openai", False)
-MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True)
+MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True, crosses=True)
 COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", "anthropic", False)
 
 
@@ -105,21 +107,21 @@ class Proxy:
                 deployment.provider.name,
                 deployment.model,
             )
-            if deployment.provider.kind != endpoint.provider_kind:
+            if deployment.provider.kind != endpoint.provider_kind and not endpoint.crosses:
                 raise GatewayError(
                     400,
                     f"model '{ex.model}' is served by the {deployment.provider.kind} provider "
-                    f"'{ex.provider}'; call it through its own API",
+                    f"'{ex.provider}', which has no {endpoint.name} endpoint",
                     "dialect_mismatch",
                 )
             ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
             ex.stream = endpoint.streams and payload.get("stream") is True
-            body_for, hide_usage = _bodies(payload, body, ex.stream, endpoint)
+            request_for, hide_usage = _requests(payload, body, ex.stream, endpoint)
             watch = DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
             priority = 0 if headers.get(b"x-xvckit-priority") == b"batch" else 1
             tokens = estimate_tokens(payload, deployment.model)
             await self._forward(
-                scope, send, endpoint, deployment, body_for, tokens, priority, hide_usage, ex, watch
+                scope, send, endpoint, deployment, request_for, tokens, priority, hide_usage, ex, watch
             )
         except GatewayError as exc:
             if watch:
@@ -191,7 +193,7 @@ class Proxy:
         send: Send,
         endpoint: Endpoint,
         deployment: Deployment,
-        body_for: Callable[[Deployment], bytes],
+        request_for: Callable[[Deployment], tuple[str, bytes]],
         tokens: int,
         priority: int,
         hide_usage: bool,
@@ -201,25 +203,26 @@ class Proxy:
         ex.upstream_started = time.perf_counter()
         try:
             attempt = await self.dispatcher.call(
-                scope, endpoint.upstream_path, deployment, body_for, tokens, priority
+                scope, deployment, request_for, tokens, priority, endpoint.crosses
             )
         except GatewayError:
             ex.upstream_ms = _ms_since(ex.upstream_started)
             raise
         ex.attempt, ex.retries = attempt, attempt.retries
         ex.provider, ex.upstream_model = attempt.deployment.provider.name, attempt.deployment.model
+        upstream_kind = attempt.deployment.provider.kind
         response = attempt.response
         try:
             ex.status = response.status
             if ex.stream and response.content_type == b"text/event-stream":
-                await self._stream_back(send, endpoint, response, hide_usage, ex, watch)
+                await self._stream_back(send, endpoint, upstream_kind, response, hide_usage, ex, watch)
             else:
                 try:
                     data = await response.read()
                 except Upstream as exc:
                     ex.upstream_ms = _ms_since(ex.upstream_started)
                     raise failure(exc, ex.provider) from None
-                await self._send_whole(send, endpoint, response, data, ex, watch)
+                await self._send_whole(send, endpoint, upstream_kind, response, data, ex, watch)
         finally:
             response.close()
 
@@ -227,6 +230,7 @@ class Proxy:
         self,
         send: Send,
         endpoint: Endpoint,
+        upstream_kind: str,
         response: Response,
         data: bytes,
         ex: Exchange,
@@ -235,9 +239,11 @@ class Proxy:
         upstream_done = time.perf_counter()
         ex.upstream_ms = (upstream_done - ex.upstream_started) * 1000
         if response.status == 200:
-            ex.usage = _usage_of_body(endpoint, data)
+            ex.usage = _usage_of_body(endpoint, upstream_kind, data)
         else:
             ex.error = f"upstream_{response.status}"
+        if upstream_kind != endpoint.provider_kind:
+            data = crossing.response_body(endpoint.provider_kind, response.status, data, ex.model)
         headers = _response_headers(response, ex)
         headers.append((b"content-length", str(len(data)).encode()))
         ex.overhead_ms = _overhead_ms(ex, upstream_done)
@@ -251,6 +257,7 @@ class Proxy:
         self,
         send: Send,
         endpoint: Endpoint,
+        upstream_kind: str,
         response: Response,
         hide_usage: bool,
         ex: Exchange,
@@ -263,7 +270,10 @@ class Proxy:
         ex.overhead_ms = _overhead_ms(ex, headers_in)
         headers.append(ex.overhead_header())
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        reader = _StreamReader(endpoint, hide_usage)
+        translate = None
+        if upstream_kind != endpoint.provider_kind:
+            translate = crossing.stream_translator(endpoint.provider_kind, ex.model, not hide_usage)
+        reader = _StreamReader(upstream_kind == "openai", hide_usage and translate is None, translate)
         held = b""
         broken: GatewayError | None = None
         try:
@@ -294,14 +304,18 @@ class Proxy:
 
 
 class _StreamReader:
-    """Reads usage and the end marker out of a stream, and drops the usage chunk the
-    gateway asked an OpenAI upstream for when the client did not."""
+    """Reads usage and the end marker out of an upstream stream (in the upstream's dialect),
+    drops the usage chunk the gateway asked an OpenAI upstream for when the client did not,
+    and translates each event when the client speaks the other dialect."""
 
-    __slots__ = ("_hide_usage", "_openai", "_splitter", "complete", "usage")
+    __slots__ = ("_hide_usage", "_openai", "_splitter", "_translate", "complete", "usage")
 
-    def __init__(self, endpoint: Endpoint, hide_usage: bool) -> None:
-        self._openai = endpoint.dialect is OPENAI
+    def __init__(
+        self, openai_upstream: bool, hide_usage: bool, translate: Callable[[bytes], bytes] | None = None
+    ) -> None:
+        self._openai = openai_upstream
         self._hide_usage = hide_usage
+        self._translate = translate
         self._splitter = EventSplitter()
         self.usage = Usage()
         self.complete = False
@@ -311,6 +325,8 @@ class _StreamReader:
         if not events:
             return b""
         keep = [event for event in events if self._keep(event)]
+        if self._translate is not None:
+            keep = [self._translate(event) for event in keep]
         return keep[0] if len(keep) == 1 else b"".join(keep)
 
     def _keep(self, event: bytes) -> bool:
@@ -369,12 +385,13 @@ class DisconnectWatch:
             self._watcher.cancel()
 
 
-def _bodies(
+def _requests(
     payload: dict, body: bytes, stream: bool, endpoint: Endpoint
-) -> tuple[Callable[[Deployment], bytes], bool]:
-    """What to send to a deployment, and whether to hide a usage chunk the client did not
-    ask for. Only `model` and `stream_options` may change; every other field passes
-    untouched, and an unchanged request is sent as the very bytes the client sent."""
+) -> tuple[Callable[[Deployment], tuple[str, bytes]], bool]:
+    """Where and what to send to a deployment, and whether to hide a usage chunk the client
+    did not ask for. In the client's own dialect only `model` and `stream_options` may
+    change, every other field passes untouched, and an unchanged request is sent as the
+    very bytes the client sent; a provider of the other dialect gets a translation."""
     hide_usage = False
     if stream and endpoint is CHAT:
         options = payload.get("stream_options")
@@ -386,12 +403,15 @@ def _bodies(
             hide_usage = True
     asked = payload["model"]
 
-    def body_for(deployment: Deployment) -> bytes:
+    def request_for(deployment: Deployment) -> tuple[str, bytes]:
+        kind = deployment.provider.kind
+        if kind != endpoint.provider_kind:
+            return crossing.CHAT_PATH[kind], crossing.request_body(kind, payload, deployment.model)
         if deployment.model == asked and not hide_usage:
-            return body
-        return orjson.dumps({**payload, "model": deployment.model})
+            return endpoint.upstream_path, body
+        return endpoint.upstream_path, orjson.dumps({**payload, "model": deployment.model})
 
-    return body_for, hide_usage
+    return request_for, hide_usage
 
 
 def _parse_object(body: bytes) -> dict:
@@ -404,7 +424,7 @@ def _parse_object(body: bytes) -> dict:
     return payload
 
 
-def _usage_of_body(endpoint: Endpoint, data: bytes) -> Usage:
+def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes) -> Usage:
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -413,8 +433,7 @@ def _usage_of_body(endpoint: Endpoint, data: bytes) -> Usage:
         return Usage()
     if endpoint is COUNT_TOKENS:
         return Usage(input_tokens=body.get("input_tokens") or 0)
-    module = anthropic if endpoint.dialect is ANTHROPIC else openai
-    return module.usage_from_body(body)
+    return (anthropic if upstream_kind == "anthropic" else openai).usage_from_body(body)
 
 
 def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, bytes]]:
