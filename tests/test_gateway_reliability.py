@@ -129,3 +129,47 @@ def test_requests_over_the_limit_wait_and_a_pointless_wait_is_a_clear_429(sim_fa
         client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
     assert "rate limit" in info.value.message and int(info.value.response.headers["retry-after"]) >= 1
     assert sim.count("chat_completions", "429") == 0, "the gateway let a request hit the provider's limit"
+
+
+def _two_deployments(sim, down_first: bool = False, **extra) -> tuple[list[dict], list[dict]]:
+    first = _dead_url() if down_first else sim.openai_base_url
+    providers = [
+        {"name": "a", "kind": "openai", "base_url": first, "api_keys": ["k"], **extra.get("a", {})},
+        {
+            "name": "b",
+            "kind": "openai",
+            "base_url": sim.openai_base_url,
+            "api_keys": ["k"],
+            **extra.get("b", {}),
+        },
+    ]
+    models = [{"name": "gpt-4o-mini", "provider": "a"}, {"name": "gpt-4o-mini", "provider": "b"}]
+    return providers, models
+
+
+def _served_by(gw, n: int) -> list[str]:
+    raws = [
+        _client(gw).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
+        for _ in range(n)
+    ]
+    return [r.headers["x-xvckit-deployment"] for r in raws]
+
+
+def test_headroom_routing_moves_to_the_deployment_with_room(sim, make_gateway):
+    providers, models = _two_deployments(sim, a={"rpm": 2}, b={"rpm": 100})
+    gw = _gateway(make_gateway, providers, models)
+    served = _served_by(gw, 6)
+    assert served.count("a/gpt-4o-mini") <= 2 and served.count("b/gpt-4o-mini") >= 4
+
+
+def test_a_dead_deployment_of_a_model_fails_over_to_the_next(sim, make_gateway):
+    providers, models = _two_deployments(sim, down_first=True)
+    gw = _gateway(make_gateway, providers, models, routing="weighted", retry_base_s=0.01)
+    assert set(_served_by(gw, 4)) == {"b/gpt-4o-mini"}
+
+
+def test_cost_routing_prefers_the_cheaper_deployment(sim, make_gateway):
+    providers, models = _two_deployments(sim)
+    models[0]["model"] = "gpt-4o"  # a: the dearer model id behind the same name
+    gw = _gateway(make_gateway, providers, models, routing="cost")
+    assert set(_served_by(gw, 3)) == {"b/gpt-4o-mini"}

@@ -30,6 +30,9 @@ class GatewaySettings(Strict):
     retry_budget: float = Field(0.2, ge=0, le=1, description="retries as a share of requests, at most")
     retry_base_s: float = Field(0.25, gt=0, description="backoff before the first retry (doubles, jittered)")
     retry_cap_s: float = Field(8, gt=0, description="longest backoff between two attempts")
+    routing: Literal["headroom", "latency", "cost", "weighted"] = Field(
+        "headroom", description="how to order several deployments of one model name"
+    )
 
 
 class Provider(Strict):
@@ -69,6 +72,7 @@ class ModelRoute(Strict):
     rpm: int | None = Field(None, gt=0, description="requests per minute for this model, per upstream key")
     tpm: int | None = Field(None, gt=0, description="tokens per minute for this model, per upstream key")
     fallbacks: list[str] = Field(default_factory=list, description="models to try when this one fails")
+    weight: float = Field(1.0, gt=0, description="share of traffic under `gateway.routing: weighted`")
 
     @property
     def is_glob(self) -> bool:

@@ -12,6 +12,7 @@ from xvckit.config import Config
 from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
+from xvckit.gateway.balancing import Balancer
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.keyring import Keyring
@@ -56,7 +57,8 @@ class Gateway:
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
         self.admin = create_admin_app(store, self.keyring)
         self.pacer = RedisPacer(config.redis.url) if config.redis else Pacer()
-        self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, config.gateway)
+        balancer = Balancer(config.gateway.routing, self.pacer, prices)
+        self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, balancer, config.gateway)
         self.proxy = Proxy(
             self.keyring,
             self.router,

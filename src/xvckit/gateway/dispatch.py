@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from xvckit.asgi import Scope
 from xvckit.config import GatewaySettings
+from xvckit.gateway.balancing import Balancer
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.http1 import Response, Upstream
 from xvckit.gateway.pacing import Grant, Lane, LaneDisabled, Pacer, QueueTimeout, header_map
@@ -36,10 +37,18 @@ class Attempt:
 
 
 class Dispatcher:
-    def __init__(self, upstreams: Upstreams, router: Router, pacer: Pacer, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        router: Router,
+        pacer: Pacer,
+        balancer: Balancer,
+        settings: GatewaySettings,
+    ) -> None:
         self.upstreams = upstreams
         self.router = router
         self.pacer = pacer
+        self.balancer = balancer
         self.settings = settings
         self.breaker = CircuitBreaker()
         self.budget = RetryBudget(settings.retry_budget)
@@ -48,7 +57,7 @@ class Dispatcher:
     async def call(
         self,
         scope: Scope,
-        primary: Deployment,
+        requested: str,
         request_for: Callable[[Deployment], tuple[str, bytes]],
         tokens: int,
         priority: int,
@@ -60,7 +69,8 @@ class Dispatcher:
         deadline = time.monotonic() + self.settings.queue_timeout_s
         calls = 0
         last: GatewayError | None = None
-        for deployment in self._candidates(primary, cross_dialect):
+        candidates = self._candidates(requested, cross_dialect)
+        for position, deployment in enumerate(candidates):
             attempts = 0
             if not self.breaker.allows(deployment.name):
                 last = GatewayError(
@@ -94,6 +104,7 @@ class Dispatcher:
                     break
                 attempts += 1
                 calls += 1
+                sent = time.monotonic()
                 try:
                     response = await self.upstreams.post(deployment.provider, path, scope, body, lane.key)
                 except Upstream as exc:
@@ -118,7 +129,7 @@ class Dispatcher:
                     )
                     if await self._wait_to_retry(attempts, retry_after, deadline, response):
                         continue
-                    if not self._has_fallback(primary, deployment, cross_dialect):
+                    if position == len(candidates) - 1:
                         return Attempt(deployment, response, lane, grant, calls - 1)
                     response.close()
                     last = GatewayError(
@@ -126,35 +137,30 @@ class Dispatcher:
                     )
                     break
                 self.breaker.success(deployment.name)
+                self.balancer.observe_latency(deployment, time.monotonic() - sent)
                 return Attempt(deployment, response, lane, grant, calls - 1)
-        raise last or GatewayError(503, f"no upstream could answer for '{primary.name}'", "no_upstream")
+        raise last or GatewayError(503, f"no upstream could answer for '{requested}'", "no_upstream")
 
     def settle(self, attempt: Attempt, tokens: int) -> None:
         self.pacer.settle(attempt.grant, tokens)
 
-    def _candidates(self, primary: Deployment, cross_dialect: bool = False) -> list[Deployment]:
-        """The primary deployment, then its fallbacks (of the other dialect only when the
-        endpoint can be translated)."""
-        found = [primary]
-        for name in primary.fallbacks:
+    def _candidates(self, requested: str, cross_dialect: bool) -> list[Deployment]:
+        """The model's deployments in the balancer's order, then each fallback's (of the
+        other dialect only when the endpoint can be translated)."""
+        found = self.balancer.order(self.router.group(requested))
+        kind = found[0].provider.kind
+        for name in found[0].fallbacks:
             try:
-                deployment = self.router.resolve(name)
+                group = self.router.group(name)
             except GatewayError:
                 continue
-            same_kind = deployment.provider.kind == primary.provider.kind
-            if (same_kind or cross_dialect) and deployment not in found:
-                found.append(deployment)
+            for deployment in self.balancer.order(group):
+                if (deployment.provider.kind == kind or cross_dialect) and deployment not in found:
+                    found.append(deployment)
         return found
 
-    def _has_fallback(self, primary: Deployment, current: Deployment, cross_dialect: bool) -> bool:
-        candidates = self._candidates(primary, cross_dialect)
-        return candidates.index(current) < len(candidates) - 1
-
     def _lanes(self, deployment: Deployment) -> list[Lane]:
-        lanes = [
-            Lane(deployment.provider.name, index, deployment.model)
-            for index in range(max(1, len(deployment.provider.api_keys)))
-        ]
+        lanes = deployment.lanes()
         for lane in lanes:
             if lane not in self._configured:
                 self.pacer.configure(lane, deployment.rpm, deployment.tpm)

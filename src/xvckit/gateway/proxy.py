@@ -120,9 +120,7 @@ class Proxy:
             watch = DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
             priority = 0 if headers.get(b"x-xvckit-priority") == b"batch" else 1
             tokens = estimate_tokens(payload, deployment.model)
-            await self._forward(
-                scope, send, endpoint, deployment, request_for, tokens, priority, hide_usage, ex, watch
-            )
+            await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
         except GatewayError as exc:
             if watch:
                 watch.close()
@@ -192,7 +190,6 @@ class Proxy:
         scope: Scope,
         send: Send,
         endpoint: Endpoint,
-        deployment: Deployment,
         request_for: Callable[[Deployment], tuple[str, bytes]],
         tokens: int,
         priority: int,
@@ -203,7 +200,7 @@ class Proxy:
         ex.upstream_started = time.perf_counter()
         try:
             attempt = await self.dispatcher.call(
-                scope, deployment, request_for, tokens, priority, endpoint.crosses
+                scope, ex.model, request_for, tokens, priority, endpoint.crosses
             )
         except GatewayError:
             ex.upstream_ms = _ms_since(ex.upstream_started)
@@ -437,7 +434,10 @@ def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes) -> Usage
 
 
 def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, bytes]]:
-    headers = [(b"x-request-id", ex.request_id.encode())]
+    headers = [
+        (b"x-request-id", ex.request_id.encode()),
+        (b"x-xvckit-deployment", f"{ex.provider}/{ex.upstream_model}".encode()),
+    ]
     for name, value in response.headers:
         if name == b"x-request-id":
             headers.append((b"x-upstream-request-id", value))

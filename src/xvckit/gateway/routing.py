@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from xvckit.config import Config, ModelRoute, Provider
 from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.pacing import Lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,30 +16,44 @@ class Deployment:
     rpm: int | None = None  # per upstream key: the model's own limit, else the provider's
     tpm: int | None = None
     fallbacks: tuple[str, ...] = ()
+    weight: float = 1.0
 
     @property
     def name(self) -> str:
         return f"{self.provider.name}/{self.model}"
 
+    def lanes(self) -> list[Lane]:
+        """One pacing lane per upstream key of the provider."""
+        return [Lane(self.provider.name, i, self.model) for i in range(max(1, len(self.provider.api_keys)))]
+
 
 def _deployment(route: ModelRoute, provider: Provider, model: str) -> Deployment:
     return Deployment(
-        provider, model, route.rpm or provider.rpm, route.tpm or provider.tpm, tuple(route.fallbacks)
+        provider,
+        model,
+        route.rpm or provider.rpm,
+        route.tpm or provider.tpm,
+        tuple(route.fallbacks),
+        route.weight,
     )
 
 
 class Router:
-    """Exact names win over globs; globs are tried in the order the config lists them."""
+    """Exact names win over globs; globs are tried in the order the config lists them.
+    Several routes with one exact name are deployments of one model (see `group`)."""
 
     def __init__(self, config: Config) -> None:
         self._exact: dict[str, Deployment] = {}
+        self._groups: dict[str, list[Deployment]] = {}
         self._globs = []
         for route in config.models:
             provider = config.provider(route.provider)
             if route.is_glob:
                 self._globs.append((route, provider))
             else:
-                self._exact.setdefault(route.name, _deployment(route, provider, route.model or route.name))
+                deployment = _deployment(route, provider, route.model or route.name)
+                self._exact.setdefault(route.name, deployment)
+                self._groups.setdefault(route.name, []).append(deployment)
         self._cache: dict[str, Deployment] = {}
 
     def resolve(self, requested: object) -> Deployment:
@@ -58,6 +73,10 @@ class Router:
             f"The model '{requested}' does not exist or is not configured on this gateway.",
             "model_not_found",
         )
+
+    def group(self, requested: str) -> list[Deployment]:
+        """Every deployment that serves a model name, in config order."""
+        return self._groups.get(requested) or [self.resolve(requested)]
 
     def listed_models(self) -> list[tuple[str, str]]:
         """(model name, provider name) of every exact route, for GET /v1/models."""
