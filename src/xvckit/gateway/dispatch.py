@@ -122,7 +122,8 @@ class Dispatcher:
                     attempts -= 1  # another key, not a retry of the same call
                     continue
                 if status in RETRYABLE_STATUS:
-                    self.breaker.failure(deployment.name)
+                    if status != 429:  # a rate limit is the pacer's (the lane cools down), not a failure
+                        self.breaker.failure(deployment.name)
                     # after a 429 the pacer holds the lane until the provider's reset: no sleep here
                     retry_after = (
                         0.0 if status == 429 else parse_retry_after(header_map(response.headers), time.time())
