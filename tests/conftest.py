@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,11 @@ from servers import BackgroundServer
 from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
 from xvckit.store import Store
+
+# tiktoken downloads its encodings on first use; the shared cache beside the checkout has them.
+_TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cache"
+if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN_CACHE.is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN_CACHE)
 
 pytest_plugins = ["sim_fixture"]
 
