@@ -73,6 +73,9 @@ class ModelRoute(Strict):
     tpm: int | None = Field(None, gt=0, description="tokens per minute for this model, per upstream key")
     fallbacks: list[str] = Field(default_factory=list, description="models to try when this one fails")
     weight: float = Field(1.0, gt=0, description="share of traffic under `gateway.routing: weighted`")
+    cache: Literal["off", "on", "deterministic"] = Field(
+        "off", description="exact response cache: on, off, or for requests with temperature 0"
+    )
 
     @property
     def is_glob(self) -> bool:
@@ -107,6 +110,14 @@ class Price(Strict):
     cache_write: float | None = Field(None, ge=0)
 
 
+class CacheSettings(Strict):
+    """The exact response cache (used per model or per request with `x-xvckit-cache: on`)."""
+
+    ttl_s: float = Field(3600, gt=0, description="how long an answer is kept")
+    max_mb: float = Field(64, gt=0, description="memory for entries in each gateway (Redis: its maxmemory)")
+    max_entry_mb: float = Field(1, gt=0, description="larger answers are not cached")
+
+
 class Redis(Strict):
     url: str = Field(description="redis://host:port/db; shares pacing state between gateway replicas")
 
@@ -123,6 +134,7 @@ class Config(Strict):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     prices: dict[str, Price] = Field(default_factory=dict, description="override the built-in price table")
     admin: Admin = Field(default_factory=Admin)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     redis: Redis | None = None
 
     @model_validator(mode="after")

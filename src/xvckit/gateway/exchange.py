@@ -55,6 +55,8 @@ class Exchange:
     upstream_ms: float = 0.0
     ttft_ms: float | None = None
     overhead_ms: float = 0.0
+    cache_hit: bool = False
+    cost_saved_usd: float = 0.0
 
     @property
     def elapsed_s(self) -> float:
@@ -86,6 +88,8 @@ class Exchange:
             overhead_ms=self.overhead_ms,
             retries=self.retries,
             client=self.client,
+            cache_hit=self.cache_hit,
+            cost_saved_usd=self.cost_saved_usd,
         )
 
     def log(self) -> None:

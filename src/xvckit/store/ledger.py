@@ -86,6 +86,7 @@ usage = sa.Table(
     sa.Column("retries", sa.Integer, nullable=False),
     sa.Column("cache_hit", sa.Boolean, nullable=False),
     sa.Column("client", sa.String(256)),
+    sa.Column("cost_saved_usd", sa.Double, nullable=False, server_default="0"),
     # Only the time index: every other index takes a random page per row written (a WAL page
     # each on SQLite). Per-key and per-team figures come from the rollup; budgets start on
     # whole days, so they never read raw rows.
@@ -146,6 +147,7 @@ class UsageRecord:
     retries: int = 0
     cache_hit: bool = False
     client: str | None = None  # user agent
+    cost_saved_usd: float = 0.0  # what a cache hit would have cost upstream
 
     @property
     def is_error(self) -> bool:
@@ -196,6 +198,7 @@ RAW_COLUMNS = (
     "retries",
     "cache_hit",
     "client",
+    "cost_saved_usd",
 )
 assert set(RAW_COLUMNS) == {c.name for c in usage.columns} - {"id"} == set(_FIELDS)
 _TS, _KEY, _TEAM, _MODEL, _STATUS, _ERROR = (
@@ -218,6 +221,14 @@ def _text(value, limit: int) -> str | None:
 
 def _number(value) -> float:
     return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+def _padded(row: tuple) -> tuple:
+    """A journaled row from before a column was added (at the end): the column's default."""
+    return row if len(row) >= len(RAW_COLUMNS) else (*row, *_ADDED_DEFAULTS[len(row) - len(RAW_COLUMNS) :])
+
+
+_ADDED_DEFAULTS = (0.0,)  # cost_saved_usd
 
 
 def _row(r: UsageRecord) -> tuple:
@@ -246,6 +257,7 @@ def _row(r: UsageRecord) -> tuple:
         int(r.retries or 0),
         bool(r.cache_hit),
         _text(r.client, 256),
+        _number(r.cost_saved_usd),
     )
 
 
@@ -497,7 +509,7 @@ class Ledger:
     def _replay(self) -> None:
         """Commit the rows of journal segments that a stopped or killed gateway left."""
         for path in self.journal.orphans():
-            rows = read_rows(path)
+            rows = [_padded(row) for row in read_rows(path)]
             written = 0
             for start in range(0, len(rows), 1000):
                 with self.store.engine.begin() as conn:
