@@ -13,8 +13,10 @@ from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.balancing import Balancer
+from xvckit.gateway.cache import RedisResponseCache, ResponseCache
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
+from xvckit.gateway.idempotency import IdempotencyStore, RedisIdempotencyStore
 from xvckit.gateway.keyring import Keyring
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.pacing import Pacer
@@ -57,6 +59,16 @@ class Gateway:
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
         self.admin = create_admin_app(store, self.keyring)
         self.pacer = RedisPacer(config.redis.url) if config.redis else Pacer()
+        cache_bytes = int(config.cache.max_mb * 1024 * 1024)
+        entry_bytes = int(config.cache.max_entry_mb * 1024 * 1024)
+        if config.redis:  # shared by the replicas; each falls back to its own when Redis is away
+            self.cache = RedisResponseCache(
+                config.redis.url, max_bytes=cache_bytes, max_entry_bytes=entry_bytes
+            )
+            self.idempotency = RedisIdempotencyStore(config.redis.url)
+        else:
+            self.cache = ResponseCache(cache_bytes, entry_bytes)
+            self.idempotency = IdempotencyStore()
         balancer = Balancer(config.gateway.routing, self.pacer, prices)
         self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, balancer, config.gateway)
         self.proxy = Proxy(
@@ -68,6 +80,10 @@ class Gateway:
             self.metrics,
             prices,
             max_body,
+            cache=self.cache,
+            cache_ttl_s=config.cache.ttl_s,
+            idempotency=self.idempotency,
+            idempotency_wait_s=config.gateway.queue_timeout_s,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,6 +118,8 @@ class Gateway:
         """After uvicorn has drained in-flight requests: flush the ledger, close connections."""
         await self.upstreams.close()
         await self.pacer.aclose()
+        await self.cache.aclose()
+        await self.idempotency.aclose()
         if self.ledger:
             await self.ledger.close()
         await self.keyring.close()
@@ -152,9 +170,17 @@ class Gateway:
         if not self.config.models:
             problems.append("config: no model routes")
         body = {"status": "not ready" if problems else "ready", "problems": problems}
-        degraded = getattr(self.pacer, "degraded", None)
-        if degraded:  # still serving: a replica on its own state beats no replica
-            body["degraded"] = [f"redis: {degraded}; pacing on this replica's own state"]
+        degraded = []  # still serving: a replica on its own state beats no replica
+        for part, what in (
+            (self.pacer, "pacing"),
+            (self.cache, "response cache"),
+            (self.idempotency, "idempotency"),
+        ):
+            reason = getattr(part, "degraded", None)
+            if reason:
+                degraded.append(f"redis: {reason}; {what} on this replica's own state")
+        if degraded:
+            body["degraded"] = degraded
         disabled = self.pacer.disabled()
         if disabled:
             body["disabled_upstream_keys"] = {str(lane): reason for lane, reason in disabled.items()}

@@ -57,6 +57,7 @@ class Exchange:
     overhead_ms: float = 0.0
     cache_hit: bool = False
     cost_saved_usd: float = 0.0
+    cost_usd: float = 0.0  # set when the request is settled
 
     @property
     def elapsed_s(self) -> float:

@@ -51,6 +51,8 @@ class Metrics:
         self.tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.cost: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.cache_hits: defaultdict[tuple[str], int] = defaultdict(int)
+        self.cost_saved: defaultdict[tuple[str], float] = defaultdict(float)
         self.budget_remaining: dict[str, float] = {}
         self.in_flight = 0
         self.registry = CollectorRegistry(auto_describe=False)
@@ -83,6 +85,10 @@ class Metrics:
             self.cost[(model, team)] += cost_usd
         if ex.error and ex.error.startswith("upstream"):
             self.upstream_errors[(ex.provider or "-", ex.error)] += 1
+        if ex.cache_hit:
+            self.cache_hits[(model,)] += 1
+            if ex.cost_saved_usd:
+                self.cost_saved[(model,)] += ex.cost_saved_usd
 
     def render(self, budget_remaining: dict[str, float]) -> bytes:
         self.budget_remaining = budget_remaining
@@ -106,6 +112,10 @@ class Metrics:
         yield _counter(
             "xvckit_upstream_errors", "Upstream failures by type", ["provider", "type"], self.upstream_errors
         )
+        yield _counter(
+            "xvckit_cache_hits", "Answers replayed without an upstream call", ["model"], self.cache_hits
+        )
+        yield _counter("xvckit_cost_saved_usd", "Cost of the replayed answers", ["model"], self.cost_saved)
         in_flight = GaugeMetricFamily("xvckit_in_flight_requests", "Requests being served")
         in_flight.add_metric([], self.in_flight)
         yield in_flight

@@ -18,10 +18,13 @@ import orjson
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway import crossing
 from xvckit.gateway.admission import Admission, Ticket
+from xvckit.gateway.cache import CachedResponse, cache_key, replay, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.exchange import Exchange, request_id
 from xvckit.gateway.http1 import Response, Upstream
+from xvckit.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
+from xvckit.gateway.idempotency import conflict_error, in_progress_error, request_hash, scoped_key
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
@@ -38,6 +41,10 @@ log = logging.getLogger("xvckit.gateway")
 DEFAULT_OUTPUT_ESTIMATE = 1024
 # A non-streamed request starts watching for its client leaving only after this long.
 WATCH_AFTER_S = 0.25
+# Answers kept for an Idempotency-Key retry are at most this large (a larger one is not kept).
+MAX_KEPT_BYTES = 16 << 20
+# Statuses of answers a retry must not get again: the retry should call upstream.
+_RETRYABLE = frozenset({408, 409, 429})
 
 _HOP_BY_HOP = frozenset(
     {
@@ -80,6 +87,10 @@ class Proxy:
         metrics: Metrics,
         prices: PriceTable,
         max_body: int,
+        cache=None,
+        cache_ttl_s: float = 3600.0,
+        idempotency=None,
+        idempotency_wait_s: float = 60.0,
     ) -> None:
         self.keyring = keyring
         self.router = router
@@ -89,12 +100,19 @@ class Proxy:
         self.metrics = metrics
         self.prices = prices
         self.max_body = max_body
+        self.cache = cache  # ResponseCache | RedisResponseCache | None
+        self.cache_ttl_s = cache_ttl_s
+        self.idempotency = idempotency  # IdempotencyStore | RedisIdempotencyStore | None
+        self.idempotency_wait_s = idempotency_wait_s
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         headers = dict(scope["headers"])
         ex = Exchange(request_id(headers.get(b"x-request-id")), endpoint.name)
         ex.client = headers.get(b"user-agent", b"").decode("latin-1")[:200] or None
         watch: DisconnectWatch | None = None
+        owned: str | None = None  # the Idempotency-Key this request answers for (finish or abandon)
+        capture: _Capture | None = None
+        gateway_failed = False
         self.metrics.in_flight += 1
         try:
             who = self.keyring.authenticate(scope)
@@ -114,14 +132,49 @@ class Proxy:
                     f"'{ex.provider}', which has no {endpoint.name} endpoint",
                     "dialect_mismatch",
                 )
-            ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
             ex.stream = endpoint.streams and payload.get("stream") is True
+            include_usage = _asks_usage(payload)
+            # Both hashes are over the request as the client sent it (`_requests` changes it).
+            idempotency_value = headers.get(IDEMPOTENCY_KEY)
+            if idempotency_value is not None and self.idempotency is not None and endpoint.crosses:
+                key = scoped_key(who.key_id, idempotency_value)
+                stored = await self._claim(key, request_hash(payload))
+                if stored is not None:
+                    await self._answer_stored(send, endpoint, stored, include_usage, b"idempotent-replay", ex)
+                    return
+                owned = key
+            wanted = (
+                endpoint.crosses and self.cache is not None and _cache_wanted(headers, deployment, payload)
+            )
+            entry_key = (
+                cache_key(endpoint.name, deployment.model, payload, headers=headers, scope=ex.team_id or "")
+                if wanted
+                else None
+            )
+            ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
+            if entry_key is not None:
+                hit = await self.cache.get(entry_key)
+                if hit is not None and hit.status == 200:
+                    await self._answer_stored(send, endpoint, hit, include_usage, b"hit", ex)
+                    if owned:
+                        await self.idempotency.finish(owned, hit)
+                        owned = None
+                    return
+            if owned or entry_key:
+                limit = MAX_KEPT_BYTES if owned else self.cache.max_entry_bytes
+                send = capture = _Capture(send, limit, b"miss" if entry_key else None)
             request_for, hide_usage = _requests(payload, body, ex.stream, endpoint)
-            watch = DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
+            # A request with an Idempotency-Key runs to its end when its client leaves: the
+            # client's retry is to find the answer.
+            watch = None if owned else DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
             priority = 0 if headers.get(b"x-xvckit-priority") == b"batch" else 1
             tokens = estimate_tokens(payload, deployment.model)
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
+            complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
+            if complete and ex.upstream_model == deployment.model:  # not a fallback's answer
+                await self.cache.put(entry_key, capture.entry(ex), self.cache_ttl_s)
         except GatewayError as exc:
+            gateway_failed = True
             if watch:
                 watch.close()
             ex.status, ex.error = exc.status, exc.code or "error"
@@ -140,7 +193,75 @@ class Proxy:
         finally:
             if watch:
                 watch.close()
+            if owned:
+                await self._settle_key(owned, capture, ex, gateway_failed)
             self.metrics.in_flight -= 1
+
+    async def _claim(self, key: str, digest: str) -> CachedResponse | None:
+        """Own an Idempotency-Key (None: call upstream) or get the answer it already has;
+        422 for another body under the key, 409 when its first request is still running."""
+        deadline = time.monotonic() + self.idempotency_wait_s
+        while True:
+            begun = await self.idempotency.begin(key, digest)
+            if begun.kind == "first":
+                return None
+            if begun.kind == "replay":
+                return begun.response
+            if begun.kind == "conflict":
+                raise conflict_error()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise in_progress_error()
+            response = await self.idempotency.wait_for(key, left)
+            if response is not None:
+                return response
+            # the first request gave up (or its lease ran out): begin again
+
+    async def _settle_key(
+        self, key: str, capture: _Capture | None, ex: Exchange, gateway_failed: bool
+    ) -> None:
+        """Keep the answer the client got for its retries, unless a retry should try again."""
+        status = capture.status if capture is not None else 0
+        keep = (
+            capture is not None
+            and capture.complete
+            and not gateway_failed
+            and (
+                (200 <= status < 300 and ex.error is None)
+                or (400 <= status < 500 and status not in _RETRYABLE)
+            )
+        )
+        try:
+            if keep:
+                await self.idempotency.finish(key, capture.entry(ex))
+            else:
+                await self.idempotency.abandon(key)
+        except Exception as exc:  # the client has its answer; a retry may call upstream again
+            log.warning("idempotency record for %s not settled: %s", ex.request_id, type(exc).__name__)
+
+    async def _answer_stored(
+        self,
+        send: Send,
+        endpoint: Endpoint,
+        entry: CachedResponse,
+        include_usage: bool,
+        how: bytes,
+        ex: Exchange,
+    ) -> None:
+        """Answer with a stored response (a cache hit or an idempotent replay): no upstream call,
+        no cost; what the first call cost is recorded as saved."""
+        status, headers, data = replay(
+            entry, endpoint.dialect.name, stream=ex.stream, include_usage=include_usage
+        )
+        ex.status, ex.cache_hit, ex.cost_saved_usd = status, True, entry.cost_usd
+        if status != 200:
+            ex.error = f"upstream_{status}"
+        headers += [(b"x-request-id", ex.request_id.encode()), (b"x-xvckit-cache", how)]
+        ex.overhead_ms = _ms_since(ex.started)
+        headers.append(ex.overhead_header())
+        await self._finish(ex)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
 
     async def _admit(
         self, who: Principal, payload: dict, body_len: int, deployment: Deployment, ex: Exchange
@@ -156,6 +277,7 @@ class Proxy:
         """Settle, record and count the request: done before the client gets its last bytes,
         so a response a client received in full is always in the ledger (journaled on disk)."""
         cost = (self.prices.cost_usd(ex.upstream_model, ex.usage) or 0.0) if ex.upstream_model else 0.0
+        ex.cost_usd = cost
         used = ex.usage.input_tokens + ex.usage.output_tokens
         if ex.ticket is not None:
             self.admission.settle(ex.ticket, used, cost)
@@ -195,7 +317,7 @@ class Proxy:
         priority: int,
         hide_usage: bool,
         ex: Exchange,
-        watch: DisconnectWatch,
+        watch: DisconnectWatch | None,
     ) -> None:
         ex.upstream_started = time.perf_counter()
         try:
@@ -231,7 +353,7 @@ class Proxy:
         response: Response,
         data: bytes,
         ex: Exchange,
-        watch: DisconnectWatch,
+        watch: DisconnectWatch | None,
     ) -> None:
         upstream_done = time.perf_counter()
         ex.upstream_ms = (upstream_done - ex.upstream_started) * 1000
@@ -245,7 +367,8 @@ class Proxy:
         headers.append((b"content-length", str(len(data)).encode()))
         ex.overhead_ms = _overhead_ms(ex, upstream_done)
         headers.append(ex.overhead_header())
-        watch.close()
+        if watch:
+            watch.close()
         await self._finish(ex)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
@@ -258,7 +381,7 @@ class Proxy:
         response: Response,
         hide_usage: bool,
         ex: Exchange,
-        watch: DisconnectWatch,
+        watch: DisconnectWatch | None,
     ) -> None:
         """Forward whole SSE events as they arrive. The end-of-stream event is held back until
         the ledger has the request; a broken upstream ends in a well-formed error event."""
@@ -290,7 +413,8 @@ class Proxy:
             broken = GatewayError(
                 502, f"upstream '{ex.provider}' ended the stream early", "upstream_incomplete"
             )
-        watch.close()
+        if watch:
+            watch.close()
         if broken:
             ex.error = broken.code
             held += endpoint.dialect.stream_error_event(
@@ -298,6 +422,61 @@ class Proxy:
             )
         await self._finish(ex)
         await send({"type": "http.response.body", "body": held, "more_body": False})
+
+
+class _Capture:
+    """The client's `send`, keeping a copy of the answer (up to `limit` bytes of body) for the
+    response cache and Idempotency-Key retries; `tag` marks the response (`x-xvckit-cache`)."""
+
+    __slots__ = ("_send", "body", "complete", "headers", "limit", "status", "tag")
+
+    def __init__(self, send: Send, limit: int, tag: bytes | None) -> None:
+        self._send = send
+        self.limit = limit
+        self.tag = tag
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.complete = False
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.headers = message["status"], message["headers"]
+            if self.tag is not None:
+                message["headers"] = [*self.headers, (b"x-xvckit-cache", self.tag)]
+        elif message["type"] == "http.response.body" and self.limit >= 0:
+            chunk = message.get("body", b"")
+            if len(self.body) + len(chunk) > self.limit:
+                self.limit, self.body = -1, bytearray()  # too large to keep
+            else:
+                self.body += chunk
+                self.complete = not message.get("more_body", False)
+        await self._send(message)
+
+    def entry(self, ex: Exchange) -> CachedResponse:
+        streamed = any(n == b"content-type" and v.startswith(b"text/event-stream") for n, v in self.headers)
+        return CachedResponse(
+            self.status, stored_headers(self.headers), bytes(self.body), streamed, ex.usage, ex.cost_usd
+        )
+
+
+def _asks_usage(payload: dict) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _cache_wanted(headers: dict[bytes, bytes], deployment: Deployment, payload: dict) -> bool:
+    """`x-xvckit-cache: on|off` on the request, else the model's `cache` setting."""
+    asked = headers.get(b"x-xvckit-cache")
+    if asked is not None:
+        asked = asked.strip().lower()
+        if asked not in (b"on", b"off"):
+            raise GatewayError(400, "the x-xvckit-cache header must be 'on' or 'off'", "invalid_cache_header")
+        return asked == b"on"
+    if deployment.cache == "deterministic":
+        temperature = payload.get("temperature")
+        return type(temperature) in (int, float) and temperature == 0
+    return deployment.cache == "on"
 
 
 class _StreamReader:

@@ -17,6 +17,7 @@ class Deployment:
     tpm: int | None = None
     fallbacks: tuple[str, ...] = ()
     weight: float = 1.0
+    cache: str = "off"  # the route's response-cache setting: off | on | deterministic
 
     @property
     def name(self) -> str:
@@ -35,6 +36,7 @@ def _deployment(route: ModelRoute, provider: Provider, model: str) -> Deployment
         route.tpm or provider.tpm,
         tuple(route.fallbacks),
         route.weight,
+        route.cache,
     )
 
 
