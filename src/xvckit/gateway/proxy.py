@@ -11,14 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway import crossing
 from xvckit.gateway.admission import Admission, Ticket
-from xvckit.gateway.cache import CachedResponse, cache_key, replay, stored_headers
+from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.exchange import Exchange, request_id
@@ -172,7 +172,7 @@ class Proxy:
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
             if complete and ex.upstream_model == deployment.model:  # not a fallback's answer
-                await self.cache.put(entry_key, capture.entry(ex), self.cache_ttl_s)
+                await self.cache.put(entry_key, capture.entry(ex, endpoint.dialect), self.cache_ttl_s)
         except GatewayError as exc:
             gateway_failed = True
             if watch:
@@ -194,7 +194,7 @@ class Proxy:
             if watch:
                 watch.close()
             if owned:
-                await self._settle_key(owned, capture, ex, gateway_failed)
+                await self._settle_key(owned, capture, ex, gateway_failed, endpoint.dialect)
             self.metrics.in_flight -= 1
 
     async def _claim(self, key: str, digest: str) -> CachedResponse | None:
@@ -218,7 +218,7 @@ class Proxy:
             # the first request gave up (or its lease ran out): begin again
 
     async def _settle_key(
-        self, key: str, capture: _Capture | None, ex: Exchange, gateway_failed: bool
+        self, key: str, capture: _Capture | None, ex: Exchange, gateway_failed: bool, dialect: Dialect
     ) -> None:
         """Keep the answer the client got for its retries, unless a retry should try again."""
         status = capture.status if capture is not None else 0
@@ -233,7 +233,7 @@ class Proxy:
         )
         try:
             if keep:
-                await self.idempotency.finish(key, capture.entry(ex))
+                await self.idempotency.finish(key, capture.entry(ex, dialect))
             else:
                 await self.idempotency.abandon(key)
         except Exception as exc:  # the client has its answer; a retry may call upstream again
@@ -453,11 +453,16 @@ class _Capture:
                 self.complete = not message.get("more_body", False)
         await self._send(message)
 
-    def entry(self, ex: Exchange) -> CachedResponse:
+    def entry(self, ex: Exchange, dialect: Dialect) -> CachedResponse:
         streamed = any(n == b"content-type" and v.startswith(b"text/event-stream") for n, v in self.headers)
-        return CachedResponse(
+        entry = CachedResponse(
             self.status, stored_headers(self.headers), bytes(self.body), streamed, ex.usage, ex.cost_usd
         )
+        if streamed and self.status == 200 and dialect is OPENAI:
+            # with the usage chunk the client may not have asked for (made from `ex.usage`), so
+            # that a whole-body replay has its usage
+            entry = replace(entry, body=replay_as_stream(entry, OPENAI.name, include_usage=True))
+        return entry
 
 
 def _asks_usage(payload: dict) -> bool:
