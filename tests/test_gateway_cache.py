@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import anthropic
 import httpx
@@ -10,6 +11,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
+from test_cache import redis_url  # noqa: F401  (fixture)
 from test_gateway_e2e import HI, sim_providers
 from xvckit.store.ledger import ledger_records
 
@@ -264,3 +266,43 @@ def test_a_hit_is_in_the_ledger_with_the_cost_it_saved(gw):
     assert saved.cost_saved_usd == pytest.approx(tokens * 0.001)
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert 'xvckit_cache_hits_total{model="gpt-4o-mini"} 1.0' in metrics
+
+
+# --- shared by replicas through Redis ----------------------------------------------------------
+
+
+async def test_two_gateways_share_cache_and_keys_through_redis(sim, make_gateway, redis_url):  # noqa: F811
+    config = {**_config(sim), "redis": {"url": redis_url}}
+    one, two = make_gateway(config), make_gateway(config)
+    messages = [{"role": "user", "content": f"hello {uuid.uuid4().hex}"}]  # keys of this run only
+    key = _idem(uuid.uuid4().hex)
+    first = _oa(one).chat.completions.create(
+        model="gpt-4o-mini", messages=messages, max_tokens=8, extra_headers=key
+    )
+    again = _oa(two).chat.completions.create(
+        model="gpt-4o-mini", messages=messages, max_tokens=8, extra_headers=key
+    )
+    assert again.id == first.id
+    _oa(one).chat.completions.create(
+        model="gpt-4o-mini", messages=messages, max_tokens=9, extra_headers=CACHE_ON
+    )
+    hit = _oa(two).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=messages, max_tokens=9, extra_headers=CACHE_ON
+    )
+    assert hit.headers["x-xvckit-cache"] == "hit"
+    assert sim.count("chat_completions") == 2
+
+
+def test_redis_down_the_gateway_serves_and_readyz_says_so(sim, make_gateway):
+    gw = make_gateway({**_config(sim), "redis": {"url": "redis://127.0.0.1:1/0"}})
+    client = _oa(gw)
+    for _ in range(2):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, max_tokens=8, extra_headers={**CACHE_ON, **_idem("down")}
+        )
+    assert sim.count("chat_completions") == 1
+    ready = httpx.get(f"{gw.url}/readyz").json()
+    assert ready["status"] == "ready"
+    degraded = " ".join(ready["degraded"])
+    assert "response cache on this replica's own state" in degraded
+    assert "idempotency on this replica's own state" in degraded
