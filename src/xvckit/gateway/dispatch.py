@@ -105,16 +105,22 @@ class Dispatcher:
                 attempts += 1
                 calls += 1
                 sent = time.monotonic()
+                self.breaker.begin(deployment.name)
                 try:
                     response = await self.upstreams.post(deployment.provider, path, scope, body, lane.key)
                 except Upstream as exc:
-                    self.breaker.failure(deployment.name)
+                    self.breaker.end(deployment.name, True)
                     last = failure(exc, deployment.provider.name)
                     if await self._wait_to_retry(attempts, None, deadline):
                         continue
                     break
-                self.pacer.observe(lane, response.status, response.headers, grant)
+                except BaseException:
+                    self.breaker.end(deployment.name, None)
+                    raise
                 status = response.status
+                # a 429 is the pacer's business (the lane cools down), not a failing deployment
+                self.breaker.end(deployment.name, None if status == 429 else status in RETRYABLE_STATUS)
+                self.pacer.observe(lane, status, response.headers, grant)
                 if status in (401, 403) and len(deployment.provider.api_keys) > 1:
                     response.close()
                     self.pacer.disable(lane, f"answered {status}")
@@ -122,8 +128,6 @@ class Dispatcher:
                     attempts -= 1  # another key, not a retry of the same call
                     continue
                 if status in RETRYABLE_STATUS:
-                    if status != 429:  # a rate limit is the pacer's (the lane cools down), not a failure
-                        self.breaker.failure(deployment.name)
                     # after a 429 the pacer holds the lane until the provider's reset: no sleep here
                     retry_after = (
                         0.0 if status == 429 else parse_retry_after(header_map(response.headers), time.time())
@@ -137,7 +141,6 @@ class Dispatcher:
                         status, f"'{deployment.name}' answered {status}", f"upstream_{status}"
                     )
                     break
-                self.breaker.success(deployment.name)
                 self.balancer.observe_latency(deployment, time.monotonic() - sent)
                 return Attempt(deployment, response, lane, grant, calls - 1)
         raise last or GatewayError(503, f"no upstream could answer for '{requested}'", "no_upstream")

@@ -46,14 +46,36 @@ class RetryBudget:
 
 
 class CircuitBreaker:
-    """Per deployment: after `threshold` failures in a row it opens for `cooldown_s` (calls go
-    to a fallback at once); then one trial call decides whether it closes again."""
+    """Per deployment: opens for `cooldown_s` (calls go to a fallback at once, or fail fast)
+    when, of its calls that ended in the last `window_s` plus those still in flight, there are
+    at least `min_calls` and at least `failure_ratio` of them failed; then one trial call
+    decides whether it closes again (a success closes it, a failure keeps it open).
 
-    def __init__(self, threshold: int = 5, cooldown_s: float = 30.0, clock=time.monotonic) -> None:
-        self.threshold = threshold
+    Calls in flight count as not failed (yet): failures such as a refused connection or an
+    instant 500 come back long before successes do, so with many calls in flight a share of
+    ended calls alone, or a count of failures in a row, reads a provider failing 10-30% of its
+    calls as a dead one (measured: 64 connections, 12% faults, 0.5 s answers opened a
+    five-in-a-row breaker and failed 15% of requests with 503).
+
+    Use `begin` before a call and `end` after it; `success` / `failure` record a call that
+    was not begun."""
+
+    def __init__(
+        self,
+        failure_ratio: float = 0.5,
+        min_calls: int = 20,
+        window_s: float = 10.0,
+        cooldown_s: float = 30.0,
+        clock=time.monotonic,
+    ) -> None:
+        self.failure_ratio = failure_ratio
+        self.min_calls = min_calls
+        self.window_s = window_s
         self.cooldown_s = cooldown_s
         self._clock = clock
-        self._failures: dict[str, int] = {}
+        self._ended: dict[str, deque[tuple[float, bool]]] = {}  # (when, failed), oldest first
+        self._failed: dict[str, int] = {}  # failures among `_ended`
+        self._in_flight: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
 
     def allows(self, name: str) -> bool:
@@ -65,15 +87,40 @@ class CircuitBreaker:
         self._open_until[name] = self._clock() + self.cooldown_s  # half-open: this call is the trial
         return True
 
+    def begin(self, name: str) -> None:
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+
+    def end(self, name: str, failed: bool | None) -> None:
+        """A call `begin` counted is over: failed or not, or None when its outcome says
+        nothing about the deployment (rate limited, cancelled)."""
+        self._in_flight[name] = max(0, self._in_flight.get(name, 0) - 1)
+        if failed is not None:
+            self._record(name, failed)
+
     def success(self, name: str) -> None:
-        self._failures.pop(name, None)
-        self._open_until.pop(name, None)
+        self._record(name, False)
 
     def failure(self, name: str) -> None:
-        count = self._failures.get(name, 0) + 1
-        self._failures[name] = count
-        if count >= self.threshold:
-            self._open_until[name] = self._clock() + self.cooldown_s
+        self._record(name, True)
+
+    def _record(self, name: str, failed: bool) -> None:
+        now = self._clock()
+        ended = self._ended.setdefault(name, deque())
+        ended.append((now, failed))
+        failures = self._failed.get(name, 0) + failed
+        while ended and ended[0][0] <= now - self.window_s:
+            failures -= ended.popleft()[1]
+        self._failed[name] = failures
+        if not failed:
+            self._open_until.pop(name, None)
+        elif name in self._open_until:
+            self._open_until[name] = now + self.cooldown_s  # the trial (or a call from before) failed
+        else:
+            calls = len(ended) + self._in_flight.get(name, 0)
+            if calls >= self.min_calls and failures >= self.failure_ratio * calls:
+                self._open_until[name] = now + self.cooldown_s
+                ended.clear()
+                self._failed[name] = 0
 
     def open_circuits(self) -> list[str]:
         now = self._clock()
