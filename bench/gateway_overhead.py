@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,13 +100,14 @@ def xvckit_exe() -> str:
     return found
 
 
-def sim_argv(args: argparse.Namespace, port: int) -> list[str]:
-    if args.sim_cmd:
-        return shlex.split(args.sim_cmd.format(port=port, python=sys.executable, root=ROOT))
+def sim_argv(args: argparse.Namespace, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """`extra` options follow the defaults, so they override them (e.g. `--latency-ms 500`)."""
+    if getattr(args, "sim_cmd", None):
+        return shlex.split(args.sim_cmd.format(port=port, python=sys.executable, root=ROOT)) + list(extra)
     # The enterprise tier has no rate limit, so the simulator spends nothing on a limiter
     # and the direct baseline is as fast as it gets.
     argv = [xvckit_exe(), "sim", "--port", str(port), "--tier", "enterprise", "--latency-ms", "0"]
-    return argv
+    return argv + list(extra)
 
 
 def chat_ok(url: str, key: str) -> Response:
@@ -132,9 +134,15 @@ def get_ok(url: str) -> bool:
     return http_request("GET", url, timeout=5).status == 200
 
 
-def start_checked(service: Service, what: str, ready_url: str | None, key: str, timeout: float) -> None:
-    """Wait for the service, then require a correct chat completion through it."""
+def start_checked(
+    service: Service, what: str, ready_url: str | None, key: str, timeout: float, warm: bool = True
+) -> None:
+    """Wait for the service, then require a correct chat completion through it (unless `warm`
+    is false: a rate-limited target must start its run with nothing counted against it)."""
     took = service.wait_ready((lambda: get_ok(ready_url)) if ready_url else None, timeout=timeout)
+    if not warm:
+        say(f"  {what} ready on {service.url} after {took:.1f}s (pid {service.pid}; no request sent)")
+        return
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -150,24 +158,39 @@ def start_checked(service: Service, what: str, ready_url: str | None, key: str, 
     say(f"  {what} ready on {service.url} after {took:.1f}s (pid {service.pid})")
 
 
-def start_sim(args: argparse.Namespace, tmp: Path) -> Service:
+def start_sim(args: argparse.Namespace, tmp: Path, extra: Sequence[str] = (), name: str = "sim") -> Service:
+    """The simulator; `extra`: more `xvckit sim` options (see `sim_argv`)."""
     port = free_port()
-    argv = sim_argv(args, port)
+    argv = sim_argv(args, port, extra)
     say(f"starting simulator: {shlex.join(argv)}")
     env = local_env()
     env.pop("XVCKIT_SIM_API_KEY", None)  # it would restrict the keys the simulator accepts
-    sim = Service.start("sim", argv, port=port, log_dir=tmp, env=env)
+    sim = Service.start(name, argv, port=port, log_dir=tmp, env=env)
     start_checked(sim, "simulator", None, SIM_KEY, timeout=30)
     return sim
 
 
-def start_gateway(name: str, sim: Service, tmp: Path, key: str, extra_yaml: str = "") -> Service:
+def start_gateway(
+    name: str,
+    sim: Service,
+    tmp: Path,
+    key: str,
+    extra_yaml: str = "",
+    *,
+    provider: str = "sim",
+    provider_yaml: str = "",
+    warm: bool = True,
+) -> Service:
+    """A gateway routing MODEL to `sim`. `extra_yaml` is appended to its config; `provider_yaml`
+    goes into the provider's mapping (e.g. `rpm: 300`); `warm`: see `start_checked`."""
     run_dir = tmp / name
     run_dir.mkdir()
     config = run_dir / "xvckit.yaml"
+    more = f", {provider_yaml}" if provider_yaml else ""
+    upstream = f"kind: openai, base_url: {sim.url}/v1, api_keys: [{SIM_KEY}]{more}"
     config.write_text(
-        f"providers: [{{name: sim, kind: openai, base_url: {sim.url}/v1, api_keys: [{SIM_KEY}]}}]\n"
-        f"models: [{{name: {MODEL}, provider: sim}}]\n"
+        f"providers: [{{name: {provider}, {upstream}}}]\n"
+        f"models: [{{name: {MODEL}, provider: {provider}}}]\n"
         f"storage: {{url: 'sqlite:///{run_dir}/xvckit.db'}}\n"
         + (extra_yaml.rstrip() + "\n" if extra_yaml else "")
     )
@@ -178,7 +201,7 @@ def start_gateway(name: str, sim: Service, tmp: Path, key: str, extra_yaml: str 
     env.pop("XVCKIT_CONFIG", None)
     say(f"starting xvckit gateway ({name}): {shlex.join(argv)}")
     gateway = Service.start(name, argv, port=port, log_dir=tmp, env=env, cwd=run_dir)
-    start_checked(gateway, "xvckit gateway", gateway.url + "/healthz", key, timeout=60)
+    start_checked(gateway, "xvckit gateway", gateway.url + "/healthz", key, timeout=60, warm=warm)
     return gateway
 
 
@@ -247,20 +270,35 @@ UVICORN_QUIET_LOGGING = {
 }
 
 
-def start_litellm(exe: Path, sim: Service, tmp: Path, key: str, timeout: float) -> Service:
-    run_dir = tmp / "litellm"
+def start_litellm(
+    exe: Path,
+    sim: Service,
+    tmp: Path,
+    key: str,
+    timeout: float,
+    *,
+    name: str = "litellm",
+    params_yaml: str = "",
+    extra_yaml: str = "",
+    warm: bool = True,
+) -> Service:
+    """LiteLLM's proxy routing MODEL to `sim`. `params_yaml`: more lines of the model's
+    litellm_params (e.g. `rpm: 300`); `extra_yaml`: appended to the config; `warm`: see
+    `start_checked`."""
+    run_dir = tmp / name
     run_dir.mkdir()
     config = run_dir / "litellm.yaml"
-    config.write_text(
+    params = "".join(f"      {line.strip()}\n" for line in params_yaml.splitlines() if line.strip())
+    model = (
         "model_list:\n"
         f"  - model_name: {MODEL}\n"
         "    litellm_params:\n"
         f"      model: openai/{MODEL}\n"
         f"      api_base: {sim.url}/v1\n"
         f"      api_key: {SIM_KEY}\n"
-        "litellm_settings:\n"
-        "  telemetry: false\n"
     )
+    settings = "litellm_settings:\n  telemetry: false\n"
+    config.write_text(model + params + settings + (extra_yaml.rstrip() + "\n" if extra_yaml else ""))
     log_config = run_dir / "uvicorn-logging.json"
     log_config.write_text(json.dumps(UVICORN_QUIET_LOGGING))
     port = free_port()
@@ -272,11 +310,11 @@ def start_litellm(exe: Path, sim: Service, tmp: Path, key: str, timeout: float) 
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # else it fetches the cost map from GitHub at start-up
         }
     )
-    for name in ("DATABASE_URL", "REDIS_HOST", "REDIS_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
-        env.pop(name, None)  # no database, no cache: the proxy as `litellm --config` runs it
+    for variable in ("DATABASE_URL", "REDIS_HOST", "REDIS_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        env.pop(variable, None)  # no database, no cache: the proxy as `litellm --config` runs it
     say(f"starting LiteLLM proxy: {shlex.join(argv)}")
-    proxy = Service.start("litellm", argv, port=port, log_dir=tmp, env=env, cwd=run_dir)
-    start_checked(proxy, "LiteLLM proxy", proxy.url + "/health/liveliness", key, timeout=timeout)
+    proxy = Service.start(name, argv, port=port, log_dir=tmp, env=env, cwd=run_dir)
+    start_checked(proxy, "LiteLLM proxy", proxy.url + "/health/liveliness", key, timeout=timeout, warm=warm)
     return proxy
 
 
