@@ -31,6 +31,7 @@ format: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/gateway_overhead.py --json bench/.work/gateway_overhead.json $(BENCH_ARGS)
 	$(BIN)/python bench/gateway_keys.py
+	$(BIN)/python bench/reliability.py --json bench/.work/reliability.json
 
 bench-ledger: $(BIN)/.installed  # builds a 10-million-row ledger once (minutes, 2.6 GB in bench/.work)
 	$(BIN)/python bench/ledger_query.py

@@ -19,7 +19,7 @@ _TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cac
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN_CACHE.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN_CACHE)
 
-pytest_plugins = ["sim_fixture"]
+pytest_plugins = ["sim_fixture", "figures"]
 
 MASTER_KEY = "xvc-test-master-key"
 IN_CI = os.environ.get("CI") == "true"

@@ -88,6 +88,7 @@ def test_team_budget_is_shared_by_its_keys(gw):
 def test_budget_spent_before_a_restart_still_counts(gw, sim, make_gateway, store_url):
     _, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="week"))
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=10)
+    flush_ledger(gw)  # as a stopping gateway does
     restarted = make_gateway({**sim_providers(sim), **PRICED}, storage_url=store_url)
     with pytest.raises(openai.RateLimitError):
         client(restarted, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=10)

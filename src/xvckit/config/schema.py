@@ -25,7 +25,9 @@ class GatewaySettings(Strict):
     connect_timeout_s: float = Field(10, gt=0)
     read_timeout_s: float = Field(600, gt=0, description="longest silence from an upstream")
     shutdown_grace_s: float = Field(30, ge=0, description="how long Ctrl-C waits for in-flight requests")
-    queue_timeout_s: float = Field(60, gt=0, description="longest wait for rate-limit room before a 429")
+    queue_timeout_s: float = Field(
+        120, gt=0, description="longest wait for rate-limit room before a 429 (over a minute: a full window)"
+    )
     max_attempts: int = Field(3, ge=1, le=10, description="upstream calls per request, retries included")
     retry_budget: float = Field(0.2, ge=0, le=1, description="retries as a share of requests, at most")
     retry_base_s: float = Field(0.25, gt=0, description="backoff before the first retry (doubles, jittered)")
