@@ -52,7 +52,7 @@ class Dispatcher:
         self.settings = settings
         self.breaker = CircuitBreaker()
         self.budget = RetryBudget(settings.retry_budget)
-        self._configured: set[Lane] = set()
+        self._lanes_of: dict[str, list[Lane]] = {}
 
     async def call(
         self,
@@ -164,11 +164,12 @@ class Dispatcher:
         return found
 
     def _lanes(self, deployment: Deployment) -> list[Lane]:
-        lanes = deployment.lanes()
-        for lane in lanes:
-            if lane not in self._configured:
+        """The deployment's lanes, configured with its limits the first time they are used."""
+        lanes = self._lanes_of.get(deployment.name)
+        if lanes is None:
+            lanes = self._lanes_of[deployment.name] = deployment.lanes()
+            for lane in lanes:
                 self.pacer.configure(lane, deployment.rpm, deployment.tpm)
-                self._configured.add(lane)
         return lanes
 
     async def _wait_to_retry(

@@ -68,7 +68,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from xvckit.providers.ratelimit import Limit, RateLimits, parse_anthropic_headers, parse_openai_headers
@@ -662,8 +662,10 @@ class Pacer:
             share = min(share, (tpm - tokens - state.ext_tokens - queued_tokens) / tpm)
         return max(0.0, share)
 
-    def best(self, lanes: Iterable[Lane]) -> Lane | None:
+    def best(self, lanes: Sequence[Lane]) -> Lane | None:
         """The enabled lane with the most headroom (ties: the first given); None if all are out."""
+        if len(lanes) == 1:  # the common case: one key, nothing to compare
+            return None if self._state(lanes[0]).disabled is not None else lanes[0]
         chosen, most = None, -1.0
         for lane in lanes:
             if self._state(lane).disabled is not None:
