@@ -706,3 +706,18 @@ def test_acquire_cost():
     per_call = asyncio.run(scenario())
     print(f"\nlocal acquire + settle: {per_call * 1e6:.1f} µs")
     assert per_call < 0.001
+
+
+async def test_a_provider_without_rate_limit_headers_costs_no_window():
+    """No limit configured and none in the answers: calls are not remembered (memory and CPU
+    stay flat at any rate), until a header or a 429 gives the pacer something to pace by."""
+    pacer = Pacer()
+    lane = Lane("p", 0, "m")
+    pacer.observe(lane, 200, {}, await pacer.acquire(lane, 10))
+    for _ in range(500):
+        pacer.settle(await pacer.acquire(lane, 10), 5)
+    assert pacer.snapshot()[0]["requests_in_window"] <= 1
+    pacer.observe(lane, 200, {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "99"})
+    await pacer.acquire(lane, 10)
+    assert pacer.snapshot()[0]["requests_in_window"] >= 1
+    await pacer.aclose()

@@ -373,6 +373,8 @@ class RedisPacer(Pacer):
             return state.cool_until - now
         counted = self._counted(state, tokens)
         rpm, tpm = self._rpm_tpm(state)
+        if state.silent and rpm is None and tpm is None:  # nothing to share: no round trip
+            return self._unlimited(state, counted, tokens, priority, now, queued_at)
         member = f"{self._replica}:{next(self._ids)}"
         try:
             admitted, wait_ms, requests, used, total, total_tokens = await self._pace(
