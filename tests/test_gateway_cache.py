@@ -306,3 +306,17 @@ def test_redis_down_the_gateway_serves_and_readyz_says_so(sim, make_gateway):
     degraded = " ".join(ready["degraded"])
     assert "response cache on this replica's own state" in degraded
     assert "idempotency on this replica's own state" in degraded
+
+
+def test_a_keys_cache_setting_turns_the_cache_on(sim, make_gateway):
+    from xvckit.store import keys
+
+    gw = make_gateway(sim_providers(sim))
+    _, raw = keys.create_key(gw.gateway.store, "cached", "test", cache="on")
+    asyncio.run_coroutine_threadsafe(gw.gateway.keyring.reload(), gw._loop).result(5)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=raw, max_retries=0)
+    first = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI, max_tokens=8)
+    second = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI, max_tokens=8)
+    assert first.headers["x-xvckit-cache"] == "miss" and second.headers["x-xvckit-cache"] == "hit"
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert sim.count("chat_completions") == 1

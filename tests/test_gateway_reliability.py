@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import socket
 
 import httpx
@@ -10,6 +12,9 @@ import pytest
 
 from conftest import MASTER_KEY
 from test_gateway_e2e import HI
+from xvckit.gateway import app as gateway_app
+from xvckit.gateway.pacing import Pacer
+from xvckit.store import keys
 
 
 def _dead_url() -> str:
@@ -173,3 +178,45 @@ def test_cost_routing_prefers_the_cheaper_deployment(sim, make_gateway):
     models[0]["model"] = "gpt-4o"  # a: the dearer model id behind the same name
     gw = _gateway(make_gateway, providers, models, routing="cost")
     assert set(_served_by(gw, 3)) == {"b/gpt-4o-mini"}
+
+
+async def test_a_batch_keys_calls_wait_behind_interactive_ones(monkeypatch, sim, make_gateway):
+    """One call per (compressed, 1.5 s) window: a batch key's call queued first still goes
+    after an interactive call queued later."""
+    monkeypatch.setattr(gateway_app, "Pacer", functools.partial(Pacer, window_s=1.5, guard_s=0.1))
+    gw = _gateway(
+        make_gateway,
+        [{"name": "s", "kind": "openai", "base_url": sim.openai_base_url, "api_keys": ["k"], "rpm": 1}],
+        [{"name": "gpt-4o-mini", "provider": "s"}],
+    )
+    _, batch_key = keys.create_key(gw.gateway.store, "nightly", "test", priority="batch")
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(gw.gateway.keyring.reload(), gw._loop))
+    finished: list[str] = []
+
+    async def call(name: str, key: str) -> None:
+        client = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+        await client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
+        finished.append(name)
+        await client.close()
+
+    await call("first", MASTER_KEY)  # takes the window's one call
+    batch = asyncio.create_task(call("batch", batch_key))
+    await asyncio.sleep(0.2)
+    interactive = asyncio.create_task(call("interactive", MASTER_KEY))
+    await asyncio.gather(batch, interactive)
+    assert finished == ["first", "interactive", "batch"]
+
+
+def test_latency_routing_prefers_the_faster_deployment(sim_factory, make_gateway):
+    slow, fast = sim_factory(latency_ms=80), sim_factory(latency_ms=0)
+    gw = _gateway(
+        make_gateway,
+        [
+            {"name": "a", "kind": "openai", "base_url": slow.openai_base_url, "api_keys": ["k"]},
+            {"name": "b", "kind": "openai", "base_url": fast.openai_base_url, "api_keys": ["k"]},
+        ],
+        [{"name": "gpt-4o-mini", "provider": "a"}, {"name": "gpt-4o-mini", "provider": "b"}],
+        routing="latency",
+    )
+    served = _served_by(gw, 8)
+    assert served[2:] == ["b/gpt-4o-mini"] * 6, served  # each measured once, then the faster one

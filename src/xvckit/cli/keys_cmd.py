@@ -74,6 +74,10 @@ def keys_create(
     budget: float | None = BudgetOption,
     period: str = PeriodOption,
     expires: str | None = typer.Option(None, "--expires", help="lifetime, e.g. 30d, 12h"),
+    priority: str | None = typer.Option(
+        None, "--priority", help="interactive (default) or batch: batch waits"
+    ),
+    cache: str | None = typer.Option(None, "--cache", help="response cache: on, off or deterministic"),
     config: ConfigOption = None,
     as_json: bool = JsonOption,
 ) -> None:
@@ -88,6 +92,8 @@ def keys_create(
         role=role,
         limits=_limits(models, rpm, tpm, budget, period),
         expires_at=expires_at,
+        priority=priority,
+        cache=cache,
     )
     _print_secret(key.id, raw, as_json, key.public())
 

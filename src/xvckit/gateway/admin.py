@@ -46,6 +46,12 @@ class KeyIn(LimitsIn):
     team: str | None = Field(None, description="team id or name")
     role: Literal["admin", "team-admin", "member"] = "member"
     expires_in_s: float | None = Field(None, gt=0, description="lifetime in seconds")
+    priority: Literal["interactive", "batch"] | None = Field(
+        None, description="batch waits behind interactive"
+    )
+    cache: Literal["on", "off", "deterministic"] | None = Field(
+        None, description="response cache for this key"
+    )
 
 
 class TeamIn(LimitsIn):
@@ -139,6 +145,8 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
             role=body.role,
             limits=body.limits(),
             expires_at=expires_at,
+            priority=body.priority,
+            cache=body.cache,
         )
         return {**key.public(), "key": raw}
 

@@ -144,7 +144,9 @@ class Proxy:
                     return
                 owned = key
             wanted = (
-                endpoint.crosses and self.cache is not None and _cache_wanted(headers, deployment, payload)
+                endpoint.crosses
+                and self.cache is not None
+                and _cache_wanted(headers, deployment, payload, who.key.cache if who.key else None)
             )
             entry_key = (
                 cache_key(endpoint.name, deployment.model, payload, headers=headers, scope=ex.team_id or "")
@@ -167,7 +169,7 @@ class Proxy:
             # A request with an Idempotency-Key runs to its end when its client leaves: the
             # client's retry is to find the answer.
             watch = None if owned else DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
-            priority = 0 if headers.get(b"x-xvckit-priority") == b"batch" else 1
+            priority = _priority(headers.get(b"x-xvckit-priority"), who)
             tokens = estimate_tokens(payload, deployment.model)
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
@@ -470,18 +472,28 @@ def _asks_usage(payload: dict) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _cache_wanted(headers: dict[bytes, bytes], deployment: Deployment, payload: dict) -> bool:
-    """`x-xvckit-cache: on|off` on the request, else the model's `cache` setting."""
+def _priority(asked: bytes | None, who: Principal) -> int:
+    """Interactive (1) goes before batch (0): the request's `x-xvckit-priority`, else the key's."""
+    if asked is not None:
+        return 0 if asked.strip().lower() == b"batch" else 1
+    return 0 if who.key is not None and who.key.priority == "batch" else 1
+
+
+def _cache_wanted(
+    headers: dict[bytes, bytes], deployment: Deployment, payload: dict, key_setting: str | None
+) -> bool:
+    """`x-xvckit-cache: on|off` on the request, else the key's `cache` setting, else the model's."""
     asked = headers.get(b"x-xvckit-cache")
     if asked is not None:
         asked = asked.strip().lower()
         if asked not in (b"on", b"off"):
             raise GatewayError(400, "the x-xvckit-cache header must be 'on' or 'off'", "invalid_cache_header")
         return asked == b"on"
-    if deployment.cache == "deterministic":
+    setting = key_setting or deployment.cache
+    if setting == "deterministic":
         temperature = payload.get("temperature")
         return type(temperature) in (int, float) and temperature == 0
-    return deployment.cache == "on"
+    return setting == "on"
 
 
 class _StreamReader:

@@ -27,6 +27,8 @@ Role = Literal["admin", "team-admin", "member"]
 Period = Literal["day", "week", "month"]
 ROLES: tuple[str, ...] = ("admin", "team-admin", "member")
 PERIODS: tuple[str, ...] = ("day", "week", "month")
+PRIORITIES: tuple[str, ...] = ("interactive", "batch")
+CACHE_MODES: tuple[str, ...] = ("on", "off", "deterministic")
 KEYS_VERSION = "keys_version"
 
 teams_table = sa.Table(
@@ -59,6 +61,8 @@ keys_table = sa.Table(
     sa.Column("expires_at", sa.Float),
     sa.Column("revoked_at", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("priority", sa.String(16)),  # interactive | batch; None: interactive
+    sa.Column("cache", sa.String(16)),  # on | off | deterministic; None: the model's setting
 )
 
 
@@ -105,6 +109,8 @@ class ApiKey:
     expires_at: float | None = None
     revoked_at: float | None = None
     created_at: float = 0.0
+    priority: str | None = None
+    cache: str | None = None
 
     def public(self) -> dict:
         """Everything an admin may see about a key: never the hash, never the key."""
@@ -118,6 +124,8 @@ class ApiKey:
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
             "created_at": self.created_at,
+            "priority": self.priority,
+            "cache": self.cache,
         }
 
 
@@ -172,6 +180,8 @@ def _key_from(row) -> ApiKey:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         created_at=row.created_at,
+        priority=row.priority,
+        cache=row.cache,
     )
 
 
@@ -236,10 +246,16 @@ def create_key(
     role: str = "member",
     limits: Limits = Limits(),
     expires_at: float | None = None,
+    priority: str | None = None,
+    cache: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key; the raw key is returned once and never stored."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
+    if priority not in (None, *PRIORITIES):
+        raise UserError(f"priority must be one of {', '.join(PRIORITIES)}")
+    if cache not in (None, *CACHE_MODES):
+        raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}")
     validate_limits(limits)
     team_id = get_team(store, team).id if team else None
     if role == "team-admin" and team_id is None:
@@ -255,6 +271,8 @@ def create_key(
         limits=limits,
         expires_at=expires_at,
         created_at=time.time(),
+        priority=priority,
+        cache=cache,
     )
     with _admin_change(store, actor, "key.create", key.id, _audit_detail(key)) as conn:
         conn.execute(keys_table.insert().values(_key_row(key)))
@@ -272,6 +290,8 @@ def _key_row(key: ApiKey) -> dict:
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
         "created_at": key.created_at,
+        "priority": key.priority,
+        "cache": key.cache,
         **key.limits.as_row(),
     }
 
