@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,6 +23,7 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN_CACHE.is_dir():
 pytest_plugins = ["sim_fixture", "figures"]
 
 MASTER_KEY = "xvc-test-master-key"
+REDIS_URL = os.environ.get("XVCKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -87,3 +89,32 @@ def store_url(request, tmp_path) -> str:
     metadata.drop_all(store.engine)
     store.close()
     return url
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The test Redis server's URL (skipped with the reason when it is absent, failed in CI)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        require_service("Redis", f"{REDIS_URL}: {exc}")
+    yield REDIS_URL
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url) -> AsyncIterator[str]:
+    """A key prefix of this test's own on the Redis server, its keys deleted afterwards."""
+    import redis.asyncio as aioredis
+
+    prefix = f"xvckit-test:{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

@@ -7,10 +7,8 @@ Redis tests skip with the reason when there is no Redis, except when CI=true, wh
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -22,9 +20,7 @@ from anthropic.types import Message
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion
 
-from conftest import require_service
-from servers import BackgroundServer
-from test_pacing_redis import _Proxy
+from servers import BackgroundServer, TcpRelay
 from xvckit.asgi import lifespan, respond
 from xvckit.gateway.cache import (
     CachedResponse,
@@ -39,7 +35,6 @@ from xvckit.gateway.cache import (
 from xvckit.providers import Usage
 from xvckit.providers.sse import EventSplitter, encode, event_json
 
-REDIS_URL = os.environ.get("XVCKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GPT = "gpt-4o-mini-2024-07-18"
 CLAUDE = "claude-sonnet-4-6"
 MESSAGES = [{"role": "user", "content": "Weather in Paris and Rome?"}]
@@ -585,27 +580,8 @@ async def test_entries_over_the_size_limit_are_not_stored() -> None:
 
 
 @pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        require_service("Redis", f"{REDIS_URL}: {exc}")
-    yield REDIS_URL
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis_url) -> AsyncIterator[str]:
-    """A key prefix of this test's own, its keys deleted afterwards."""
-    prefix = f"xvckit-test:{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 async def test_redis_cache_is_shared_by_two_replicas(redis_url, prefix) -> None:
@@ -656,7 +632,7 @@ async def test_redis_down_serves_from_local_state_and_says_so() -> None:
 
 
 async def test_redis_outage_then_recovery(redis_url, prefix) -> None:
-    proxy = _Proxy(int(redis_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]))
+    proxy = TcpRelay(int(redis_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]))
     await proxy.start()
     cache = RedisResponseCache(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, timeout_s=0.5, retry_s=0.1)
     other = RedisResponseCache(redis_url, prefix=prefix)

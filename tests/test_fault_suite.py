@@ -25,26 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anthropic
 import openai
-import pytest
-import redis.asyncio as aioredis
 
-from conftest import MASTER_KEY, require_service
+from conftest import MASTER_KEY
 from xvckit.gateway import app as gateway_app
 from xvckit.gateway.pacing import Pacer
 from xvckit.gateway.pacing_redis import RedisPacer
 from xvckit.gateway.resilience import CircuitBreaker
 from xvckit.sim import limiter as sim_limiter
 
-REDIS_URL = os.environ.get("XVCKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 HI = [{"role": "user", "content": "hi"}]
 
 # Faults: the issue's rates and targets.
@@ -401,25 +396,8 @@ def test_the_breaker_counts_calls_in_flight_and_ignores_rate_limits():
 # --------------------------------------------------------------------------- replicas
 
 
-@pytest.fixture
-async def redis_prefix():
-    """A key prefix of this test's own on the Redis server, its keys deleted afterwards."""
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        require_service("Redis", f"{REDIS_URL}: {exc}")
-    prefix = f"xvckit-test:{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
 async def test_two_replicas_share_one_limit_through_redis(
-    monkeypatch, sim_factory, make_gateway, tmp_path, redis_prefix, figures
+    monkeypatch, sim_factory, make_gateway, tmp_path, redis_url, redis_prefix, figures
 ):
     monkeypatch.setattr(sim_limiter, "WINDOW_S", WINDOW_S)
     monkeypatch.setattr(
@@ -431,7 +409,7 @@ async def test_two_replicas_share_one_limit_through_redis(
     config = {
         "providers": [provider(sim, rpm=LIMIT)],
         "models": [{"name": "gpt-4o-mini", "provider": "s"}],
-        "redis": {"url": REDIS_URL},
+        "redis": {"url": redis_url},
     }
     replicas = [make_gateway(config, storage_url=f"sqlite:///{tmp_path}/replica{i}.db") for i in range(2)]
     clients = [openai_client(gw) for gw in replicas]

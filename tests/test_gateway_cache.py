@@ -11,7 +11,6 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
-from test_cache import redis_url  # noqa: F401  (fixture)
 from test_gateway_e2e import HI, sim_providers
 from xvckit.store.ledger import ledger_records
 
@@ -271,7 +270,7 @@ def test_a_hit_is_in_the_ledger_with_the_cost_it_saved(gw):
 # --- shared by replicas through Redis ----------------------------------------------------------
 
 
-async def test_two_gateways_share_cache_and_keys_through_redis(sim, make_gateway, redis_url):  # noqa: F811
+async def test_two_gateways_share_cache_and_keys_through_redis(sim, make_gateway, redis_url):
     config = {**_config(sim), "redis": {"url": redis_url}}
     one, two = make_gateway(config), make_gateway(config)
     messages = [{"role": "user", "content": f"hello {uuid.uuid4().hex}"}]  # keys of this run only

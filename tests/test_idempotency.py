@@ -13,7 +13,8 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from test_cache import _Proxy, prefix, redis_url  # noqa: F401  (fixtures)
+from servers import TcpRelay
+from test_cache import prefix  # noqa: F401  (fixture)
 from xvckit.gateway.cache import CachedResponse
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.idempotency import (
@@ -303,8 +304,8 @@ async def test_redis_down_works_locally_and_says_so() -> None:
         await store.aclose()
 
 
-async def test_redis_outage_results_are_handed_over_when_it_returns(replicas, redis_url) -> None:  # noqa: F811
-    proxy = _Proxy(int(redis_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]))
+async def test_redis_outage_results_are_handed_over_when_it_returns(replicas, redis_url) -> None:
+    proxy = TcpRelay(int(redis_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]))
     await proxy.start()
     store = replicas(f"redis://127.0.0.1:{proxy.port}/0", timeout_s=0.5, retry_s=0.1)
     other = replicas()

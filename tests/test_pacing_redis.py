@@ -7,9 +7,7 @@ Without Redis they skip with the reason, except when CI=true, where they fail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,29 +15,16 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import require_service
+from servers import TcpRelay
 from test_pacing import max_in_window
 from xvckit.gateway.pacing import Lane, QueueTimeout
 from xvckit.gateway.pacing_redis import RedisPacer
 from xvckit.providers.ratelimit import Limit, RateLimits, openai_headers
 from xvckit.sim.limiter import Limiter
 
-REDIS_URL = os.environ.get("XVCKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 LANE = Lane("openai", 0, "gpt-4o-mini")
 WINDOW = 2.0
 GUARD = 0.2
-
-
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        require_service("Redis", f"{REDIS_URL}: {exc}")
-    yield REDIS_URL
-    await client.aclose()
 
 
 @pytest.fixture
@@ -223,43 +208,9 @@ async def test_redis_down_falls_back_to_local_state():
         await pacer.aclose()
 
 
-class _Proxy:
-    """A TCP relay to Redis that the test can cut and restore, as a network fault would."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        self.server.close()
-        for writer in self.links:
-            writer.close()
-        await self.server.wait_closed()
-        self.links.clear()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self.links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 async def test_outage_degrades_then_recovers_and_shares_local_calls(replicas, redis_url):
     host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
-    proxy = _Proxy(int(host_port.rsplit(":", 1)[1]))
+    proxy = TcpRelay(int(host_port.rsplit(":", 1)[1]))
     await proxy.start()
     pacer = replicas(f"redis://127.0.0.1:{proxy.port}/0", timeout_s=0.5, retry_s=0.2)
     observer = replicas()  # straight to Redis: sees what the other shares
