@@ -32,17 +32,24 @@ class RetryBudget:
         self._retries: deque[float] = deque()
 
     def request(self) -> None:
-        self._requests.append(self._clock())
+        now = self._clock()
+        self._requests.append(now)
+        self._forget(now)
 
     def try_spend(self) -> bool:
         now = self._clock()
-        for stamps in (self._requests, self._retries):
-            while stamps and stamps[0] < now - self.window_s:
-                stamps.popleft()
+        self._forget(now)
         if len(self._retries) >= self.floor + self.ratio * len(self._requests):
             return False
         self._retries.append(now)
         return True
+
+    def _forget(self, now: float) -> None:
+        """Drop what left the window (on every request too: a gateway that never retries must
+        not keep every request's time)."""
+        for stamps in (self._requests, self._retries):
+            while stamps and stamps[0] < now - self.window_s:
+                stamps.popleft()
 
 
 class CircuitBreaker:
