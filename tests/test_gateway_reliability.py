@@ -220,3 +220,35 @@ def test_latency_routing_prefers_the_faster_deployment(sim_factory, make_gateway
     )
     served = _served_by(gw, 8)
     assert served[2:] == ["b/gpt-4o-mini"] * 6, served  # each measured once, then the faster one
+
+
+def test_a_request_over_the_context_window_falls_back_to_a_larger_model(sim_factory, make_gateway):
+    small, large = sim_factory(context_window=50), sim_factory(context_window=100_000)
+    gw = _gateway(
+        make_gateway,
+        [
+            {
+                "name": "small",
+                "kind": "openai",
+                "base_url": small.openai_base_url,
+                "api_keys": ["k"],
+                "forward_headers": ["x-sim-fail"],
+            },
+            {"name": "large", "kind": "anthropic", "base_url": large.anthropic_base_url, "api_keys": ["k"]},
+        ],
+        [
+            {"name": "short-ctx", "provider": "small", "model": "gpt-4o-mini", "fallbacks": ["claude-long"]},
+            {"name": "claude-long", "provider": "large", "model": "claude-sonnet-4-6"},
+        ],
+    )
+    long_prompt = [{"role": "user", "content": "word " * 400}]
+    raw = _client(gw).chat.completions.with_raw_response.create(
+        model="short-ctx", messages=long_prompt, max_tokens=5
+    )
+    assert raw.headers["x-xvckit-deployment"] == "large/claude-sonnet-4-6"
+    assert small.count("chat_completions", "400") == 1 and large.count("messages", "200") == 1
+    with pytest.raises(openai.BadRequestError):  # any other 400 is the client's to see, no fallback
+        _client(gw).chat.completions.create(
+            model="short-ctx", messages=HI, extra_headers={"x-sim-fail": "400"}
+        )
+    assert large.count("messages") == 1

@@ -34,6 +34,17 @@ class Attempt:
     lane: Lane
     grant: Grant
     retries: int
+    body: bytes | None = None  # already read (an error body the dispatcher had to look into)
+
+
+_OVERFLOW_MARKERS = (b"context_length_exceeded", b"prompt is too long", b"maximum context length")
+
+
+def context_overflow(error_body: bytes) -> bool:
+    """Does an upstream's 400/413 say the request is too long for the model? (OpenAI: code
+    `context_length_exceeded`; Anthropic: "prompt is too long"): a fallback may still fit it."""
+    lowered = error_body.lower()
+    return any(marker in lowered for marker in _OVERFLOW_MARKERS)
 
 
 class Dispatcher:
@@ -141,6 +152,21 @@ class Dispatcher:
                         status, f"'{deployment.name}' answered {status}", f"upstream_{status}"
                     )
                     break
+                if status in (400, 413) and position < len(candidates) - 1:
+                    try:
+                        error = await response.read()  # error bodies are small
+                    except Upstream as exc:
+                        last = failure(exc, deployment.provider.name)
+                        break
+                    if context_overflow(error):
+                        response.close()
+                        last = GatewayError(
+                            status,
+                            f"the request is over the context window of '{deployment.name}'",
+                            "context_length_exceeded",
+                        )
+                        break
+                    return Attempt(deployment, response, lane, grant, calls - 1, error)
                 self.balancer.observe_latency(deployment, time.monotonic() - sent)
                 return Attempt(deployment, response, lane, grant, calls - 1)
         raise last or GatewayError(503, f"no upstream could answer for '{requested}'", "no_upstream")

@@ -339,7 +339,7 @@ class Proxy:
                 await self._stream_back(send, endpoint, upstream_kind, response, hide_usage, ex, watch)
             else:
                 try:
-                    data = await response.read()
+                    data = attempt.body if attempt.body is not None else await response.read()
                 except Upstream as exc:
                     ex.upstream_ms = _ms_since(ex.upstream_started)
                     raise failure(exc, ex.provider) from None
