@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from xvckit.config import ConfigError, from_mapping, load
@@ -89,3 +93,10 @@ def test_config_init_writes_a_valid_example(tmp_path, monkeypatch):
     assert "sk-a" not in result.output
     again = runner.invoke(app, ["config", "init", str(path)])
     assert again.exit_code != 0
+
+
+def test_the_default_store_lives_in_the_xdg_data_dir(tmp_path):
+    code = "from xvckit.config import from_mapping; print(from_mapping({}).storage.url)"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"sqlite:///{tmp_path}/xvckit/xvckit.db"

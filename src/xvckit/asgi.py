@@ -123,6 +123,9 @@ class Server:
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
+        # Listening from here on, so a client that connects before the server has started
+        # (as soon as `up` printed the address) waits in the backlog instead of being refused.
+        self._socket.listen(4096)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,

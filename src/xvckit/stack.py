@@ -11,10 +11,9 @@ from pathlib import Path
 
 from xvckit.asgi import Server
 from xvckit.config import Config, from_mapping
-from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.errors import UserError
 from xvckit.gateway import Gateway
-from xvckit.store import Store, audit, data_dir_of
+from xvckit.store import Store, audit, local_dir
 from xvckit.store.secrets import resolve_secret_refs
 
 log = logging.getLogger("xvckit")
@@ -24,7 +23,7 @@ SIM_CONTROL_HEADERS = ("x-sim-fail", "x-sim-output-tokens", "x-sim-latency-ms")
 
 
 def data_dir(config: Config) -> Path:
-    return data_dir_of(config.storage.url) or DEFAULT_DATA_DIR.expanduser()
+    return local_dir(config.storage.url)
 
 
 def master_key(config: Config) -> tuple[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from xvckit import config as cfg
@@ -36,12 +38,20 @@ def up(
     config: ConfigOption = None,
     host: str | None = HostOption,
     port: int | None = PortOption,
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="keep the SQLite store, keys and journal here (default: $XDG_DATA_HOME/xvckit)",
+    ),
     log_level: str = LogOption,
 ) -> None:
     """Start the gateway on the embedded store, with a simulator if no provider is configured."""
     from xvckit import asgi, stack
 
     loaded = cfg.load(config)
+    if data_dir is not None:
+        store_url = f"sqlite:///{data_dir.expanduser().resolve()}/xvckit.db"
+        loaded = loaded.model_copy(update={"storage": loaded.storage.model_copy(update={"url": store_url})})
     stack.setup_logging(log_level)
     key, source = stack.master_key(loaded)
     servers = []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-DEFAULT_DATA_DIR = Path("~/.local/share/xvckit")
+# The XDG data directory, as every tool on the desktop keeps its data.
+DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "xvckit"
 DEFAULT_STORAGE_URL = f"sqlite:///{DEFAULT_DATA_DIR}/xvckit.db"
 
 

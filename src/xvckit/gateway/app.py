@@ -9,7 +9,6 @@ import orjson
 
 from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
-from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.balancing import Balancer
@@ -25,7 +24,7 @@ from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, Endpo
 from xvckit.gateway.routing import Router
 from xvckit.gateway.upstream import Upstreams
 from xvckit.providers.prices import price_table
-from xvckit.store import Store, StoreError, data_dir_of
+from xvckit.store import Store, StoreError, local_dir
 from xvckit.store.journal import Journal, journal_dir
 from xvckit.store.ledger import Ledger, usage_report
 
@@ -189,7 +188,7 @@ class Gateway:
 
 def _ledger(config: Config, store: Store) -> Ledger:
     """The usage ledger, journaled beside the database: the hot path appends, a thread commits."""
-    directory = journal_dir(data_dir_of(store.url) or DEFAULT_DATA_DIR.expanduser(), store.url)
+    directory = journal_dir(local_dir(store.url), store.url)
     return Ledger(
         store,
         retention_days=config.ledger.retention_days,

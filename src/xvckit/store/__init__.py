@@ -2,7 +2,7 @@
 
 # imported for their tables, which `Store.open` creates with the rest of `schema.metadata`
 from xvckit.store import audit, secrets
-from xvckit.store.database import Store, StoreError, data_dir_of, open_store
+from xvckit.store.database import Store, StoreError, data_dir_of, local_dir, open_store
 from xvckit.store.ledger import (
     Ledger,
     LedgerClosed,
@@ -24,6 +24,7 @@ __all__ = [
     "audit",
     "data_dir_of",
     "ledger_request_ids",
+    "local_dir",
     "open_store",
     "secrets",
     "usage_report",

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from xvckit.config import Config, load
+from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.errors import UserError
 from xvckit.store.schema import SCHEMA_VERSION, meta, metadata
 
@@ -26,6 +27,12 @@ def data_dir_of(url: str) -> Path | None:
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///")).expanduser().parent
     return None
+
+
+def local_dir(url: str) -> Path:
+    """Where xvckit keeps its local files for a store (keys, journal): beside a SQLite
+    database, else in the data directory."""
+    return data_dir_of(url) or DEFAULT_DATA_DIR.expanduser()
 
 
 def _engine_url(url: str) -> str:

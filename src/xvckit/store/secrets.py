@@ -30,10 +30,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
-from xvckit.config.schema import DEFAULT_DATA_DIR, Config
+from xvckit.config.schema import Config
 from xvckit.errors import UserError
 from xvckit.store import audit
-from xvckit.store.database import data_dir_of
+from xvckit.store.database import local_dir
 from xvckit.store.schema import metadata
 
 SECRET_KEY_ENV = "XVCKIT_SECRET_KEY"
@@ -137,7 +137,7 @@ def key_fingerprint(key: bytes) -> str:
 
 def key_dir(store_url: str) -> Path:
     """Where the key file lives: beside the SQLite database, else the default data dir."""
-    return data_dir_of(store_url) or DEFAULT_DATA_DIR.expanduser()
+    return local_dir(store_url)
 
 
 def parse_key(text: str, source: str = SECRET_KEY_ENV) -> bytes:
