@@ -6,6 +6,7 @@ from xvckit.asgi import Scope
 from xvckit.config import GatewaySettings, Provider
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.http1 import ConnectFailed, Origin, Pool, Response, Timeout, Upstream, split_url
+from xvckit.providers import anthropic
 
 # Client headers that mean something to the provider and carry no client credential.
 _PASS_THROUGH = frozenset({b"anthropic-version", b"anthropic-beta", b"accept"})
@@ -57,7 +58,7 @@ class Upstreams:
         if keys:
             headers.append(keys[key_index])
         if provider.kind == "anthropic" and not any(name == b"anthropic-version" for name, _ in headers):
-            headers.append((b"anthropic-version", b"2023-06-01"))
+            headers.append((b"anthropic-version", anthropic.VERSION.encode()))
         return headers
 
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import sqlalchemy as sa
 
@@ -23,8 +22,6 @@ from xvckit.store.database import Store
 from xvckit.store.schema import bump_version, meta, metadata
 
 KEY_PREFIX = "xvc-"
-Role = Literal["admin", "team-admin", "member"]
-Period = Literal["day", "week", "month"]
 ROLES: tuple[str, ...] = ("admin", "team-admin", "member")
 PERIODS: tuple[str, ...] = ("day", "week", "month")
 PRIORITIES: tuple[str, ...] = ("interactive", "batch")
@@ -344,21 +341,6 @@ def rotate_key(store: Store, ref: str, actor: str) -> tuple[ApiKey, str]:
             keys_table.update().where(keys_table.c.id == key.id).values(key_hash=hash_key(raw), hint=raw[:8])
         )
     return get_key(store, key.id), raw
-
-
-def update_key(
-    store: Store, ref: str, actor: str, *, limits: Limits | None = None, expires_at: float | None = None
-) -> ApiKey:
-    key = get_key(store, ref)
-    values: dict = {}
-    if limits is not None:
-        values.update(validate_limits(limits).as_row())
-    if expires_at is not None:
-        values["expires_at"] = expires_at
-    if values:
-        with _admin_change(store, actor, "key.update", key.id, values) as conn:
-            conn.execute(keys_table.update().where(keys_table.c.id == key.id).values(**values))
-    return get_key(store, key.id)
 
 
 def snapshot(store: Store) -> tuple[dict[str, ApiKey], dict[str, Team], str | None]:
