@@ -6,7 +6,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: run test bench bench-ledger lint format
+.PHONY: run test bench bench-ledger bench-context lint format
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,3 +35,6 @@ bench: $(BIN)/.installed
 
 bench-ledger: $(BIN)/.installed  # builds a 10-million-row ledger once (minutes, 2.6 GB in bench/.work)
 	$(BIN)/python bench/ledger_query.py
+
+bench-context: $(BIN)/.installed  # issue 6's context recall; installs aider-chat into bench/.work once
+	$(BIN)/python bench/context_recall.py --json bench/.work/context_recall.json $(BENCH_ARGS)
