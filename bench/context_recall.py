@@ -37,12 +37,14 @@ from pathlib import Path
 
 from lib import ROOT, WORK_DIR, BenchError, fmt, say, table
 
-# The languages of xvckit's context indexer (issue 6): Python, JavaScript/TypeScript, Go,
-# Rust, Java, C/C++ and Markdown. A commit's "source files" are the paths it touches with
-# one of these suffixes; anything else it touches (YAML, TOML, Makefile, ...) is ignored.
+# The languages of xvckit's context indexer (issue 6; SUFFIXES in xvckit/context/languages.py):
+# Python, JavaScript/TypeScript, Go, Rust, Java, C/C++ and Markdown. A commit's "source
+# files" are the paths it touches with one of these suffixes; anything else it touches
+# (YAML, TOML, Makefile, ...) is ignored.
 SOURCE_SUFFIXES = frozenset(
     {".py", ".pyi", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts", ".go", ".rs", ".java"}
-    | {".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".hxx", ".md", ".markdown"}
+    | {".c", ".h", ".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++", ".ipp"}
+    | {".md", ".markdown", ".mdx"}
 )
 MAX_TOUCHED = 5
 CODE_LEVELS = frozenset({"full", "partial"})  # a file level that includes bodies
@@ -134,6 +136,8 @@ def parent_clone(repo: Path, parent: str, dest: Path) -> Path:
     git(dest, "fetch", "-q", "--no-tags", str(repo.resolve()), parent)
     git(dest, "checkout", "-q", "-B", "main", parent)
     (dest / ".git" / "FETCH_HEAD").unlink(missing_ok=True)
+    # Packers list untracked files too: keep aider's tag cache out of everyone's view.
+    (dest / ".git" / "info" / "exclude").write_text(".aider*\n")
     return dest
 
 
@@ -393,6 +397,11 @@ def add_ratios(rows: list[Row]) -> None:
             row.code_vs_bm25 = row.code / ref.code if ref.code else None
 
 
+def needs(share: float) -> str:
+    """1.5 x BM25's recall, saying so when that is out of reach (above 1)."""
+    return f"{share:.2f}" + (" (out of reach: above 1)" if share > 1 else "")
+
+
 def checks(rows: list[Row]) -> list[tuple[str, str]]:
     """The issue's targets at 16k: (status, line) pairs."""
     at = {row.method: row for row in rows if row.budget == TARGET_BUDGET}
@@ -401,7 +410,7 @@ def checks(rows: list[Row]) -> list[tuple[str, str]]:
         return [("SKIP", f"targets need the xvckit and bm25 rows at {TARGET_BUDGET} tokens")]
     out = []
     need = 1.5 * bm25.present
-    line = f"present at 16k: xvckit {xvckit.present:.2f} >= 1.5 x BM25 = {need:.2f}"
+    line = f"present at 16k: xvckit {xvckit.present:.2f} >= 1.5 x BM25 = {needs(need)}"
     ok = xvckit.present >= need
     if aider is not None:
         line += f" and >= aider {aider.present:.2f}"
@@ -410,7 +419,7 @@ def checks(rows: list[Row]) -> list[tuple[str, str]]:
         line += " (aider: no row, not compared)"
     out.append(("PASS" if ok else "FAIL", line))
     need = 1.5 * bm25.code
-    line = f"with code at 16k: xvckit {xvckit.code:.2f} >= 1.5 x BM25 = {need:.2f}"
+    line = f"with code at 16k: xvckit {xvckit.code:.2f} >= 1.5 x BM25 = {needs(need)}"
     out.append(("PASS" if xvckit.code >= need else "FAIL", line))
     return out
 
