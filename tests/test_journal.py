@@ -1,70 +1,144 @@
-"""The ledger's journal: appended before the answer, replayed after a kill, deleted once committed."""
+"""The ledger's journal: appended before the answer, committed by the writer process, taken
+over after a kill, deleted once committed."""
 
 from __future__ import annotations
 
-import asyncio
+import fcntl
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 from xvckit.store import Store
-from xvckit.store.journal import Journal, read_rows
-from xvckit.store.ledger import Ledger, UsageRecord, ledger_request_ids
+from xvckit.store.journal import Journal, segment_owner
+from xvckit.store.ledger import UsageRecord, ledger_request_ids, row_of
+from xvckit.store.ledger_writer import JournalWriter
 
 
-def test_segments_rotate_and_a_torn_line_is_skipped(tmp_path):
+def locked(path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_segments_rotate_and_only_the_current_one_is_locked(tmp_path):
     journal = Journal(tmp_path, segment_bytes=200)
     journal.open()
-    finished = [journal.append(("r", i, "chat")) for i in range(20)]
-    rotated = [path for path in finished if path is not None]
-    assert rotated, "200-byte segments must rotate"
-    with open(rotated[0], "ab") as handle:
-        handle.write(b'["torn", 1')  # a write cut short by a kill
-    assert all(row[0] == "r" for row in read_rows(rotated[0]))
+    for i in range(20):
+        journal.append(("r", i, "chat"))
+    segments = sorted(tmp_path.glob("segment-*.jsonl"))
+    assert len(segments) > 1, "200-byte segments must rotate"
+    assert [locked(p) for p in segments] == [False] * (len(segments) - 1) + [True]
+    assert {segment_owner(p)[1] for p in segments} == {os.getpid()}
+    assert journal.appended == sum(p.stat().st_size for p in segments)
     journal.close()
+    assert not locked(segments[-1])
 
 
-def test_a_living_gateways_segment_is_not_an_orphan(tmp_path):
-    alive = Journal(tmp_path)
-    alive.open()
-    alive.append(("r1", 1.0))
-    assert Journal(tmp_path).orphans() == []
-
-
-def test_killed_writer_is_replayed_once(tmp_path, store_url):
-    """A process journals records and is SIGKILLed before its thread commits them: the next
-    ledger replays them, and a second start finds nothing left to replay."""
-    journal_dir = tmp_path / "journal"
-    script = textwrap.dedent(f"""
-        import asyncio, os, signal
-        from pathlib import Path
-        from xvckit.store import Store
-        from xvckit.store.journal import Journal
-        from xvckit.store.ledger import Ledger, UsageRecord
-        async def main():
-            journal = Journal(Path({str(journal_dir)!r}))
-            ledger = Ledger(Store.open({store_url!r}), journal=journal, linger_s=60)
-            ledger.start()
-            for i in range(25):
-                ledger.record(UsageRecord(f"k-{{i}}", "chat", status=200))
-            os.kill(os.getpid(), signal.SIGKILL)
-        asyncio.run(main())
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert proc.returncode == -9, proc.stderr
+def test_a_living_gateways_segment_is_left_to_its_own_writer(tmp_path, store_url):
     store = Store.open(store_url)
-    assert ledger_request_ids(store) == []
+    alive = Journal(tmp_path / "journal")
+    alive.open()
+    alive.append(row_of(UsageRecord("r1", "chat")))
+    other = JournalWriter(store, tmp_path / "journal", owner_pid=os.getpid() + 1)
+    assert not other.step() and ledger_request_ids(store) == []
+    alive.close()  # now its process has finished with it: any writer takes it
+    assert other.step()
+    assert ledger_request_ids(store) == ["r1"]
+    other.close()
+    store.close()
 
-    async def restart() -> None:
-        ledger = Ledger(store, journal=Journal(journal_dir))
+
+def test_a_torn_last_line_is_skipped(tmp_path, store_url, caplog):
+    store = Store.open(store_url)
+    journal = Journal(tmp_path / "journal")
+    journal.open()
+    journal.append(row_of(UsageRecord("whole", "chat")))
+    journal.close()
+    (segment,) = (tmp_path / "journal").glob("segment-*")
+    with open(segment, "ab") as handle:
+        handle.write(b'["torn", 1')  # a write cut short by a kill: never acknowledged
+    JournalWriter(store, tmp_path / "journal", os.getpid()).run(lambda: True)
+    assert ledger_request_ids(store) == ["whole"]
+    assert "torn last line" in caplog.text
+    assert list((tmp_path / "journal").iterdir()) == []
+    store.close()
+
+
+GATEWAY = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from xvckit.store import Ledger, Store, UsageRecord
+    from xvckit.store.journal import Journal
+
+    async def main():
+        ledger = Ledger(Store.open(sys.argv[1]), Journal(Path(sys.argv[2])))
         ledger.start()
-        ledger.record(UsageRecord("after", "chat", status=200))
-        await ledger.close()
+        for i in range(25):
+            ledger.record(UsageRecord(f"k-{i}", "chat", status=200))
+        print(ledger._proc.pid, flush=True)
+        await asyncio.sleep(3600)
 
-    asyncio.run(restart())
-    assert sorted(ledger_request_ids(store)) == sorted([f"k-{i}" for i in range(25)] + ["after"])
-    assert os.listdir(journal_dir) == [], "committed segments must be deleted"
-    asyncio.run(restart())
-    assert len(ledger_request_ids(store)) == 26
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_killed_gateways_writer_finishes_its_journal(tmp_path, store_url):
+    """SIGKILL of the gateway alone: its writer sees it go, commits the rest and exits."""
+    journal_dir = tmp_path / "journal"
+    Store.open(store_url).close()
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", GATEWAY, store_url, str(journal_dir)], stdout=subprocess.PIPE, text=True
+    )
+    writer_pid = int(gateway.stdout.readline())
+    gateway.send_signal(signal.SIGKILL)
+    gateway.wait()
+    deadline = time.monotonic() + 20
+    while _alive(writer_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(writer_pid), "the writer must exit once its gateway is gone"
+    store = Store.open(store_url)
+    assert sorted(ledger_request_ids(store)) == sorted(f"k-{i}" for i in range(25))
+    assert list(journal_dir.iterdir()) == []
+    store.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # our grandchild: a zombie until init reaps it counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_two_writers_never_commit_a_row_twice(tmp_path, store_url):
+    """Writers of two gateways on one journal directory: each orphan is taken by one."""
+    store = Store.open(store_url)
+    journal_dir = tmp_path / "journal"
+    for start in range(0, 600, 100):
+        journal = Journal(journal_dir, segment_bytes=4000)
+        journal.open()
+        for i in range(start, start + 100):
+            journal.append(row_of(UsageRecord(f"r-{i}", "chat", input_tokens=1)))
+        journal.close()
+    team = [JournalWriter(store, journal_dir, owner_pid=-1 - n) for n in range(2)]
+    while any([w.step() for w in team]):
+        pass
+    assert sorted(ledger_request_ids(store)) == sorted(f"r-{i}" for i in range(600))
+    assert sum(w.records for w in team) == 600
+    for w in team:
+        w.close()
     store.close()

@@ -13,20 +13,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xvckit.store import Store
+from xvckit.store import Ledger, LedgerClosed, Store
 from xvckit.store import ledger as L
+from xvckit.store import ledger_writer as W
+from xvckit.store.journal import Journal
 from xvckit.store.ledger import (
     DAY,
     HOUR,
-    Ledger,
-    LedgerError,
-    LedgerUnavailable,
     UsageRecord,
     ledger_records,
     ledger_request_ids,
@@ -34,6 +34,7 @@ from xvckit.store.ledger import (
     usage_report_raw,
     write_records,
 )
+from xvckit.store.ledger_writer import JournalWriter
 from xvckit.timespec import parse_moment
 
 BASE = 1_795_000_000 - 1_795_000_000 % DAY  # a UTC midnight in 2026
@@ -83,27 +84,48 @@ def assert_same(got: list[dict], want: list[dict]) -> None:
 # writing
 
 
-async def test_group_commit_under_concurrency(store):
-    ledger = Ledger(store)
-    ledger.start()
+@pytest.fixture
+def jdir(tmp_path):
+    """A journal directory of its own (the SQLite store's files are in tmp_path)."""
+    path = tmp_path / "journal"
+    path.mkdir()
+    return path
+
+
+def journal_of(directory, records, segment_bytes=8 << 20) -> Journal:
+    """Records appended as the gateway does, then closed (so a writer may finish the segments)."""
+    journal = Journal(directory, segment_bytes=segment_bytes)
+    journal.open()
+    for r in records:
+        journal.append(L.row_of(r))
+    journal.close()
+    return journal
+
+
+def drain(store: Store, directory, **options) -> JournalWriter:
+    """Run a writer in this process until the journal is committed and deleted."""
+    writer = JournalWriter(store, directory, os.getpid(), **options)
+    writer.run(lambda: True)
+    writer.close()
+    return writer
+
+
+def test_group_commit_in_large_batches(store, jdir):
     records = [record(n) for n in range(200)]
-    await asyncio.gather(*(ledger.write(r) for r in records))
-    await ledger.close()
-    ids = ledger_request_ids(store)
-    assert sorted(ids) == sorted(r.request_id for r in records)
-    assert ledger.records == 200
-    assert ledger.commits <= 20, f"{ledger.commits} transactions for 200 records"
+    journal_of(jdir, records)
+    writer = drain(store, jdir)
+    assert sorted(ledger_request_ids(store)) == sorted(r.request_id for r in records)
+    assert (writer.records, writer.commits) == (200, 1)
     assert usage_report(store, None, None)[0]["requests"] == 200
+    assert os.listdir(jdir) == [], "committed segments are deleted"
 
 
-async def test_duplicates_are_ignored_in_a_batch_and_across_batches(store):
-    ledger = Ledger(store)
-    ledger.start()
-    await asyncio.gather(*(ledger.write(record(1)) for _ in range(5)), ledger.write(record(2)))
-    await ledger.write(record(1, input_tokens=999_999))
-    await ledger.close()
+def test_duplicates_are_ignored_in_a_batch_and_across_batches(store, jdir):
+    journal_of(jdir, [record(1)] * 5 + [record(2)])
+    journal_of(jdir, [record(1, input_tokens=999_999)])
+    writer = drain(store, jdir)
     assert sorted(ledger_request_ids(store)) == ["req-1", "req-2"]
-    assert ledger.records == 2
+    assert writer.records == 2
     total = usage_report(store, None, None)[0]
     assert total["requests"] == 2
     assert total["input_tokens"] == 101 + 102  # the second req-1 changed nothing
@@ -115,7 +137,7 @@ async def test_duplicates_are_ignored_in_a_batch_and_across_batches(store):
     assert_same(usage_report(store, "key", None), usage_report_raw(store, "key", None))
 
 
-async def test_every_field_round_trips(store):
+async def test_every_field_round_trips_through_the_writer_process(store, jdir):
     full = UsageRecord(
         request_id="req-full",
         endpoint="messages",
@@ -140,131 +162,138 @@ async def test_every_field_round_trips(store):
         client="claude-cli/1.0",
     )
     bare = UsageRecord(request_id="req-bare", endpoint="chat", ts=BASE + 1, latency_ms=float("nan"))
-    ledger = Ledger(store)
+    ledger = Ledger(store, Journal(jdir))
     ledger.start()
-    await asyncio.gather(ledger.write(full), ledger.write(bare))
-    await ledger.close()
+    ledger.record(full)
+    ledger.record(bare)
+    await ledger.flush()
+    assert ledger.backlog_bytes == 0
     got = {r.request_id: r for r in ledger_records(store)}
     assert got["req-full"] == full
     assert got["req-bare"].latency_ms == 0.0  # not a number: stored as 0, not refused
     assert got["req-bare"].ttft_ms is None and got["req-bare"].key_id is None
-
-
-async def test_close_commits_everything_queued(store):
-    ledger = Ledger(store, max_batch=16)
-    ledger.start()
-    tasks = [asyncio.create_task(ledger.write(record(n))) for n in range(100)]
-    await asyncio.sleep(0)
     await ledger.close()
-    await asyncio.gather(*tasks)
+
+
+async def test_close_commits_everything_recorded(store, jdir):
+    ledger = Ledger(store, Journal(jdir, segment_bytes=2000))  # several segments
+    ledger.start()
+    for n in range(100):
+        ledger.record(record(n))
+    await ledger.close()
     assert len(ledger_request_ids(store)) == 100
-    with pytest.raises(L.LedgerClosed):
-        await ledger.write(record(101))
+    assert os.listdir(jdir) == []
+    with pytest.raises(LedgerClosed):
+        ledger.record(record(101))
 
 
-async def test_a_cancelled_wait_still_writes_the_record(store):
-    ledger = Ledger(store)
+async def test_a_writer_that_dies_is_started_again(store, jdir, monkeypatch):
+    monkeypatch.setattr("xvckit.store.ledger_feed.RESTART_DELAY_S", 0.05)
+    ledger = Ledger(store, Journal(jdir))
     ledger.start()
-    task = asyncio.create_task(ledger.write(record(7)))
-    await asyncio.sleep(0)
-    task.cancel()
+    ledger.record(record(1))
+    await ledger.flush()
+    ledger._proc.kill()  # a crash of the writer, not of the gateway
+    ledger.record(record(2))
+    await asyncio.wait_for(ledger.flush(), 20)
+    assert ledger.restarts == 1 and ledger.writer_running
     await ledger.close()
-    assert ledger_request_ids(store) == ["req-7"]
+    assert sorted(ledger_request_ids(store)) == ["req-1", "req-2"]
 
 
-async def test_commit_failures_are_retried_without_losing_or_doubling(store, monkeypatch):
-    real = L.commit_rows
-    failures = {"left": 2}
+def flaky_commits(monkeypatch, fail: Callable[[], bool], error: Exception) -> None:
+    real = W.commit_rows
 
-    def flaky(conn, rows, writer=None):
-        if failures["left"]:
-            failures["left"] -= 1
-            raise sa.exc.OperationalError("INSERT ...", {}, Exception("database is locked"))
+    def commit(conn, rows, writer=None):
+        if fail():
+            raise error
         return real(conn, rows, writer)
 
-    monkeypatch.setattr(L, "commit_rows", flaky)
-    ledger = Ledger(store)
-    ledger.start()
-    await asyncio.gather(*(ledger.write(record(n)) for n in range(50)))
-    await ledger.close()
-    assert sorted(ledger_request_ids(store)) == sorted(f"req-{n}" for n in range(50))
-    assert failures["left"] == 0
-    assert usage_report(store, None, None)[0]["requests"] == 50
+    monkeypatch.setattr(W, "commit_rows", commit)
 
 
-async def test_a_database_that_stays_down_fails_the_wait_and_keeps_the_record(store, monkeypatch, caplog):
-    real = L.commit_rows
-    down = {"until": time.monotonic() + 0.25}
+def test_commit_failures_are_retried_without_losing_or_doubling(store, jdir, monkeypatch, caplog):
+    left = [3]
 
-    def outage(conn, rows, writer=None):
-        if time.monotonic() < down["until"]:
-            raise sa.exc.OperationalError("INSERT ...", {"secret": "sk-xyz"}, Exception("server closed"))
-        return real(conn, rows, writer)
+    def fail() -> bool:
+        left[0] -= 1
+        return left[0] >= 0
 
-    monkeypatch.setattr(L, "commit_rows", outage)
-    ledger = Ledger(store, fail_after_s=0.1)
-    ledger.start()
-    started = time.monotonic()
-    with pytest.raises(LedgerUnavailable):
-        await ledger.write(record(1))
-    assert time.monotonic() - started < 0.25  # bounded: the client is not held until the database is back
-    await ledger.close()  # the record was kept and is committed once the database answers
-    assert ledger_request_ids(store) == ["req-1"]
-    assert "sk-xyz" not in caplog.text
-    assert "commit failed, retrying" in caplog.text
-
-
-async def test_a_record_the_database_refuses_is_dropped_alone(store):
-    ledger = Ledger(store)
-    ledger.start()
-    bad = record(2, endpoint=None)  # NOT NULL
-    results = await asyncio.gather(
-        ledger.write(record(1)), ledger.write(bad), ledger.write(record(3)), return_exceptions=True
+    secret = {"secret": "sk-xyz"}
+    flaky_commits(
+        monkeypatch, fail, sa.exc.OperationalError("INSERT ...", secret, Exception("database is locked"))
     )
-    await ledger.close()
-    assert results[0] is None and results[2] is None
-    assert isinstance(results[1], LedgerError)
+    journal_of(jdir, [record(n) for n in range(50)], segment_bytes=3000)
+    drain(store, jdir)
+    assert sorted(ledger_request_ids(store)) == sorted(f"req-{n}" for n in range(50))
+    assert usage_report(store, None, None)[0]["requests"] == 50
+    assert "commit failed, retrying" in caplog.text and "database back" in caplog.text
+    assert "sk-xyz" not in caplog.text
+
+
+def test_a_database_that_stays_down_leaves_the_rows_in_the_journal(store, jdir, monkeypatch):
+    flaky_commits(
+        monkeypatch, lambda: True, sa.exc.OperationalError("INSERT", {}, Exception("server closed"))
+    )
+    monkeypatch.setattr(W.time, "sleep", lambda s: None)
+    journal_of(jdir, [record(1)])
+    drain(store, jdir)  # gives up after its retries, as a stopping gateway's writer does
+    assert ledger_request_ids(store) == []
+    monkeypatch.undo()
+    drain(store, jdir)  # the next start
+    assert ledger_request_ids(store) == ["req-1"]
+
+
+def test_a_record_the_database_refuses_is_dropped_alone(store, jdir, caplog):
+    journal_of(jdir, [record(1), record(2, endpoint=None), record(3)])  # endpoint is NOT NULL
+    writer = drain(store, jdir)
     assert sorted(ledger_request_ids(store)) == ["req-1", "req-3"]
-    assert ledger.dropped == 1
+    assert writer.dropped == 1
+    assert "req-2 refused by the database" in caplog.text
 
 
 CRASH_WRITER = textwrap.dedent(
     """
     import asyncio, sys
+    from pathlib import Path
     from xvckit.store import Ledger, Store, UsageRecord
+    from xvckit.store.journal import Journal
 
     async def main():
-        ledger = Ledger(Store.open(sys.argv[1]))
+        ledger = Ledger(Store.open(sys.argv[1]), Journal(Path(sys.argv[2]), segment_bytes=20_000))
         ledger.start()
-
-        async def one(n):
-            await ledger.write(UsageRecord(request_id=f"crash-{n}", endpoint="chat", input_tokens=n))
-            sys.stdout.write(f"crash-{n}\\n")
-            sys.stdout.flush()
-
         n = 0
         while True:
-            await asyncio.gather(*(one(n + i) for i in range(8)))
-            n += 8
+            ledger.record(UsageRecord(request_id=f"crash-{n}", endpoint="chat", input_tokens=n))
+            sys.stdout.write(f"crash-{n}\\n")
+            sys.stdout.flush()
+            n += 1
+            if n % 8 == 0:
+                await asyncio.sleep(0)
 
     asyncio.run(main())
     """
 )
 
 
-def test_sigkill_loses_no_acknowledged_record(store_url):
-    """Every record whose write returned is in the ledger after SIGKILL, and none twice."""
+def test_sigkill_of_gateway_and_writer_loses_no_acknowledged_record(store_url, jdir):
+    """Every record whose `record()` returned is in the ledger after the gateway and its writer
+    are SIGKILLed and the next start replays the journal, and none twice."""
     Store.open(store_url).close()  # tables exist before the writer starts
     proc = subprocess.Popen(
-        [sys.executable, "-c", CRASH_WRITER, store_url], stdout=subprocess.PIPE, text=True, bufsize=1
+        [sys.executable, "-c", CRASH_WRITER, store_url, str(jdir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
     )
     acked = []
     try:
-        while len(acked) < 200:
+        while len(acked) < 2000:
             line = proc.stdout.readline()
             assert line, "the writer process ended early"
             acked.append(line.strip())
-        os.kill(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the gateway and its writer process
         rest = proc.stdout.read()
     finally:
         proc.kill()
@@ -272,11 +301,13 @@ def test_sigkill_loses_no_acknowledged_record(store_url):
     acked += [line for line in rest.split("\n")[:-1] if line]  # the last piece may be cut short
     store = Store.open(store_url)
     try:
+        drain(store, jdir)
         ids = ledger_request_ids(store)
         assert len(ids) == len(set(ids))
         missing = set(acked) - set(ids)
         assert not missing, f"{len(missing)} acknowledged records lost"
         assert usage_report(store, None, None)[0]["requests"] == len(ids)
+        assert os.listdir(jdir) == []
     finally:
         store.close()
 
@@ -406,20 +437,18 @@ def test_property_rollup_report_equals_raw(store, rows, since, until, by, key_id
 # retention
 
 
-async def test_retention_prunes_old_rows_in_batches(store):
+def test_retention_prunes_old_rows_in_batches(store, jdir):
     now = time.time()
     old = [record(n, ts=now - 10 * DAY + n) for n in range(25)]
     recent = [record(100 + n, ts=now - n) for n in range(5)]
     write_records(store, old + recent)
-    ledger = Ledger(store, retention_days=3, prune_interval_s=0.05, prune_batch=4)
-    ledger.start()
-    await ledger.write(record(200, ts=now))
+    journal_of(jdir, [record(200, ts=now)])
+    writer = JournalWriter(store, jdir, os.getpid(), retention_days=3, prune_batch=4)
     deadline = time.monotonic() + 10
-    while usage_report(store, None, None)[0]["requests"] > 6 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await ledger.close()
+    writer.run(lambda: usage_report(store, None, None)[0]["requests"] <= 6 or time.monotonic() > deadline)
+    writer.close()
     assert sorted(ledger_request_ids(store)) == sorted([r.request_id for r in recent] + ["req-200"])
-    assert ledger.pruned >= 25
+    assert writer.pruned >= 25
     assert_same(usage_report(store, None, None), usage_report_raw(store, None, None))
     assert_same(usage_report(store, "day", None), usage_report_raw(store, "day", None))
 

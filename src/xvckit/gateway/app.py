@@ -26,7 +26,8 @@ from xvckit.gateway.upstream import Upstreams
 from xvckit.providers.prices import price_table
 from xvckit.store import Store, StoreError, local_dir
 from xvckit.store.journal import Journal, journal_dir
-from xvckit.store.ledger import Ledger, usage_report
+from xvckit.store.ledger import usage_report
+from xvckit.store.ledger_feed import Ledger
 
 log = logging.getLogger("xvckit.gateway")
 
@@ -39,7 +40,6 @@ _PROXIED: dict[str, Endpoint] = {
     "/v1/messages/count_tokens": COUNT_TOKENS,
 }
 _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-LEDGER_LINGER_S = 0.05  # the ledger commits at most ~20 times a second, in batches
 
 
 class Gateway:
@@ -101,7 +101,9 @@ class Gateway:
             elif path.startswith("/admin"):
                 await self.admin(scope, receive, send)
             elif path == "/metrics":
-                await respond(send, 200, self.metrics.render(self.admission.remaining()), _METRICS_TYPE)
+                backlog = self.ledger.backlog_bytes if self.ledger else None
+                body = self.metrics.render(self.admission.remaining(), backlog)
+                await respond(send, 200, body, _METRICS_TYPE)
             else:
                 await _not_found(scope, send, endpoint)
         elif kind == "lifespan":
@@ -178,8 +180,12 @@ class Gateway:
             reason = getattr(part, "degraded", None)
             if reason:
                 degraded.append(f"redis: {reason}; {what} on this replica's own state")
+        if self.ledger and not self.ledger.writer_running:
+            degraded.append("usage ledger: the writer is not running; records wait in the journal")
         if degraded:
             body["degraded"] = degraded
+        if self.ledger:
+            body["ledger_backlog_bytes"] = self.ledger.backlog_bytes
         disabled = self.pacer.disabled()
         if disabled:
             body["disabled_upstream_keys"] = {str(lane): reason for lane, reason in disabled.items()}
@@ -187,14 +193,9 @@ class Gateway:
 
 
 def _ledger(config: Config, store: Store) -> Ledger:
-    """The usage ledger, journaled beside the database: the hot path appends, a thread commits."""
-    directory = journal_dir(local_dir(store.url), store.url)
-    return Ledger(
-        store,
-        retention_days=config.ledger.retention_days,
-        journal=Journal(directory),
-        linger_s=LEDGER_LINGER_S,
-    )
+    """The usage ledger, journaled beside the database: the hot path appends, a process commits."""
+    journal = Journal(journal_dir(local_dir(store.url), store.url))
+    return Ledger(store, journal, retention_days=config.ledger.retention_days)
 
 
 async def _not_found(scope: Scope, send: Send, endpoint: Endpoint | None) -> None:

@@ -90,8 +90,9 @@ class Metrics:
             if ex.cost_saved_usd:
                 self.cost_saved[(model,)] += ex.cost_saved_usd
 
-    def render(self, budget_remaining: dict[str, float]) -> bytes:
+    def render(self, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None) -> bytes:
         self.budget_remaining = budget_remaining
+        self.ledger_backlog_bytes = ledger_backlog_bytes
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
@@ -125,6 +126,12 @@ class Metrics:
         for scope, value in self.budget_remaining.items():
             budgets.add_metric(scope.split(":", 1), value)
         yield budgets
+        if self.ledger_backlog_bytes is not None:
+            backlog = GaugeMetricFamily(
+                "xvckit_ledger_backlog_bytes", "Usage records journaled, not yet in the database"
+            )
+            backlog.add_metric([], self.ledger_backlog_bytes)
+            yield backlog
 
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict) -> CounterMetricFamily:

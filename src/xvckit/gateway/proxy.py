@@ -33,7 +33,7 @@ from xvckit.gateway.upstream import failure
 from xvckit.providers import Usage, anthropic, openai
 from xvckit.providers.prices import PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
-from xvckit.store.ledger import Ledger
+from xvckit.store.ledger_feed import Ledger
 
 log = logging.getLogger("xvckit.gateway")
 

@@ -4,23 +4,21 @@ client gets its last bytes, and committed to the database in large batches after
 An append is one `write()` to a file opened O_APPEND: a few microseconds, and in the
 kernel's page cache, so it survives the gateway being killed with SIGKILL (not a power
 cut; the database commit that follows moments later is the durable copy). Each process
-appends to segment files of its own, locked with `flock` while it lives; a segment whose
-rows are all committed is deleted. On start, segments that no living process holds are
-replayed into the database (rows already there are skipped: request ids are unique).
+appends to segment files of its own, each locked with `flock` from before it is visible
+under its name until the process moves on to the next one, closes or dies. The ledger
+writer (store/ledger_writer.py) commits the rows and deletes a segment once it is
+unlocked and committed to its end, whichever process wrote it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import logging
 import os
 import time
 from pathlib import Path
 
 import orjson
-
-log = logging.getLogger("xvckit.ledger")
 
 SEGMENT_BYTES = 8 << 20
 
@@ -30,80 +28,59 @@ def journal_dir(data_dir: Path, store_url: str) -> Path:
     return data_dir / "journal" / hashlib.sha256(store_url.encode()).hexdigest()[:16]
 
 
+def segment_owner(path: Path) -> tuple[int, int]:
+    """(start time in ns, pid) from a segment's name: the order of segments and who wrote it."""
+    _, started, pid = path.stem.split("-")[:3]
+    return int(started), int(pid)
+
+
 class Journal:
+    """The appending side: one process's segments, and how many bytes it has written."""
+
     def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.appended = 0  # bytes, over every segment of this process
         self._fd = -1
-        self._path: Path | None = None
         self._size = 0
-        self._orphan_fds: list[tuple[Path, int]] = []
-
-    def orphans(self) -> list[Path]:
-        """Segments left by processes that are gone, oldest first; they stay locked by us
-        until `release` so two starting gateways do not replay the same one."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        found = []
-        for path in sorted(self.directory.glob("segment-*.jsonl")):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # a living gateway's segment
-                continue
-            found.append((path, fd))
-        self._orphan_fds = found
-        return [path for path, _ in found]
-
-    def release(self, path: Path) -> None:
-        """An orphan was replayed: delete it."""
-        for candidate, fd in list(self._orphan_fds):
-            if candidate == path:
-                path.unlink(missing_ok=True)
-                os.close(fd)
-                self._orphan_fds.remove((candidate, fd))
+        self._started: dict[int, int] = {}  # segment start ns -> `appended` when it started
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._start_segment()
 
-    def append(self, row: tuple) -> Path | None:
-        """Append one row; returns the previous segment's path when this append started a
-        new one (delete it once everything before it is committed)."""
+    def append(self, row: tuple) -> None:
         line = orjson.dumps(row) + b"\n"
         os.write(self._fd, line)
         self._size += len(line)
-        if self._size < self.segment_bytes:
-            return None
-        finished = self._path
-        os.close(self._fd)
-        self._start_segment()
-        return finished
+        self.appended += len(line)
+        if self._size >= self.segment_bytes:
+            os.close(self._fd)  # unlocks it: the ledger writer finishes and deletes it
+            self._start_segment()
 
-    def close(self) -> Path | None:
-        """Stop appending; returns the last segment's path (delete it once it is committed)."""
-        if self._fd < 0:
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def committed(self, started_ns: int, offset: int) -> int | None:
+        """The bytes of this journal committed when the writer reports `offset` in the segment
+        that started at `started_ns` (None for a segment that is not this journal's)."""
+        start = self._started.get(started_ns)
+        if start is None:
             return None
-        os.close(self._fd)
-        self._fd = -1
-        return self._path
+        for older in [ns for ns in self._started if ns < started_ns]:
+            del self._started[older]
+        return start + offset
 
     def _start_segment(self) -> None:
-        name = f"segment-{time.time_ns():020d}-{os.getpid()}.jsonl"
-        self._path = self.directory / name
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        """Locked before it gets its name, so a writer never takes a new segment for one
+        whose process has finished with it."""
+        started = time.time_ns()
+        name = f"segment-{started:020d}-{os.getpid()}.jsonl"
+        hidden = self.directory / f".{name}.new"
+        self._fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.rename(hidden, self.directory / name)
+        self._started[started] = self.appended
         self._size = 0
-
-
-def read_rows(path: Path) -> list[tuple]:
-    """The rows of a segment; a torn last line (killed mid-write, so never acknowledged to a
-    client) is skipped."""
-    rows = []
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                rows.append(tuple(orjson.loads(line)))
-            except orjson.JSONDecodeError:
-                log.warning("usage ledger: skipped an unreadable line %d of %s", number, path.name)
-    return rows

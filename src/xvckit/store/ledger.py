@@ -1,24 +1,10 @@
 """The usage ledger: one row per request, written by group commit, and the reports read from it.
 
-Writing. `Ledger.write(record)` puts the record on a queue and waits; one writer thread takes
-everything queued (up to `max_batch`), inserts it in one transaction, commits, and wakes every
-waiting request with one `call_soon_threadsafe`. The event loop never touches the database.
-The gateway awaits `write` before it sends the last bytes of a response, so a response a
-client received in full is committed before the client has it: on SQLite in WAL mode a commit
-is in the WAL file, which a SIGKILL of the process does not lose (power loss with
-synchronous=NORMAL can), on PostgreSQL a commit is durable.
-
-No record twice: `request_id` is unique and the insert is `ON CONFLICT DO NOTHING`; only the
-rows that were really inserted (RETURNING on PostgreSQL, the change count on SQLite) are added
-to the rollup, in the same transaction.
-
-Failures. A commit that fails for a reason that may pass (database locked, connection lost,
-server down) is retried with backoff and the records stay queued; a request that waited longer
-than `fail_after_s` gets `LedgerUnavailable` while its record stays queued and is committed
-once the database is back (up to `max_pending` records, after which the oldest are dropped
-with an error in the log). A record the database refuses (a data or integrity error) is
-isolated by committing the batch one record at a time; that record alone is dropped and logged
-by request id.
+Writing. The gateway appends each record to a journal and a writer process commits it
+(store/ledger_feed.py, store/ledger_writer.py); `commit_rows` is the one way rows reach the
+database. No record twice: `request_id` is unique and the insert is `ON CONFLICT DO NOTHING`;
+only the rows that were really inserted (RETURNING on PostgreSQL, the change count on SQLite)
+are added to the rollup, in the same transaction.
 
 Reports. Every committed row is also added to `xvckit_usage_rollup`: per UTC hour and per UTC
 day x key x team x model, the sums a report needs. A report over [since, until) reads whole
@@ -28,7 +14,7 @@ key x team x model combinations used, not with the number of requests (10M rows,
 ~60 ms instead of ~3.4 s, bench/ledger_query.py). `usage_report_raw` aggregates the raw rows
 and gives the same answer (the tests compare them, also on random records and ranges).
 
-Retention. With `retention_days`, the writer thread deletes rows older than that (the cutoff
+Retention. With `retention_days`, the writer process deletes rows older than that (the cutoff
 rounded down to a UTC day, so rollup and raw rows go together; up to a day more is kept) in
 batches of `prune_batch` raw rows or one rollup bucket, one short transaction each, only
 while no record is waiting to be written, at most every `prune_interval_s`.
@@ -36,21 +22,16 @@ while no record is waiting to be written, at most every `prune_interval_s`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 
 from xvckit.store.database import Store
-from xvckit.store.journal import Journal, read_rows
 from xvckit.store.schema import metadata
 
 log = logging.getLogger("xvckit.ledger")
@@ -160,20 +141,7 @@ def is_error(status: int, error_type: str | None) -> bool:
     return status >= 400 or error_type is not None
 
 
-class LedgerError(Exception):
-    """The ledger could not take a record."""
-
-
-class LedgerUnavailable(LedgerError):
-    """The database did not accept the record in time; it stays queued and is retried."""
-
-
-class LedgerClosed(LedgerError):
-    """`write` after `close`."""
-
-
 _FIELDS = tuple(f.name for f in fields(UsageRecord))
-_STOP = object()
 
 # A row is a tuple in the order of these columns (the table's, without `id`).
 RAW_COLUMNS = (
@@ -223,7 +191,7 @@ def _number(value) -> float:
     return float(value) if value is not None and math.isfinite(value) else 0.0
 
 
-def _padded(row: tuple) -> tuple:
+def padded(row: tuple) -> tuple:
     """A journaled row from before a column was added (at the end): the column's default."""
     return row if len(row) >= len(RAW_COLUMNS) else (*row, *_ADDED_DEFAULTS[len(row) - len(RAW_COLUMNS) :])
 
@@ -231,7 +199,7 @@ def _padded(row: tuple) -> tuple:
 _ADDED_DEFAULTS = (0.0,)  # cost_saved_usd
 
 
-def _row(r: UsageRecord) -> tuple:
+def row_of(r: UsageRecord) -> tuple:
     """The record as a row: strings cut to their column, non-finite numbers as 0, so the
     database does not refuse a record for a value the gateway could not control."""
     ttft = r.ttft_ms
@@ -341,7 +309,7 @@ class _SqliteWriter:
             cursor.close()
 
 
-def _writer(dialect: str) -> _PgWriter | _SqliteWriter:
+def writer_for(dialect: str) -> _PgWriter | _SqliteWriter:
     return _PgWriter() if dialect == "postgresql" else _SqliteWriter()
 
 
@@ -372,7 +340,7 @@ def _rollup_rows(rows: Iterable[tuple]) -> list[tuple]:
 def commit_rows(conn: sa.Connection, rows: Sequence[tuple], writer=None) -> int:
     """Insert rows (as `_row` makes them) and their rollup in the caller's transaction;
     rows whose request id is already there are skipped. Returns how many were new."""
-    writer = writer or _writer(conn.dialect.name)
+    writer = writer or writer_for(conn.dialect.name)
     unique: dict[str, tuple] = {}
     for row in rows:
         unique.setdefault(row[0], row)
@@ -384,7 +352,7 @@ def commit_rows(conn: sa.Connection, rows: Sequence[tuple], writer=None) -> int:
     return len(inserted)
 
 
-def _transient(exc: BaseException) -> bool:
+def transient(exc: BaseException) -> bool:
     """May a retry succeed? Locked database, lost connection, server down: yes. A value the
     database refuses: no."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
@@ -394,353 +362,11 @@ def _transient(exc: BaseException) -> bool:
     return not isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """One line, no parameters (they could hold user data), no URL."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip().splitlines()
     return f"{type(orig or exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-@dataclass(slots=True)
-class _Item:
-    row: tuple | None
-    record: UsageRecord
-    future: asyncio.Future | None
-    queued: float
-
-
-@dataclass(slots=True)
-class _Barrier:
-    """Runs in the writer thread once every record queued before it is committed (a flush,
-    or deleting a journal segment); dropped, not run, if those records are given up."""
-
-    action: Callable[[], None]
-    future: None = None
-    queued: float = 0.0
-
-
-class Ledger:
-    """Group-commit writer of usage records; see the module docstring."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        max_batch: int = 512,
-        retention_days: float | None = None,
-        fail_after_s: float = 10.0,
-        max_pending: int = 100_000,
-        prune_interval_s: float = 300.0,
-        prune_batch: int = 1000,
-        journal: Journal | None = None,
-        linger_s: float = 0.0,
-    ) -> None:
-        self.store = store
-        self.journal = journal
-        self.linger_s = linger_s
-        self.max_batch = max(1, max_batch)
-        self.retention_days = retention_days
-        self.fail_after_s = fail_after_s
-        self.max_pending = max_pending
-        self.prune_interval_s = prune_interval_s
-        self.prune_batch = prune_batch
-        self.commits = 0  # transactions that wrote records
-        self.records = 0  # records written (duplicates not counted)
-        self.pruned = 0  # rows deleted by retention
-        self.dropped = 0  # records given up on (refused by the database, or over max_pending)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._closing = False
-        self._wake = threading.Event()  # cuts a retry backoff short when closing
-        self._close_deadline = math.inf
-        self._writer = _writer(store.engine.dialect.name)
-        self._next_prune = 0.0
-
-    # event loop side
-
-    def start(self) -> None:
-        """Start the writer thread; call from inside the running event loop."""
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        if self.journal is not None:
-            self._replay()
-            self.journal.open()
-        self._thread = threading.Thread(target=self._run, name="xvckit-ledger", daemon=True)
-        self._thread.start()
-
-    async def write(self, record: UsageRecord) -> None:
-        """Return once the record is committed; raises LedgerUnavailable if the database did
-        not take it within `fail_after_s` (the record stays queued), LedgerError if the
-        database refused it."""
-        future = self._loop.create_future() if self._loop else asyncio.get_running_loop().create_future()
-        self._enqueue(record, future)
-        await future
-
-    def record(self, record: UsageRecord) -> None:
-        """Journal the record and return at once (the gateway's hot path): with a journal, it
-        is safe from a SIGKILL when this returns; the database gets it moments later."""
-        self._enqueue(record, None)
-
-    async def flush(self) -> None:
-        """Return once everything recorded so far is committed."""
-        future = asyncio.get_running_loop().create_future()
-        self._check_open()
-        self._queue.put(_Barrier(lambda: self._settle([(future, None)])))
-        await future
-
-    def _check_open(self) -> None:
-        if self._closing:
-            raise LedgerClosed("the usage ledger is closed")
-        if self._thread is None:
-            self.start()
-        elif not self._thread.is_alive():
-            raise LedgerError("the usage ledger writer has stopped (see the log)")
-
-    def _enqueue(self, record: UsageRecord, future: asyncio.Future | None) -> None:
-        self._check_open()
-        row = _row(record)
-        finished = self.journal.append(row) if self.journal is not None else None
-        self._queue.put(_Item(row, record, future, time.monotonic()))
-        if finished is not None:
-            self._queue.put(_Barrier(lambda: finished.unlink(missing_ok=True)))
-
-    def _replay(self) -> None:
-        """Commit the rows of journal segments that a stopped or killed gateway left."""
-        for path in self.journal.orphans():
-            rows = [_padded(row) for row in read_rows(path)]
-            written = 0
-            for start in range(0, len(rows), 1000):
-                with self.store.engine.begin() as conn:
-                    written += commit_rows(conn, rows[start : start + 1000], self._writer)
-            self.journal.release(path)
-            log.warning("usage ledger: replayed %s: %d row(s), %d new", path.name, len(rows), written)
-
-    async def close(self, timeout_s: float = 30.0) -> None:
-        """Commit everything queued, then stop the thread. Records that cannot be committed
-        within `timeout_s` (database down) are dropped and counted in the log."""
-        if self._closing:
-            return
-        self._closing = True
-        if self._thread is None:
-            return
-        self._close_deadline = time.monotonic() + timeout_s
-        if self.journal is not None:
-            last = self.journal.close()
-            if last is not None:
-                self._queue.put(_Barrier(lambda: last.unlink(missing_ok=True)))
-        self._queue.put(_STOP)
-        self._wake.set()
-        await asyncio.to_thread(self._thread.join)
-
-    # writer thread
-
-    def _run(self) -> None:
-        pending: list[_Item] = []
-        conn: sa.Connection | None = None
-        failures = 0
-        first_failure = 0.0
-        stopping = False
-        try:
-            while True:
-                if not pending:
-                    if stopping:
-                        return
-                    try:
-                        item = self._queue.get(timeout=self._idle_wait())
-                    except queue.Empty:
-                        conn = self._prune(conn)
-                        continue
-                    if item is _STOP:
-                        return
-                    pending.append(item)
-                    if self.linger_s and not self._closing:
-                        time.sleep(self.linger_s)  # nobody waits on this commit: let a batch gather
-                stopping = self._drain(pending) or stopping
-                _run_barriers(pending)
-                batch = _leading_records(pending, self.max_batch)
-                if not batch:
-                    continue
-                try:
-                    if conn is None:
-                        conn = self.store.engine.connect()
-                    written = self._commit(conn, batch)
-                except Exception as exc:
-                    conn = _discard(conn)
-                    if _transient(exc):
-                        now = time.monotonic()
-                        if failures == 0:
-                            first_failure = now
-                            log.error("usage ledger: commit failed, retrying: %s", _describe(exc))
-                        failures += 1
-                        self._expire(pending, now)
-                        if stopping and now > self._close_deadline:
-                            self._give_up(pending, "the gateway stopped before the database came back")
-                            return
-                        if self._wake.wait(min(0.05 * 2 ** min(failures, 5), 1.0)):
-                            self._wake.clear()  # woken by close(): back off normally from now
-                        continue
-                    conn, done = self._isolate(batch)
-                    del pending[:done]
-                    continue
-                else:
-                    self.commits += 1
-                    self.records += written
-                    if failures:
-                        log.warning(
-                            "usage ledger: database back after %.1f s, %d record(s) were waiting",
-                            time.monotonic() - first_failure,
-                            len(pending),
-                        )
-                        failures = 0
-                    self._settle([(item.future, None) for item in batch if item.future is not None])
-                del pending[: len(batch)]
-                _run_barriers(pending)
-                if not pending and self._queue.empty():
-                    conn = self._prune(conn)
-        except BaseException:  # a bug: fail everyone waiting rather than hold them forever
-            log.exception("usage ledger: writer thread failed")
-            self._give_up(pending, "the writer thread failed")
-            raise
-        finally:
-            _discard(conn)
-
-    def _idle_wait(self) -> float:
-        if self.retention_days is None:
-            return 3600.0
-        return max(0.01, min(self.prune_interval_s, self._next_prune - time.monotonic()))
-
-    def _drain(self, pending: list[_Item]) -> bool:
-        """Move what is queued into pending; True if close() was called."""
-        stop = False
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                stop = True
-                continue
-            pending.append(item)
-        if len(pending) > self.max_pending:
-            over = len(pending) - self.max_pending
-            self._give_up(pending[:over], "more than max_pending records waiting")
-            del pending[:over]
-        return stop
-
-    def _commit(self, conn: sa.Connection, batch: list[_Item]) -> int:
-        for item in batch:
-            if item.row is None:
-                item.row = _row(item.record)
-        with conn.begin():
-            return commit_rows(conn, [item.row for item in batch], self._writer)
-
-    def _isolate(self, batch: list[_Item]) -> tuple[sa.Connection | None, int]:
-        """The database refused the batch: commit record by record, drop the ones refused.
-        Stops at a failure that may pass; returns how many records were dealt with."""
-        conn = None
-        for done, item in enumerate(batch):
-            try:
-                if conn is None:
-                    conn = self.store.engine.connect()
-                written = self._commit(conn, [item])
-            except Exception as exc:
-                conn = _discard(conn)
-                if _transient(exc):
-                    return conn, done
-                self.dropped += 1
-                log.error(
-                    "usage ledger: record %s refused by the database, dropped: %s",
-                    str(item.record.request_id)[:128],
-                    _describe(exc),
-                )
-                self._settle([(item.future, LedgerError("the usage ledger refused the record"))])
-            else:
-                self.commits += 1
-                self.records += written
-                self._settle([(item.future, None)])
-        return conn, len(batch)
-
-    def _expire(self, pending: list[_Item], now: float) -> None:
-        """Fail the waits that are too old; their records stay for the next attempt."""
-        late = []
-        for item in pending:
-            if item.future is not None and now - item.queued > self.fail_after_s:
-                late.append((item.future, LedgerUnavailable("the usage ledger database is unavailable")))
-                item.future = None
-        self._settle(late)
-
-    def _give_up(self, items: list[_Item | _Barrier], why: str) -> None:
-        items = [item for item in items if isinstance(item, _Item)]
-        if not items:
-            return
-        self.dropped += len(items)
-        log.error("usage ledger: %d record(s) dropped: %s", len(items), why)
-        self._settle(
-            [(item.future, LedgerError(f"usage record dropped: {why}")) for item in items if item.future]
-        )
-
-    def _settle(self, outcomes: list[tuple[asyncio.Future | None, BaseException | None]]) -> None:
-        outcomes = [(future, exc) for future, exc in outcomes if future is not None]
-        if not outcomes:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            self._loop.call_soon_threadsafe(_resolve, outcomes)
-
-    def _prune(self, conn: sa.Connection | None) -> sa.Connection | None:
-        """One retention step if it is time; more steps follow while nothing is queued."""
-        if self.retention_days is None or time.monotonic() < self._next_prune:
-            return conn
-        cutoff = math.floor((time.time() - self.retention_days * DAY) / DAY) * DAY
-        try:
-            while self._queue.empty():
-                if conn is None:
-                    conn = self.store.engine.connect()
-                with conn.begin():
-                    deleted = prune_step(conn, cutoff, self.prune_batch)
-                self.pruned += deleted
-                if not deleted:
-                    self._next_prune = time.monotonic() + self.prune_interval_s
-                    break
-        except Exception as exc:
-            conn = _discard(conn)
-            log.warning("usage ledger: retention step failed, will retry: %s", _describe(exc))
-            self._next_prune = time.monotonic() + min(self.prune_interval_s, 30.0)
-        return conn
-
-
-def _run_barriers(pending: list) -> None:
-    while pending and isinstance(pending[0], _Barrier):
-        pending.pop(0).action()
-
-
-def _leading_records(pending: list, limit: int) -> list[_Item]:
-    batch = []
-    for item in pending:
-        if isinstance(item, _Barrier) or len(batch) == limit:
-            break
-        batch.append(item)
-    return batch
-
-
-def _resolve(outcomes: list[tuple[asyncio.Future, BaseException | None]]) -> None:
-    for future, exc in outcomes:
-        if future.done():  # the waiting request was cancelled; its record is written anyway
-            continue
-        if exc is None:
-            future.set_result(None)
-        else:
-            future.set_exception(exc)
-
-
-def _discard(conn: sa.Connection | None) -> None:
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.invalidate()
-        with contextlib.suppress(Exception):
-            conn.close()
-    return None
 
 
 def prune_step(conn: sa.Connection, cutoff: float, batch: int = 1000) -> int:
@@ -774,7 +400,7 @@ def prune(store: Store, older_than_days: float, batch: int = 1000) -> int:
 def write_records(store: Store, records: Iterable[UsageRecord]) -> int:
     """Commit records in one transaction without the writer thread (tools, tests, imports)."""
     with store.engine.begin() as conn:
-        return commit_rows(conn, [_row(record) for record in records])
+        return commit_rows(conn, [row_of(record) for record in records])
 
 
 def ledger_request_ids(store: Store) -> list[str]:

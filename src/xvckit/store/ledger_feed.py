@@ -1,0 +1,161 @@
+"""The gateway's side of the usage ledger: append each record to the journal, run the writer
+process that commits it (store/ledger_writer.py), and know how far behind that writer is.
+
+`record` is the hot path: one `write()` to a local file, safe from a SIGKILL when it
+returns. The database gets the row moments later, from the writer; a writer that exits
+unexpectedly is started again (its journal is on disk, so nothing waits in memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+
+import orjson
+
+from xvckit.store.database import Store
+from xvckit.store.journal import Journal
+from xvckit.store.ledger import UsageRecord, row_of
+
+log = logging.getLogger("xvckit.ledger")
+
+RESTART_DELAY_S = 1.0
+
+
+class LedgerClosed(Exception):
+    """`record` after `close`."""
+
+
+class Ledger:
+    def __init__(self, store: Store, journal: Journal, *, retention_days: float | None = None) -> None:
+        self.store = store
+        self.journal = journal
+        self.retention_days = retention_days
+        self.committed = 0  # journal bytes the writer has committed
+        self.restarts = 0
+        self._proc: subprocess.Popen | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending = b""
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+        self._closing = False
+        self._exited: asyncio.Future | None = None
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Journaled by this gateway, not yet in the database."""
+        return max(0, self.journal.appended - self.committed)
+
+    @property
+    def writer_running(self) -> bool:
+        return self._proc is not None and self._exited is not None and not self._exited.done()
+
+    def start(self) -> None:
+        """Open the journal and start the writer; call from inside the running event loop."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self.journal.open()
+        self._spawn()
+
+    def record(self, record: UsageRecord) -> None:
+        if self._closing:
+            raise LedgerClosed("the usage ledger is closed")
+        self.journal.append(row_of(record))
+
+    async def flush(self) -> None:
+        """Return once everything recorded so far is in the database."""
+        target = self.journal.appended
+        if self.committed >= target:
+            return
+        future = self._loop.create_future()
+        self._waiters.append((target, future))
+        await future
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Stop appending, let the writer commit the rest and exit. A writer still busy after
+        `timeout_s` (database down) is stopped: the journal keeps its rows for the next start."""
+        if self._closing:
+            return
+        self._closing = True
+        self.journal.close()
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._exited), timeout_s)
+        except TimeoutError:
+            log.error("usage ledger: writer still busy after %.0f s; the journal keeps the rest", timeout_s)
+            self._proc.kill()
+            await self._exited
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "xvckit.store.ledger_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        settings = {
+            "url": self.store.url,
+            "directory": str(self.journal.directory),
+            "owner_pid": os.getpid(),
+            "retention_days": self.retention_days,
+        }
+        self._proc.stdin.write(orjson.dumps(settings) + b"\n")  # not argv: the URL may hold a password
+        self._proc.stdin.flush()
+        self._exited = self._loop.create_future()
+        fd = self._proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        self._loop.add_reader(fd, self._on_output, self._proc)
+
+    def _on_output(self, proc: subprocess.Popen) -> None:
+        try:
+            data = os.read(proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._on_exit(proc)
+            return
+        lines = (self._pending + data).split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            started, offset = map(int, line.split())
+            committed = self.journal.committed(started, offset)
+            if committed is not None:
+                self.committed = max(self.committed, committed)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting = []
+        for target, future in self._waiters:
+            if target <= self.committed:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((target, future))
+        self._waiters = waiting
+
+    def _on_exit(self, proc: subprocess.Popen) -> None:
+        self._loop.remove_reader(proc.stdout.fileno())
+        proc.stdout.close()
+        code = proc.wait()
+        self._pending = b""
+        self._exited.set_result(code)
+        if self._closing:
+            if code:
+                log.error("usage ledger: the writer exited with status %s", code)
+            return
+        self.restarts += 1
+        log.error("usage ledger: the writer exited with status %s; starting it again", code)
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        self._loop.call_later(RESTART_DELAY_S, self._restart)
+
+    def _restart(self) -> None:
+        if not self._closing:
+            self._spawn()
