@@ -31,7 +31,13 @@ import math
 import re
 from collections.abc import Callable
 
-import orjson
+from xvckit.providers.message_text import (
+    MESSAGE_OVERHEAD,
+    REPLY_PRIMING,
+    content_parts,
+    json_text,
+    message_parts,
+)
 
 log = logging.getLogger("xvckit.gateway.pacing")
 
@@ -39,11 +45,8 @@ DEFAULT_OUTPUT_TOKENS = 1024  # a request that names no output limit
 EXACT_CHARS = 4_200  # text up to this length is encoded whole
 SAMPLES = 12  # beyond it: this many samples, evenly spread, and the ratio extrapolated
 SAMPLE_CHARS = 500
-MESSAGE_OVERHEAD = 4  # role and separators around each message (OpenAI's cookbook: 3-4)
-REPLY_PRIMING = 3
 
 _O200K = re.compile(r"^(?:[\w.-]+/)?(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)")
-_IMAGE_TOKENS = 765  # a high-detail 512x512-tile image, OpenAI's figure; Claude is similar
 
 _encoders: dict[str, Callable[[str], int] | None] = {}
 
@@ -86,50 +89,6 @@ def count_text(text: str, model: str) -> int:
     return math.ceil(sampled * size / (SAMPLES * SAMPLE_CHARS))
 
 
-def _content(value: object, parts: list[str]) -> int:
-    """Collects the text of a message content (string or list of blocks); returns image tokens."""
-    if isinstance(value, str):
-        parts.append(value)
-        return 0
-    if not isinstance(value, list):
-        return 0
-    images = 0
-    for block in value:
-        if isinstance(block, str):
-            parts.append(block)
-            continue
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind in ("image", "image_url", "input_image"):
-            images += _IMAGE_TOKENS
-            continue
-        text = block.get("text")
-        if isinstance(text, str):
-            parts.append(text)
-        if kind == "tool_use":  # Anthropic: the call's input as JSON
-            parts.append(_json(block.get("input")))
-            parts.append(str(block.get("name", "")))
-        elif kind == "tool_result":
-            images += _content(block.get("content"), parts)
-        elif kind in ("function_call", "function_call_output"):  # OpenAI Responses items
-            parts.append(str(block.get("arguments") or block.get("output") or ""))
-        elif kind == "thinking":
-            parts.append(str(block.get("thinking", "")))
-        if "content" in block and kind != "tool_result":
-            images += _content(block["content"], parts)
-    return images
-
-
-def _json(value: object) -> str:
-    if value is None:
-        return ""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return str(value)
-
-
 def estimate_tokens(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_TOKENS) -> int:
     """Input tokens of an OpenAI or Anthropic request body plus the output it may produce."""
     parts: list[str] = []
@@ -138,29 +97,19 @@ def estimate_tokens(body: dict, model: str, default_output: int = DEFAULT_OUTPUT
     if isinstance(messages, list):
         extra += REPLY_PRIMING
         for message in messages:
-            if not isinstance(message, dict):
-                continue
-            extra += MESSAGE_OVERHEAD
-            extra += _content(message.get("content"), parts)
-            name = message.get("name")
-            if isinstance(name, str):
-                parts.append(name)
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict):
-                    parts.append(str(function.get("name", "")))
-                    parts.append(str(function.get("arguments", "")))
+            if isinstance(message, dict):
+                extra += MESSAGE_OVERHEAD + message_parts(message, parts)
     for field in ("system", "instructions", "prompt", "input"):
         value = body.get(field)
         if value is not None:
-            extra += _content(value, parts)  # a string, or blocks / Responses API items
+            extra += content_parts(value, parts)  # a string, or blocks / Responses API items
             if isinstance(value, list):
                 extra += MESSAGE_OVERHEAD * sum(
                     1 for item in value if isinstance(item, dict) and "role" in item
                 )
     tools = body.get("tools") or body.get("functions")
     if tools:
-        parts.append(_json(tools))
+        parts.append(json_text(tools))
     text = "\n".join(parts)
     return count_text(text, model) + extra + _output_tokens(body, model, default_output)
 
