@@ -7,7 +7,16 @@ import sys
 import typer
 
 from xvckit import __version__
-from xvckit.cli import audit_cmd, config_cmd, gateway_cmd, keys_cmd, secrets_cmd, sim_cmd, usage_cmd
+from xvckit.cli import (
+    audit_cmd,
+    config_cmd,
+    context_cmd,
+    gateway_cmd,
+    keys_cmd,
+    secrets_cmd,
+    sim_cmd,
+    usage_cmd,
+)
 from xvckit.errors import UserError
 
 app = typer.Typer(
@@ -18,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(context_cmd.app, name="context")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(keys_cmd.keys_app, name="keys")
 app.add_typer(keys_cmd.teams_app, name="teams")

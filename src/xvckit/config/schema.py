@@ -126,6 +126,31 @@ class Redis(Strict):
     url: str = Field(description="redis://host:port/db; shares pacing state between gateway replicas")
 
 
+class ContextSettings(Strict):
+    """`xvckit context`: the guide's budget split (20k core / 60k working / 20k buffer of 100k)."""
+
+    window: int = Field(100_000, gt=0, description="context size when neither --budget nor --model is given")
+    core: float = Field(0.2, ge=0, le=1, description="share for guidance files (AGENTS.md, README, ...)")
+    working: float = Field(0.6, gt=0, le=1, description="share for the task: outline and code")
+    buffer: float = Field(0.2, ge=0, lt=1, description="share kept free for the response")
+    encoding: str = Field("o200k_base", description="tiktoken encoding when no --model says otherwise")
+    outline_share: float = Field(
+        0.1, ge=0, le=1, description="of the working part: the task-independent repository outline"
+    )
+    core_files: list[str] = Field(
+        default_factory=lambda: ["AGENTS.md", "CLAUDE.md", "CONVENTIONS.md", "CONTRIBUTING.md", "README*"],
+        description="globs of top-level files packed as core context, in this order",
+    )
+    max_file_kb: int = Field(512, gt=0, description="larger files are left out of the index")
+    exclude: list[str] = Field(default_factory=list, description="globs of paths never packed")
+
+    @model_validator(mode="after")
+    def _shares_add_up(self) -> ContextSettings:
+        if abs(self.core + self.working + self.buffer - 1) > 1e-6:
+            raise ValueError("core + working + buffer must add up to 1")
+        return self
+
+
 class Admin(Strict):
     master_key: SecretStr | None = None
 
@@ -139,6 +164,7 @@ class Config(Strict):
     prices: dict[str, Price] = Field(default_factory=dict, description="override the built-in price table")
     admin: Admin = Field(default_factory=Admin)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
     redis: Redis | None = None
 
     @model_validator(mode="after")

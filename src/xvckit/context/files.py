@@ -1,0 +1,127 @@
+"""Which files of a repository may go into a pack, and why the others may not.
+
+The candidates are what git tracks plus untracked files it does not ignore (`git ls-files`
+respects .gitignore); outside a git repository, a walk that skips hidden directories.
+Binaries, lock files, generated and huge files are left out with a reason, and so is
+anything that looks like a secret: by name (.env, keys, certificates) or by content (private
+key blocks, provider tokens). Secrets are never packed, whatever the budget.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import subprocess
+from pathlib import Path
+
+BINARY = "binary"
+LOCK = "lock"
+GENERATED = "generated"
+HUGE = "huge"
+SECRET = "secret"
+EXCLUDED = "excluded"  # by the user's `context.exclude` globs
+
+_BINARY = (
+    ".png .jpg .jpeg .gif .bmp .ico .icns .webp .tif .tiff .psd .svgz .pdf .mo .pyc .pyo .pyd .so .dll"
+    " .dylib .exe .o .a .lib .obj .class .jar .war .whl .egg .zip .gz .tgz .bz2 .xz .zst .7z .rar .tar"
+    " .woff .woff2 .ttf .otf .eot .mp3 .mp4 .m4a .wav .ogg .flac .avi .mov .webm .mkv .db .sqlite"
+    " .sqlite3 .bin .dat .npy .npz .pkl .pickle .parquet .onnx .pt .pth .ckpt .safetensors .h5"
+)
+BINARY_SUFFIXES = frozenset(_BINARY.split())
+_LOCKS = (
+    "package-lock.json npm-shrinkwrap.json yarn.lock pnpm-lock.yaml poetry.lock Pipfile.lock uv.lock"
+    " pdm.lock Cargo.lock Gemfile.lock composer.lock go.sum mix.lock flake.lock pubspec.lock"
+    " packages.lock.json Podfile.lock"
+)
+LOCK_NAMES = frozenset(_LOCKS.split())
+GENERATED_GLOBS = ("*.min.js", "*.min.css", "*.map", "*_pb2.py", "*_pb2_grpc.py", "*.pb.go", "*.pb.cc")
+GENERATED_MARKERS = re.compile(rb"@generated|DO NOT EDIT|[Aa]uto-?generated (?:file|code|by)")
+SECRET_NAMES = (
+    ".env",
+    ".env.*",
+    "*.env",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".pgpass",
+    ".htpasswd",
+    "credentials",
+    "credentials.json",
+    "*.tfstate",
+)
+SECRET_CONTENT = re.compile(
+    rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"
+    rb"|\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}"
+    rb"|\bAKIA[0-9A-Z]{16}\b"
+    rb"|\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{40,}"
+    rb"|\bglpat-[A-Za-z0-9_-]{20}\b"
+    rb"|\bxox[abprs]-[A-Za-z0-9-]{10,}"
+    rb"|\bAIza[0-9A-Za-z_-]{35}\b"
+)
+SNIFF_BYTES = 8192
+
+
+def list_files(repo: Path) -> list[str]:
+    """Repository-relative paths (POSIX separators) of the candidate files, sorted."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return _walk(repo)
+    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+
+
+def _walk(repo: Path) -> list[str]:
+    found = []
+    for root, dirs, names in os.walk(repo):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__")]
+        rel = Path(root).relative_to(repo)
+        found.extend((rel / name).as_posix() for name in names)
+    return sorted(found)
+
+
+def reason_by_name(path: str, exclude: tuple[str, ...] = ()) -> str | None:
+    """Why `path` is left out, judged by its name alone; None if its content decides."""
+    name = path.rsplit("/", 1)[-1]
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_NAMES):
+        return SECRET
+    if any(fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+        return EXCLUDED
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in BINARY_SUFFIXES:
+        return BINARY
+    if name in LOCK_NAMES or suffix == ".lock":
+        return LOCK
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in GENERATED_GLOBS):
+        return GENERATED
+    return None
+
+
+def reason_by_content(data: bytes, max_bytes: int) -> str | None:
+    """Why a file with these bytes is left out (binary, huge, generated, secret), or None."""
+    if len(data) > max_bytes:
+        return HUGE
+    head = data[:SNIFF_BYTES]
+    if b"\0" in head:
+        return BINARY
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return BINARY
+    if GENERATED_MARKERS.search(data, 0, 1024):
+        return GENERATED
+    if SECRET_CONTENT.search(data):
+        return SECRET
+    return None
