@@ -40,8 +40,8 @@ SOURCES = {
     ),
     "a.cpp": (
         "#include <vector>\nnamespace ns {\nclass Foo {\n public:\n  int get() const {\n    return x_;\n"
-        "  }\n private:\n  int x_;\n};\ntemplate <typename T> T biggest(T a, T b) {\n  return a > b ? a : b;\n"
-        "}\n}  // namespace ns\n"
+        "  }\n private:\n  int x_;\n};\ntemplate <typename T> T biggest(T a, T b) {\n"
+        "  return a > b ? a : b;\n}\n}  // namespace ns\n"
     ),
     "a.md": "intro\n# Title\ntext\n\n```sh\n# not a heading\n```\n## Usage\nrun it\n",
 }

@@ -51,7 +51,9 @@ def service_repo(root: Path) -> Path:
                 "    return net * (1 + vat_rate(country))\n\n\n"
                 + "".join(f"def helper_{i}(x):\n    return x + {i}\n\n\n" for i in range(40))
             ),
-            "shop/tax.py": "RATES = {'de': 0.19, 'fr': 0.2}\n\n\ndef vat_rate(country):\n    return RATES[country]\n",
+            "shop/tax.py": (
+                "RATES = {'de': 0.19, 'fr': 0.2}\n\n\ndef vat_rate(country):\n    return RATES[country]\n"
+            ),
             "shop/parser.py": "".join(
                 f"def parse_{i}(text):\n    return text.split({i!r})\n\n\n" for i in range(60)
             ),
@@ -114,7 +116,7 @@ def test_the_stable_prefix_does_not_depend_on_the_task(tmp_path):
     assert one.blocks[0] == two.blocks[0] and one.blocks[1] == two.blocks[1]
     assert one.blocks[2] != two.blocks[2]
     blocks = one.as_dict()["blocks"]
-    assert [("cache_control" in b) for b in blocks] == [True, True, True][: len(blocks) - 1] + [False]
+    assert ["cache_control" in b for b in blocks] == [*[True] * (len(blocks) - 1), False]
 
 
 def test_model_window_and_split(tmp_path):
@@ -126,9 +128,9 @@ def test_model_window_and_split(tmp_path):
 
 def test_cli_json_shape(tmp_path):
     repo = service_repo(tmp_path)
+    argv = ["context", "pack", "invoice total", "--repo", str(repo), "--budget", "800", "--format", "json"]
     proc = subprocess.run(
-        [sys.executable, "-m", "xvckit", "context", "pack", "invoice total", "--repo", str(repo)]
-        + ["--budget", "800", "--format", "json"],
+        [sys.executable, "-m", "xvckit", *argv],
         capture_output=True,
         text=True,
         check=True,
@@ -157,7 +159,7 @@ def test_cli_json_shape(tmp_path):
 _NAMES = st.text("abcdefgh_", min_size=1, max_size=8)
 _PY = st.builds(
     lambda names, bodies: "".join(
-        f"def {n}(x):\n    '''{b}'''\n    return x\n\n\n" for n, b in zip(names, bodies)
+        f"def {n}(x):\n    '''{b}'''\n    return x\n\n\n" for n, b in zip(names, bodies, strict=False)
     ),
     st.lists(_NAMES, min_size=1, max_size=20),
     st.lists(st.text(min_size=0, max_size=200), min_size=20, max_size=20),
