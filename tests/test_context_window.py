@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -373,3 +375,15 @@ def test_summarize_model_without_a_gateway_says_how_to_name_one(run_window, monk
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     result = run_window("--budget", "100", "--summarize-model", "m", conversation=[])
     assert "pass --gateway URL or set OPENAI_BASE_URL" in str(result.exception)
+
+
+def test_xvckit_context_window_end_to_end():
+    conversation = orjson.dumps(as_openai([turn(n) for n in range(1, 6)]))
+    command = [sys.executable, "-m", "xvckit", "context", "window", "--budget"]
+    done = subprocess.run([*command, "700"], input=conversation, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert count_tokens(orjson.loads(done.stdout)) <= 700 and done.stderr.startswith(b"context window: ")
+    failed = subprocess.run([*command, "30"], input=conversation, capture_output=True, timeout=60)
+    assert failed.returncode == 2 and failed.stdout == b""
+    assert failed.stderr.startswith(b"xvckit: the system part and the last turn need ")
+    assert failed.stderr.count(b"\n") == 1
