@@ -13,6 +13,7 @@ import pytest
 from servers import BackgroundServer
 from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
+from xvckit.http_server import HttpServer
 from xvckit.store import Store
 
 # tiktoken downloads its encodings on first use; the shared cache beside the checkout has them.
@@ -45,7 +46,7 @@ def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
             config = {"storage": {"url": storage_url or f"sqlite:///{tmp_path}/xvckit.db"}, **config}
             loaded = from_mapping(config)
             gateway = Gateway(loaded, master_key, Store.open(loaded.storage.url))
-            server = stack.enter_context(BackgroundServer(gateway))
+            server = stack.enter_context(BackgroundServer(gateway, server=HttpServer))
             server.gateway = gateway
             return server
 

@@ -13,8 +13,8 @@ from xvckit.asgi import ASGIApp, Server
 
 
 class BackgroundServer:
-    def __init__(self, app: ASGIApp, shutdown_grace_s: float | None = 5) -> None:
-        self._server = Server(app, "127.0.0.1", 0, shutdown_grace_s=shutdown_grace_s)
+    def __init__(self, app: ASGIApp, shutdown_grace_s: float | None = 5, server: type = Server) -> None:
+        self._server = server(app, "127.0.0.1", 0, shutdown_grace_s=shutdown_grace_s)
         self.url = self._server.url
         self.port = self._server.port
         self._loop = uvloop.new_event_loop()

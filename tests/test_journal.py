@@ -142,3 +142,14 @@ def test_two_writers_never_commit_a_row_twice(tmp_path, store_url):
     for w in team:
         w.close()
     store.close()
+
+
+def test_a_segment_cut_off_before_its_rename_is_removed(tmp_path, store_url):
+    """Killed between creating a segment and naming it: an empty hidden file, removed on start."""
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    (journal_dir / f".segment-{time.time_ns():020d}-1.jsonl.new").touch()
+    store = Store.open(store_url)
+    JournalWriter(store, journal_dir, os.getpid()).run(lambda: True)
+    assert list(journal_dir.iterdir()) == []
+    store.close()

@@ -13,6 +13,7 @@ from xvckit.asgi import Server
 from xvckit.config import Config, from_mapping
 from xvckit.errors import UserError
 from xvckit.gateway import Gateway
+from xvckit.http_server import HttpServer
 from xvckit.store import Store, audit, local_dir
 from xvckit.store.secrets import resolve_secret_refs
 
@@ -78,16 +79,18 @@ def with_simulator(config: Config, sim_url: str) -> Config:
     return from_mapping(data, source="built-in simulator")
 
 
-def bind(app, host: str, port: int, shutdown_grace_s: float | None = None) -> Server:
+def bind(
+    app, host: str, port: int, shutdown_grace_s: float | None = None, server: type = HttpServer
+) -> HttpServer | Server:
     try:
-        return Server(app, host, port, shutdown_grace_s=shutdown_grace_s)
+        return server(app, host, port, shutdown_grace_s=shutdown_grace_s)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def gateway_server(
     config: Config, key: str, host: str | None = None, port: int | None = None, source: str = "defaults"
-) -> Server:
+) -> HttpServer:
     """The gateway on its store, with `secret:` keys decrypted and the load audited."""
     store = Store.open(config.storage.url)
     config = resolve_secret_refs(config, store)
@@ -106,7 +109,7 @@ def gateway_server(
 def simulator_server() -> Server:
     from xvckit.sim import SimApp, SimSettings
 
-    return bind(SimApp(SimSettings()), "127.0.0.1", 0)
+    return bind(SimApp(SimSettings()), "127.0.0.1", 0, server=Server)
 
 
 def export_lines(gateway_url: str, key: str) -> list[str]:

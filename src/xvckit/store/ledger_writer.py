@@ -96,6 +96,7 @@ class JournalWriter:
     def run(self, stopping: Callable[[], bool]) -> None:
         """Commit until `stopping()` and the owner's segments are all committed; a database
         that is down is retried with backoff (rows wait on disk, nothing is dropped)."""
+        self._remove_stillborn()
         failures = 0
         gone_since = math.inf
         while True:
@@ -142,6 +143,19 @@ class JournalWriter:
                 owner_seen = True
             worked |= self._advance(segment)
         return worked
+
+    def _remove_stillborn(self) -> None:
+        """A segment is created under a hidden name and renamed once locked; a process killed
+        in between leaves an empty hidden file, unlocked."""
+        for path in self.directory.glob(".segment-*.new"):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink(missing_ok=True)
+            except BlockingIOError:
+                pass  # being created right now
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         for segment in self._segments.values():
