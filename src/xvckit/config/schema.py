@@ -14,6 +14,12 @@ DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "
 DEFAULT_STORAGE_URL = f"sqlite:///{DEFAULT_DATA_DIR}/xvckit.db"
 
 
+def _http(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 class Strict(BaseModel):
     """Unknown keys are typos: reject them instead of silently ignoring them."""
 
@@ -58,9 +64,7 @@ class Provider(Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _http(value).rstrip("/")
 
     @property
     def upstream_key_header(self) -> str:
@@ -126,6 +130,40 @@ class Redis(Strict):
     url: str = Field(description="redis://host:port/db; shares pacing state between gateway replicas")
 
 
+class ThresholdOverride(Strict):
+    """A doctor threshold's bounds: numbers, [numbers] for a sysctl triple, or [words]."""
+
+    minimum: float | list[float] | list[str] | None = None
+    optimal: float | list[float] | list[str] | None = None
+
+
+class DoctorSettings(Strict):
+    """`xvckit doctor`: how long and how much it measures; thresholds overridable by check."""
+
+    deadline_s: float = Field(15, gt=0, description="the whole doctor, bandwidth excluded")
+    probes: int = Field(5, ge=1, le=50, description="latency probes per provider endpoint")
+    probe_timeout_s: float = Field(3, gt=0, description="longest wait for one probe or request")
+    bandwidth_url: str | None = Field(
+        "https://speed.cloudflare.com/__down?bytes=25000000", description="downloaded; null: no test"
+    )
+    bandwidth_upload_url: str | None = Field(
+        "https://speed.cloudflare.com/__up", description="POSTed to; null: no upload test"
+    )
+    bandwidth_max_mb: float = Field(25, gt=0, description="per direction, at most")
+    bandwidth_max_s: float = Field(8, gt=0, description="per direction, at most")
+    ping_count: int = Field(10, ge=1, le=100, description="ICMP echoes per provider host")
+    history_days: float = Field(7, gt=0, description="ledger history read for uptime and API tier")
+    disk_check_mb: float = Field(64, gt=0, description="written by the sequential-write check")
+    thresholds: dict[str, ThresholdOverride] = Field(
+        default_factory=dict, description="by threshold id (`xvckit doctor --json` lists them)"
+    )
+
+    @field_validator("bandwidth_url", "bandwidth_upload_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http(value)
+
+
 class ContextSettings(Strict):
     """`xvckit context`: the guide's budget split (20k core / 60k working / 20k buffer of 100k)."""
 
@@ -166,6 +204,7 @@ class Config(Strict):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
     redis: Redis | None = None
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:

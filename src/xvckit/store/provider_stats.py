@@ -38,13 +38,19 @@ def provider_stats(
 ) -> dict[str, ProviderStats]:
     """Figures per provider name since `since` (epoch seconds); providers with no requests
     are left out."""
-    failed = sa.and_(usage.c.status >= 500, sa.func.coalesce(usage.c.error_type, "").not_in(_NOT_THE_PROVIDER))
+    failed = sa.and_(
+        usage.c.status >= 500, sa.func.coalesce(usage.c.error_type, "").not_in(_NOT_THE_PROVIDER)
+    )
     answered = usage.c.status < 400
     recent = [usage.c.ts >= since, usage.c.deployment.is_not(None), usage.c.cache_hit.is_(False)]
-    minute = sa.cast(usage.c.ts / 60, sa.BigInteger)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     per_minute: dict[tuple[str, int], int] = defaultdict(int)
     with store.engine.connect() as conn:
+        # The minute of each request: PostgreSQL rounds a cast to an integer, SQLite truncates.
+        if conn.dialect.name == "postgresql":
+            minute = sa.func.floor(usage.c.ts / 60)
+        else:
+            minute = sa.cast(usage.c.ts / 60, sa.BigInteger)
         counts = sa.select(
             usage.c.deployment,
             sa.func.count(),

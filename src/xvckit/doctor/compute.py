@@ -1,0 +1,171 @@
+"""The compute section: cores, clock, RAM, storage and OS as the OS reports them (psutil,
+/proc, /sys, os), and a short disk write check in the repository's file system."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import psutil
+
+from xvckit.doctor import disk
+from xvckit.doctor.checks import Check
+from xvckit.doctor.runner import Deliver, Job, Promise, in_thread
+from xvckit.doctor.setup import Setup
+
+FACTS = [
+    Promise("compute.cpu_cores", "CPU cores"),
+    Promise("compute.cpu_clock", "CPU clock"),
+    Promise("compute.ram", "RAM"),
+    Promise("compute.storage_size", "storage size"),
+    Promise("compute.storage_free", "storage free"),
+    Promise("compute.storage_type", "storage type"),
+    Promise("compute.os", "operating system"),
+]
+DISK_CHECKS = [
+    Promise("compute.disk_fsync", "fsync latency"),
+    Promise("compute.disk_write", "sequential write"),
+]
+UPGRADE = "a machine with more {what} (the guide: {minimum} minimum, {optimal} optimal)"
+
+
+def jobs(setup: Setup) -> list[Job]:
+    return [
+        Job(FACTS, lambda deliver: in_thread(_facts, setup, deliver)),
+        Job(DISK_CHECKS, lambda deliver: in_thread(_write_check, setup, deliver)),
+    ]
+
+
+def _facts(setup: Setup, deliver: Deliver) -> None:
+    for promise, measure in zip(FACTS, (_cores, _clock, _ram, _size, _free, _storage_type, _os), strict=True):
+        try:
+            deliver(measure(setup, promise))
+        except (OSError, ValueError, AttributeError) as exc:
+            reason = f"the OS did not tell: {getattr(exc, 'strerror', None) or exc}"
+            deliver(setup.judge.missing(promise.id, promise.title, promise.threshold, reason))
+
+
+def _upgrade(setup: Setup, promise: Promise, what: str) -> str:
+    row = setup.judge.table[promise.threshold]
+    return UPGRADE.format(
+        what=what, minimum=f"{row.minimum:g} {row.unit}", optimal=f"{row.optimal:g} {row.unit}"
+    )
+
+
+def _cores(setup: Setup, promise: Promise) -> Check:
+    logical = os.cpu_count()
+    if logical is None:
+        raise ValueError("no CPU count")
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    detail = f"{psutil.cpu_count(logical=False) or '?'} physical; {usable} usable by this process"
+    return setup.judge.measured(
+        promise.id,
+        promise.title,
+        promise.threshold,
+        logical,
+        fix=_upgrade(setup, promise, "CPU cores"),
+        detail=detail,
+    )
+
+
+def _clock(setup: Setup, promise: Promise) -> Check:
+    freq = psutil.cpu_freq()
+    if freq is None:
+        raise ValueError("no CPU frequency")
+    if freq.max:
+        ghz, detail = freq.max / 1000, f"maximum from cpufreq; now {freq.current / 1000:.2f} GHz"
+    else:
+        ghz, detail = freq.current / 1000, "current clock (/proc/cpuinfo); no cpufreq to give the maximum"
+    fix = _upgrade(setup, promise, "CPU speed")
+    return setup.judge.measured(
+        promise.id, promise.title, promise.threshold, round(ghz, 2), fix=fix, detail=detail
+    )
+
+
+def _ram(setup: Setup, promise: Promise) -> Check:
+    memory = psutil.virtual_memory()
+    detail = f"{memory.total / 2**30:.1f} GiB; {memory.available / 1e9:.1f} GB available"
+    fix = _upgrade(setup, promise, "RAM")
+    value = round(memory.total / 1e9, 1)
+    return setup.judge.measured(promise.id, promise.title, promise.threshold, value, fix=fix, detail=detail)
+
+
+def _size(setup: Setup, promise: Promise) -> Check:
+    usage = psutil.disk_usage(str(setup.root))
+    fix = _upgrade(setup, promise, "storage")
+    detail = f"the file system holding {setup.root}"
+    value = round(usage.total / 1e9, 1)
+    return setup.judge.measured(promise.id, promise.title, promise.threshold, value, fix=fix, detail=detail)
+
+
+def _free(setup: Setup, promise: Promise) -> Check:
+    usage = psutil.disk_usage(str(setup.root))
+    fix = f"free space on the disk holding {setup.root} (old builds, caches, docker images)"
+    value = round(usage.free / 1e9, 1)
+    detail = f"{usage.percent:.0f}% used"
+    return setup.judge.measured(promise.id, promise.title, promise.threshold, value, fix=fix, detail=detail)
+
+
+def _storage_type(setup: Setup, promise: Promise) -> Check:
+    name = disk.block_device(setup.root, setup.paths.sys, setup.paths.proc)
+    if name is None:
+        reason = f"no block device found under {setup.root} (network, overlay or virtual file system)"
+        return setup.judge.missing(promise.id, promise.title, promise.threshold, reason)
+    kind = disk.disk_kind(name, setup.paths.sys)
+    detail = f"/dev/{name}"
+    if name.startswith(disk.VIRTUAL_PREFIXES):
+        detail += ": a virtual disk, whose kind the hypervisor reports; see the write check"
+    fix = "keep the repository on an SSD, better NVMe (the guide: 250 GB SSD minimum, 1 TB NVMe optimal)"
+    return setup.judge.measured(promise.id, promise.title, promise.threshold, kind, fix=fix, detail=detail)
+
+
+def _os(setup: Setup, promise: Promise) -> Check:
+    system = platform.system()
+    if system == "Linux":
+        try:
+            name = platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+        except OSError:
+            name = "Linux"
+        value, detail = "linux", f"{name}, kernel {platform.release()}"
+    elif system == "Darwin":
+        value, detail = "macos", f"macOS {platform.mac_ver()[0]}"
+    elif system == "Windows":
+        major = platform.release().split(".")[0]
+        value = "windows 10+" if major.isdigit() and int(major) >= 10 else "windows"
+        detail = f"Windows {platform.release()}"
+    else:
+        value, detail = system.lower(), f"{system} {platform.release()}"
+    fix = "Linux or macOS (the guide's optimal; Windows 10+ is its minimum)"
+    return setup.judge.measured(promise.id, promise.title, promise.threshold, value, fix=fix, detail=detail)
+
+
+def _write_check(setup: Setup, deliver: Deliver) -> None:
+    fsync, write = DISK_CHECKS
+    try:
+        found = disk.write_check(setup.root, setup.settings.disk_check_mb)
+    except OSError as exc:
+        reason = f"cannot write a scratch file in {setup.root}: {exc.strerror or exc}"
+        for promise in DISK_CHECKS:
+            deliver(setup.judge.missing(promise.id, promise.title, promise.threshold, reason))
+        return
+    slow = f"the disk holding {setup.root} is slow: move the repository to an SSD/NVMe disk"
+    deliver(
+        setup.judge.measured(
+            fsync.id,
+            fsync.title,
+            fsync.threshold,
+            round(found.fsync_ms, 2),
+            fix=slow,
+            detail=f"median of {found.fsyncs} 4 KiB writes each followed by fsync",
+        )
+    )
+    deliver(
+        setup.judge.measured(
+            write.id,
+            write.title,
+            write.threshold,
+            round(found.write_mb_s),
+            fix=slow,
+            detail=f"{found.written_mb:.0f} MB of 1 MiB blocks, final fsync included",
+        )
+    )
