@@ -22,7 +22,6 @@ from xvckit.context.languages import Language, language_for, parser_for
 FULL = "full"
 STRIPPED = "stripped"
 SIGNATURE = "signature"
-LEVELS = (FULL, STRIPPED, SIGNATURE)
 WINDOW = 60  # lines per chunk for text without a grammar and for long runs of top-level code
 
 _NAME_FIELDS = ("name", "declarator", "type")
