@@ -247,7 +247,13 @@ def test_probe_api_reads_the_limits_and_maps_them_to_the_guide_tiers(
 
 
 def test_api_tier_without_history_or_probe_is_unknown_and_says_how_to_learn_it(tmp_path):
-    providers = [{"name": "p", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"}]
+    providers = [
+        {"name": "p", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"},
+        {"name": "q", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "rpm": 20},
+    ]
     found = by_id(diagnose(setup_for(tmp_path, providers), ("api",)))
     assert found["api.tier.p"].status is Status.UNKNOWN
     assert "no ledger yet" in found["api.tier.p"].detail and "--probe-api" in found["api.tier.p"].detail
+    # A limit set in xvckit.yaml is enough for the tier by rate limit (20 rpm: the guide's Basic).
+    assert found["api.tier.q"].value == "basic" and found["api.tier.q"].status is Status.BELOW_MINIMUM
+    assert found["api.response_time.q"].status is Status.UNKNOWN

@@ -115,7 +115,13 @@ async def _from_records(setup: Setup, provider: Provider) -> Evidence:
     evidence = Evidence(rpm=provider.rpm)
     if provider.rpm is not None:
         evidence.notes.append(f"rpm {provider.rpm} set in xvckit.yaml")
-    stats = await setup.history.of(provider.name)
+    try:
+        stats = await setup.history.of(provider.name)
+    except NoHistory as exc:
+        if provider.rpm is None:
+            raise
+        evidence.notes.append(str(exc))
+        return evidence
     evidence.notes.append(
         f"busiest minute {stats.peak_rpm} requests answered; {stats.rate_limited} of {stats.requests} "
         f"requests answered 429 (ledger, last {setup.settings.history_days:g} days)"
