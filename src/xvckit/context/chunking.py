@@ -44,7 +44,6 @@ class Chunk:
     parent: int = -1  # index of the enclosing container, -1 at top level
     defines: tuple[str, ...] = ()
     header: str | None = None  # the signature without its elision marker; None: nothing to elide
-    container: bool = False
 
 
 @dataclass(slots=True)
@@ -100,6 +99,13 @@ def split_lines(data: bytes) -> list[bytes]:
     if lines and lines[-1] == b"":
         lines.pop()
     return lines
+
+
+def from_index(
+    data: bytes, chunks: list[Chunk], spans: dict[int, list[tuple[int, int]]], braces: bool
+) -> Chunked:
+    """A Chunked from what the index stored of these bytes: no parsing needed to render them."""
+    return _finish(split_lines(data), chunks, spans, braces)
 
 
 def chunk_file(path: str, data: bytes) -> Chunked:
@@ -270,7 +276,7 @@ class _Builder:
                 head = self.data[child.start_byte : body.start_byte].rstrip()
                 header = ((indent if not indent.strip() else b"") + head).decode("utf-8", "replace")
             container = inner.type in lang.containers and body is not None
-            prev = Chunk(name, inner.type, start, end, parent, (_short(name),), header, container)
+            prev = Chunk(name, inner.type, start, end, parent, (_short(name),), header)
             self.chunks.append(prev)
             if container:
                 self.scope(body, len(self.chunks) - 1, child.start_point.row + 1, end)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import pairwise
 
 from xvckit.context.chunking import FULL, SIGNATURE, STRIPPED
@@ -35,6 +36,10 @@ class Candidate:
     chunk_scores: list[float]
     header_cost: int  # tokens of the file's heading and fences when it shows code
     outline_cost: int | None  # tokens of its outline line; None: already outlined elsewhere
+
+    @cached_property
+    def steps(self) -> list[list[tuple[str, int, float]]]:
+        return [hull(meta, score) for meta, score in zip(self.chunks, self.chunk_scores, strict=True)]
 
 
 @dataclass
@@ -99,8 +104,8 @@ def plan(candidates: list[Candidate], budget: int) -> Plan:
         if cand.outline_cost is not None:
             steps[(cand.key, -1)] = [("outline", cand.outline_cost, OUTLINE_VALUE * cand.score)]
             push(cand, -1)
-        for i, meta in enumerate(cand.chunks):
-            steps[(cand.key, i)] = hull(meta, cand.chunk_scores[i])
+        for i, chunk_steps in enumerate(cand.steps):
+            steps[(cand.key, i)] = list(chunk_steps)
             push(cand, i)
     while heap and left > 0:
         _, _, key, chunk = heapq.heappop(heap)

@@ -13,6 +13,7 @@ import fnmatch
 import os
 import re
 import subprocess
+from functools import cache
 from pathlib import Path
 
 BINARY = "binary"
@@ -92,19 +93,24 @@ def _walk(repo: Path) -> list[str]:
     return sorted(found)
 
 
+@cache
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)")
+
+
 def reason_by_name(path: str, exclude: tuple[str, ...] = ()) -> str | None:
     """Why `path` is left out, judged by its name alone; None if its content decides."""
     name = path.rsplit("/", 1)[-1]
-    if any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_NAMES):
+    if _globs(SECRET_NAMES).match(name):
         return SECRET
-    if any(fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+    if exclude and (_globs(exclude).match(path) or _globs(exclude).match(name)):
         return EXCLUDED
     suffix = os.path.splitext(name)[1].lower()
     if suffix in BINARY_SUFFIXES:
         return BINARY
     if name in LOCK_NAMES or suffix == ".lock":
         return LOCK
-    if any(fnmatch.fnmatchcase(name, pattern) for pattern in GENERATED_GLOBS):
+    if _globs(GENERATED_GLOBS).match(name):
         return GENERATED
     return None
 

@@ -9,11 +9,12 @@ a function often touches its callers.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from xvckit.context.index import Index
+from xvckit.context.index import Index, cache_dir
 from xvckit.context.lexical import Corpus
 from xvckit.context.terms import whole
 
@@ -70,6 +71,34 @@ class Graph:
         src, dst = keys // n, keys % n
         out = np.bincount(src, weights=w, minlength=n)
         return cls(src, dst, w / out[src], n)
+
+    @classmethod
+    def cached(cls, index: Index, corpus: Corpus) -> tuple[Graph, np.ndarray]:
+        """The graph and its PageRank without a task, from the cache while the index is unchanged."""
+        path = cache_dir(index.repo) / "graph.npz"
+        try:
+            with np.load(path) as stored:
+                if str(stored["fingerprint"]) == index.fingerprint:
+                    graph = cls(stored["src"], stored["dst"], stored["weight"], corpus.n_files)
+                    return graph, stored["importance"]
+        except (OSError, KeyError, ValueError, EOFError):
+            pass
+        graph = cls.of(index, corpus)
+        importance = graph.pagerank(np.zeros(graph.n))
+        tmp = path.with_name(f"graph.{os.getpid()}.npz")
+        try:
+            np.savez(
+                tmp,
+                fingerprint=index.fingerprint,
+                src=graph.src,
+                dst=graph.dst,
+                weight=graph.weight,
+                importance=importance,
+            )
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return graph, importance
 
     def pagerank(self, personal: np.ndarray) -> np.ndarray:
         """PageRank with teleports to `personal` (any non-negative weights; uniform if all 0)."""

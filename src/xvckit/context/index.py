@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from xvckit.context import files as filesmod
-from xvckit.context.chunking import Chunked, chunk_file
+from xvckit.context.chunking import Chunk, Chunked, chunk_file, from_index
 from xvckit.context.languages import language_for
 from xvckit.context.terms import words
 from xvckit.context.tokens import count
 
-FORMAT = 1  # bump when what a parse holds changes
+FORMAT = 2  # bump when what a parse holds changes
 POOL_THRESHOLD = 64  # fewer files than this are parsed in-process: a pool costs more to start
 
 
@@ -41,6 +41,7 @@ class ChunkMeta(NamedTuple):
     full: int  # tokens of the chunk's own lines
     stripped: int  # without comments, docstrings and blank lines
     signature: int  # header with the body elided; 0: none
+    header: str | None  # the signature's text without its marker
 
 
 class Parse(NamedTuple):
@@ -52,6 +53,7 @@ class Parse(NamedTuple):
     terms: bytes  # postings: global term ids (int32) ...
     docs: bytes  # ... the chunk each is in (uint16) ...
     tfs: bytes  # ... and how often (uint16)
+    spans: bytes  # what stripping removes: (line, start byte, end byte) triples (uint32)
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Index:
     excluded: Counter[str]  # files left out, by reason
     vocab: list[str] = field(repr=False)
     parsed: int = 0  # files parsed by this run (the rest came from the cache)
+    fingerprint: str = ""  # changes when any indexed file does: the key of caches derived from it
     _term_ids: dict[str, int] | None = field(default=None, repr=False)
 
     def term_id(self, term: str) -> int | None:
@@ -134,7 +137,10 @@ def build(repo: Path, *, max_bytes: int = 512 * 1024, exclude: tuple[str, ...] =
             {"format": FORMAT, "max_bytes": max_bytes, "exclude": exclude, "manifest": new_manifest}
             | {"parses": parses, "vocab": vocab},
         )
-    index = Index(repo, indexed, excluded, vocab, parsed=len(todo))
+    fingerprint = hashlib.blake2b(
+        "\n".join(f"{f.path}\0{new_manifest[f.path][2]}" for f in indexed).encode(), digest_size=16
+    ).hexdigest()
+    index = Index(repo, indexed, excluded, vocab, parsed=len(todo), fingerprint=fingerprint)
     index._term_ids = term_ids
     return index
 
@@ -157,7 +163,7 @@ def parse_file(path: str, data: bytes, max_bytes: int):
     """A file's chunks, token counts and per-chunk term counts (local term ids); run in workers."""
     reason = filesmod.reason_by_content(data, max_bytes)
     if reason:
-        return reason, 0, (), [], [], [], []
+        return reason, 0, (), [], [], [], [], b""
     chunked = chunk_file(path, data)
     metas, local_terms = [], {}
     docs, term_list, tfs = array("H"), array("I"), array("H")
@@ -175,6 +181,7 @@ def parse_file(path: str, data: bytes, max_bytes: int):
                 tokens,
                 count(stripped) if stripped != full else tokens,
                 count(signature) if signature else 0,
+                chunk.header,
             )
         )
         for term, n in words(full).items():
@@ -182,7 +189,21 @@ def parse_file(path: str, data: bytes, max_bytes: int):
             term_list.append(local_terms.setdefault(term, len(local_terms)))
             tfs.append(min(n, 0xFFFF))
     total = sum(meta.full for meta in metas)  # the file's own count, but for joins at line ends
-    return None, total, tuple(metas), list(local_terms), term_list, docs, tfs
+    spans = array(
+        "I", (v for row, row_spans in chunked.strip_spans.items() for a, b in row_spans for v in (row, a, b))
+    )
+    return None, total, tuple(metas), list(local_terms), term_list, docs, tfs, spans.tobytes()
+
+
+def rebuild(path: str, data: bytes, parse: Parse) -> Chunked:
+    """The file's Chunked from its stored parse, without tree-sitter (for rendering)."""
+    chunks = [Chunk(m.name, m.kind, m.start, m.end, m.parent, m.defines, m.header) for m in parse.chunks]
+    flat = array("I", parse.spans)
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for i in range(0, len(flat), 3):
+        spans.setdefault(flat[i], []).append((flat[i + 1], flat[i + 2]))
+    lang = language_for(path)
+    return from_index(data, chunks, spans, lang.braces if lang else False)
 
 
 def texts(chunked: Chunked, index: int) -> tuple[str, str, str | None]:
@@ -194,7 +215,7 @@ def texts(chunked: Chunked, index: int) -> tuple[str, str, str | None]:
 
 
 def _globalize(raw, vocab: list[str], term_ids: dict[str, int]) -> Parse:
-    reason, tokens, metas, local_terms, term_list, docs, tfs = raw
+    reason, tokens, metas, local_terms, term_list, docs, tfs, spans = raw
     mapping = []
     for term in local_terms:
         tid = term_ids.get(term)
@@ -203,7 +224,7 @@ def _globalize(raw, vocab: list[str], term_ids: dict[str, int]) -> Parse:
             vocab.append(term)
         mapping.append(tid)
     global_terms = array("i", (mapping[t] for t in term_list))
-    return Parse(reason, tokens, metas, global_terms.tobytes(), bytes(docs), bytes(tfs))
+    return Parse(reason, tokens, metas, global_terms.tobytes(), bytes(docs), bytes(tfs), spans)
 
 
 def _load(path: Path, max_bytes: int, exclude: tuple[str, ...]) -> dict:

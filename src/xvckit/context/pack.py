@@ -21,10 +21,10 @@ import numpy as np
 
 from xvckit.config.schema import ContextSettings
 from xvckit.context import render
-from xvckit.context.chunking import FULL, STRIPPED, Chunked, chunk_file
+from xvckit.context.chunking import FULL, STRIPPED, Chunked
 from xvckit.context.compress import Candidate, Plan, plan
 from xvckit.context.files import SECRET, reason_by_name
-from xvckit.context.index import Index, IndexedFile, build
+from xvckit.context.index import Index, IndexedFile, build, rebuild
 from xvckit.context.languages import language_for
 from xvckit.context.ranking import Ranking, rank
 from xvckit.context.tokens import DEFAULT_ENCODING, count, model_info
@@ -179,6 +179,8 @@ class _Packer:
         self.enc = budget.encoding
         self._chunked: dict[int, Chunked | None] = {}
         self._lines: dict[int, str] = {}
+        self._line_costs: dict[int, int] = {}
+        self._candidates: dict[int, Candidate] = {}
 
     # --- the parts -----------------------------------------------------------------------
 
@@ -189,8 +191,8 @@ class _Packer:
                 data = (self.index.repo / indexed.path).read_bytes()
             except OSError:
                 data = None
-            chunked = chunk_file(indexed.path, data) if data is not None else None
-            if chunked is not None and len(chunked.chunks) != len(indexed.parse.chunks):
+            chunked = rebuild(indexed.path, data, indexed.parse) if data is not None else None
+            if chunked is not None and (not chunked.lines or chunked.chunks[-1].end > len(chunked.lines)):
                 chunked = None  # changed since it was indexed
             self._chunked[f] = chunked
         return self._chunked[f]
@@ -200,6 +202,11 @@ class _Packer:
             indexed = self.index.files[f]
             self._lines[f] = render.outline_line(indexed.path, _symbols(indexed))
         return self._lines[f]
+
+    def line_cost(self, f: int) -> int:
+        if f not in self._line_costs:
+            self._line_costs[f] = count(self.outline_line(f)) + 1
+        return self._line_costs[f]
 
     def candidate(self, f: int, score: float, chunk_scores, outline_cost: int | None) -> Candidate:
         indexed = self.index.files[f]
@@ -215,14 +222,14 @@ class _Packer:
                 break
             if int(f) in core:
                 continue
-            cost = count(self.outline_line(int(f))) + 1
+            cost = self.line_cost(int(f))
             if cost <= left:
                 chosen.append(int(f))
                 left -= cost
         return sorted(chosen, key=lambda f: self.index.files[f].path)
 
     def working_candidates(self, outlined: set[int]) -> list[Candidate]:
-        corpus = self.ranking.corpus
+        corpus, corpus_scores = self.ranking.corpus, self.ranking.chunk_score
         skip = set(self.core)
         order = [int(f) for f in np.argsort(-self.ranking.file_score, kind="stable") if int(f) not in skip]
         out = []
@@ -230,9 +237,12 @@ class _Packer:
             score = float(self.ranking.file_score[f])
             if score <= 0:
                 break
-            lo, hi = int(corpus.first_doc[f]), int(corpus.first_doc[f + 1])
-            cost = None if f in outlined else count(self.outline_line(f)) + 1
-            out.append(self.candidate(f, score, self.ranking.chunk_score[lo:hi], cost))
+            cand = self._candidates.get(f)
+            if cand is None:  # made once per pack: its chunk steps do not depend on the allowance
+                lo, hi = int(corpus.first_doc[f]), int(corpus.first_doc[f + 1])
+                cand = self._candidates[f] = self.candidate(f, score, corpus_scores[lo:hi], None)
+            cand.outline_cost = None if f in outlined else self.line_cost(f)
+            out.append(cand)
         return out
 
     def core_candidates(self) -> list[Candidate]:

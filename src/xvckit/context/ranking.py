@@ -79,7 +79,7 @@ def rank(index: Index, task: str, weights: Weights = WEIGHTS) -> Ranking:
         + weights.symbol * _unit(file_symbol)
         + weights.mention * _mentions(paths, task)
     )
-    graph = Graph.of(index, corpus)
+    graph, importance = Graph.cached(index, corpus)
     score = seed + weights.pagerank * _unit(graph.pagerank(seed))
     commits = history.commits(index.repo, cache_dir(index.repo))
     if commits:
@@ -101,7 +101,7 @@ def rank(index: Index, task: str, weights: Weights = WEIGHTS) -> Ranking:
         where=file_best[corpus.doc_file] > 0,
     )
     chunk_score = score[corpus.doc_file] * (CHUNK_FLOOR + (1 - CHUNK_FLOOR) * share)
-    return Ranking(score, chunk_score, graph.pagerank(np.zeros(n)), corpus)
+    return Ranking(score, chunk_score, importance, corpus)
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
