@@ -16,7 +16,9 @@ change. At each budget (8k, 16k, 32k tokens), in the same run:
 Recall of the changed files, averaged over tasks: "present" is any level but `path` (aider:
 listed with its definition lines), "with code" a body of the file or of one of its chunks
 (xvckit: level full/partial, or a chunk kept full/stripped; BM25: every file it packs;
-aider: never, its map shows definition lines only). The first budget of each method runs
+aider: never, its map shows definition lines only); and, stricter than the issue asks,
+"hunks": the share of the commit's changed hunks (parent-side lines) inside a body the pack
+shows, since one kept chunk makes a file "with code". The first budget of each method runs
 on a fresh clone with empty caches (cold); the later budgets reuse them (warm). One table
 per repository, then the issue's targets at 16k as PASS/FAIL. It is not a test: missing a
 target exits 0 unless --strict (then 3).
@@ -58,6 +60,9 @@ CLONES_DIR = WORK_DIR / "context-clones"
 PACK_TIMEOUT_S = 900
 
 
+Span = tuple[int, int]  # first and last line, 1-based, inclusive
+
+
 @dataclass
 class Task:
     sha: str
@@ -65,6 +70,7 @@ class Task:
     message: str
     targets: list[str]  # changed source files that exist in the parent
     touched: int  # source files the commit touches (1..MAX_TOUCHED)
+    hunks: dict[str, list[Span]]  # per target, the parent's lines the commit changed
 
     @property
     def subject(self) -> str:
@@ -79,9 +85,21 @@ class Pack:
     seconds: float
     tokens: int
     present: set[str] = field(default_factory=set)  # any level but path
-    code: set[str] = field(default_factory=set)  # with a body
+    bodies: dict[str, list[Span] | None] = field(default_factory=dict)  # lines shown whole (None: all)
     named: set[str] = field(default_factory=set)  # mentioned at all, path level included
     error: str | None = None
+
+    @property
+    def code(self) -> set[str]:
+        """The files with a body in the pack."""
+        return set(self.bodies)
+
+    def shows(self, path: str, hunk: Span) -> bool:
+        """Whether a body in the pack overlaps the hunk's lines."""
+        if path not in self.bodies:
+            return False
+        spans = self.bodies[path]
+        return spans is None or any(first <= hunk[1] and hunk[0] <= last for first, last in spans)
 
 
 # --------------------------------------------------------------------------- tasks
@@ -109,7 +127,22 @@ def task_for(repo: Path, sha: str) -> Task | None:
     if not 1 <= len(source) <= MAX_TOUCHED or not targets:
         return None
     message = git(repo, "log", "-1", "--format=%B", sha).strip()
-    return Task(sha=sha, parent=parents[0], message=message, targets=targets, touched=len(source))
+    hunks = {path: changed_lines(repo, parents[0], sha, path) for path in targets}
+    return Task(sha, parents[0], message, targets, len(source), hunks)
+
+
+def changed_lines(repo: Path, parent: str, sha: str, path: str) -> list[Span]:
+    """The parent-side line ranges of the diff's hunks in `path`; a pure insertion is the
+    line it follows (`@@ -10,0 +11,3 @@`: line 10)."""
+    spans = []
+    diff = git(repo, "diff", "-U0", "--no-renames", parent, sha, "--", path)
+    for line in diff.splitlines():
+        if line.startswith("@@ "):
+            old = line.split()[1].lstrip("-")
+            start, _, count = old.partition(",")
+            first, size = int(start), int(count or 1)
+            spans.append((max(first, 1), max(first + size - 1, first, 1)))
+    return spans
 
 
 def select_tasks(repo: Path, count: int) -> tuple[list[Task], int]:
@@ -187,7 +220,7 @@ def bm25_pack(clone: Path, task: str, budget: int, enc) -> Pack:
             used += cost
             packed.add(paths[index])
     seconds = time.perf_counter() - began
-    return Pack(budget, seconds, used, present=packed, code=set(packed), named=set(packed))
+    return Pack(budget, seconds, used, present=packed, bodies=dict.fromkeys(packed), named=set(packed))
 
 
 def xvckit_exe() -> Path:
@@ -212,18 +245,21 @@ def startup_seconds() -> float:
     return time.perf_counter() - began
 
 
-def xvckit_files(pack_json: dict) -> tuple[set[str], set[str], set[str]]:
-    """(present, with code, named) from the JSON of one pack."""
-    present, code, named = set(), set(), set()
+def xvckit_files(pack_json: dict) -> tuple[set[str], dict[str, list[Span] | None], set[str]]:
+    """(present, bodies, named) from the JSON of one pack: a file at level full shows all its
+    lines; otherwise its chunks kept full or stripped show theirs."""
+    present, bodies, named = set(), {}, set()
     for entry in pack_json.get("files", []):
         path, level = entry["path"], entry["level"]
         named.add(path)
         if level != "path":
             present.add(path)
-        bodies = any(chunk.get("level") in BODY_CHUNK_LEVELS for chunk in entry.get("chunks", []))
-        if level in CODE_LEVELS or bodies:
-            code.add(path)
-    return present, code, named
+        chunks = [tuple(c["lines"]) for c in entry.get("chunks", []) if c.get("level") in BODY_CHUNK_LEVELS]
+        if level == "full":
+            bodies[path] = None
+        elif chunks or level in CODE_LEVELS:
+            bodies[path] = chunks
+    return present, bodies, named
 
 
 def xvckit_pack(clone: Path, task: str, budget: int, env: dict[str, str]) -> Pack:
@@ -235,8 +271,8 @@ def xvckit_pack(clone: Path, task: str, budget: int, env: dict[str, str]) -> Pac
     if proc.returncode != 0:
         return Pack(budget, seconds, 0, error=f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
     data = json.loads(proc.stdout)
-    present, code, named = xvckit_files(data)
-    return Pack(budget, seconds, int(data.get("tokens", 0)), present, code, named)
+    present, bodies, named = xvckit_files(data)
+    return Pack(budget, seconds, int(data.get("tokens", 0)), present, bodies, named)
 
 
 def aider_version(python: Path) -> str | None:
@@ -347,6 +383,12 @@ def recall(found: set[str], targets: list[str]) -> float:
     return sum(path in found for path in targets) / len(targets)
 
 
+def hunk_recall(pack: Pack, task: Task) -> float:
+    """Share of the commit's changed hunks that a body in the pack shows."""
+    hunks = [(path, hunk) for path, spans in task.hunks.items() for hunk in spans]
+    return sum(pack.shows(path, hunk) for path, hunk in hunks) / len(hunks) if hunks else 0.0
+
+
 @dataclass
 class Row:
     method: str
@@ -354,6 +396,7 @@ class Row:
     cache: str
     present: float
     code: float
+    hunks: float
     named: float
     tokens: float
     seconds: float
@@ -378,6 +421,7 @@ def summarize(results: list[TaskResult], budgets: list[int]) -> list[Row]:
                     cache=cache,
                     present=statistics.fmean(recall(p.present, t.targets) for t, p in packs),
                     code=statistics.fmean(recall(p.code, t.targets) for t, p in packs),
+                    hunks=statistics.fmean(hunk_recall(p, t) for t, p in packs),
                     named=statistics.fmean(recall(p.named, t.targets) for t, p in packs),
                     tokens=statistics.fmean(p.tokens for _, p in packs),
                     seconds=statistics.fmean(p.seconds for _, p in packs),
@@ -425,7 +469,7 @@ def checks(rows: list[Row]) -> list[tuple[str, str]]:
 
 
 def render(rows: list[Row]) -> str:
-    headers = ["method", "budget", "cache", "present", "with code", "named", "tokens", "s/pack"]
+    headers = ["method", "budget", "cache", "present", "with code", "hunks", "named", "tokens", "s/pack"]
     headers += ["present/BM25", "code/BM25", "failed"]
     body = [
         [
@@ -434,6 +478,7 @@ def render(rows: list[Row]) -> str:
             r.cache,
             fmt(r.present),
             fmt(r.code),
+            fmt(r.hunks),
             fmt(r.named),
             round(r.tokens),
             fmt(r.seconds),
@@ -443,7 +488,7 @@ def render(rows: list[Row]) -> str:
         ]
         for r in rows
     ]
-    return table(headers, body, align="lrl" + "r" * 8)
+    return table(headers, body, align="lrl" + "r" * 9)
 
 
 def run_repo(repo: Path, args: argparse.Namespace, methods: dict, enc) -> dict:
@@ -494,7 +539,15 @@ def print_repo(report: dict) -> None:
 def to_json(reports: list[dict], notes: list[str], args: argparse.Namespace) -> dict:
     def pack_json(task: Task, p: Pack) -> dict:
         hits = {name: sorted(set(task.targets) & getattr(p, name)) for name in ("present", "code", "named")}
-        return {"budget": p.budget, "seconds": p.seconds, "tokens": p.tokens, "error": p.error, **hits}
+        hunks = hunk_recall(p, task)
+        return {
+            "budget": p.budget,
+            "seconds": p.seconds,
+            "tokens": p.tokens,
+            "error": p.error,
+            "hunks": hunks,
+            **hits,
+        }
 
     return {
         "budgets": args.budgets,
