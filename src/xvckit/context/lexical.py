@@ -1,11 +1,10 @@
 """BM25 over the index's chunks and files, on flat numpy arrays of postings.
 
 bm25s builds its matrix from per-document token lists in Python loops and keeps no way to
-replace one document; on the 8,791-file test repository (7,370 indexed files, 125k chunks,
-10M postings) that rebuild would cost seconds on every pack after an edit. The index already
-holds each chunk's term counts, so the postings are concatenated (tens of milliseconds) and
-only the postings of the task's terms are scored, with the BM25 formula bm25s uses by default
-(Robertson-Sparck Jones idf, k1 = 1.5, b = 0.75).
+replace one document, so every pack after an edit would rebuild it over every chunk of the
+repository. The index already holds each chunk's term counts: the postings are concatenated
+with numpy and only the postings of the task's terms are scored, with the formula bm25s uses
+by default (Lucene's idf, k1 = 1.5, b = 0.75).
 """
 
 from __future__ import annotations
