@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xvckit.cli.options import ConfigOption
-from xvckit.store import audit, open_store
+from xvckit.cli.options import ConfigOption, on_use
+
+audit = on_use("xvckit.store.audit")
+stores = on_use("xvckit.store")
 
 app = typer.Typer(help="The audit trail of admin actions: list, verify, export.", no_args_is_help=True)
 
@@ -27,7 +29,7 @@ def list_entries(
 ) -> None:
     """Show audit entries, oldest first."""
     when = audit.parse_since(since) if since else None
-    _, store = open_store(config)
+    _, store = stores.open_store(config)
     try:
         found = audit.entries(store, since=when, limit=limit, action=action)
     finally:
@@ -53,7 +55,7 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
 ) -> None:
     """Check the hash chain; exit 1 and name the first broken entry if a row was changed or removed."""
-    _, store = open_store(config)
+    _, store = stores.open_store(config)
     try:
         result = audit.verify(store)
     finally:
@@ -69,7 +71,7 @@ def export(
     out: Path | None = typer.Option(None, "--out", "-o", help="file to write (default: standard output)"),
 ) -> None:
     """Write every entry as JSON lines (with hashes, so the export can be checked elsewhere)."""
-    _, store = open_store(config)
+    _, store = stores.open_store(config)
     try:
         if out is None:
             audit.export_jsonl(store, sys.stdout)

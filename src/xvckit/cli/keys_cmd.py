@@ -6,21 +6,12 @@ import time
 
 import typer
 
-from xvckit.cli.options import ConfigOption, JsonOption, parse_lifetime
+from xvckit.cli.options import ConfigOption, JsonOption, on_use, parse_lifetime
 from xvckit.cli.render import print_rows
-from xvckit.store import audit, open_store
-from xvckit.store.keys import (
-    Limits,
-    create_key,
-    create_team,
-    get_key,
-    get_team,
-    list_keys,
-    list_teams,
-    revoke_key,
-    rotate_key,
-    update_team,
-)
+
+audit = on_use("xvckit.store.audit")
+stores = on_use("xvckit.store")
+key_store = on_use("xvckit.store.keys")
 
 keys_app = typer.Typer(help="Virtual API keys: create, list, show, revoke, rotate.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams with shared budgets and limits.", no_args_is_help=True)
@@ -50,9 +41,9 @@ TEAM_COLUMNS = ["id", "name", "models", "rpm", "tpm", "budget_usd", "budget_peri
 
 def _limits(
     models: str | None, rpm: int | None, tpm: int | None, budget: float | None, period: str
-) -> Limits:
+) -> key_store.Limits:
     allowed = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
-    return Limits(allowed, rpm, tpm, budget, period if budget is not None else None)
+    return key_store.Limits(allowed, rpm, tpm, budget, period if budget is not None else None)
 
 
 def _print_secret(key_id: str, raw: str, as_json: bool, record: dict) -> None:
@@ -82,9 +73,9 @@ def keys_create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create a key and print it once."""
-    _, store = open_store(config)
+    _, store = stores.open_store(config)
     expires_at = time.time() + parse_lifetime(expires) if expires else None
-    key, raw = create_key(
+    key, raw = key_store.create_key(
         store,
         name,
         audit.default_actor(),
@@ -106,9 +97,9 @@ def keys_list(
     as_json: bool = JsonOption,
 ) -> None:
     """List keys (never the keys themselves: their first characters)."""
-    _, store = open_store(config)
-    team_id = get_team(store, team).id if team else None
-    rows = [k.public() for k in list_keys(store, team_id, include_revoked=not active)]
+    _, store = stores.open_store(config)
+    team_id = key_store.get_team(store, team).id if team else None
+    rows = [k.public() for k in key_store.list_keys(store, team_id, include_revoked=not active)]
     print_rows(rows, KEY_COLUMNS, as_json=as_json)
 
 
@@ -119,8 +110,8 @@ def keys_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one key's settings."""
-    _, store = open_store(config)
-    print_rows([get_key(store, ref).public()], KEY_COLUMNS, as_json=as_json)
+    _, store = stores.open_store(config)
+    print_rows([key_store.get_key(store, ref).public()], KEY_COLUMNS, as_json=as_json)
 
 
 @keys_app.command("revoke")
@@ -130,8 +121,9 @@ def keys_revoke(
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke a key; running gateways refuse it within a second."""
-    _, store = open_store(config)
-    print_rows([revoke_key(store, ref, audit.default_actor()).public()], KEY_COLUMNS, as_json=as_json)
+    _, store = stores.open_store(config)
+    revoked = key_store.revoke_key(store, ref, audit.default_actor())
+    print_rows([revoked.public()], KEY_COLUMNS, as_json=as_json)
 
 
 @keys_app.command("rotate")
@@ -141,8 +133,8 @@ def keys_rotate(
     as_json: bool = JsonOption,
 ) -> None:
     """Give a key a new secret (same id, limits and usage); the old secret stops working."""
-    _, store = open_store(config)
-    key, raw = rotate_key(store, ref, audit.default_actor())
+    _, store = stores.open_store(config)
+    key, raw = key_store.rotate_key(store, ref, audit.default_actor())
     _print_secret(key.id, raw, as_json, key.public())
 
 
@@ -158,8 +150,9 @@ def teams_create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create a team; its limits apply to all its keys together."""
-    _, store = open_store(config)
-    team = create_team(store, name, _limits(models, rpm, tpm, budget, period), audit.default_actor())
+    _, store = stores.open_store(config)
+    limits = _limits(models, rpm, tpm, budget, period)
+    team = key_store.create_team(store, name, limits, audit.default_actor())
     print_rows([team.public()], TEAM_COLUMNS, as_json=as_json)
 
 
@@ -175,16 +168,16 @@ def teams_update(
     as_json: bool = JsonOption,
 ) -> None:
     """Replace a team's limits."""
-    _, store = open_store(config)
-    team = update_team(store, ref, _limits(models, rpm, tpm, budget, period), audit.default_actor())
+    _, store = stores.open_store(config)
+    team = key_store.update_team(store, ref, _limits(models, rpm, tpm, budget, period), audit.default_actor())
     print_rows([team.public()], TEAM_COLUMNS, as_json=as_json)
 
 
 @teams_app.command("list")
 def teams_list(config: ConfigOption = None, as_json: bool = JsonOption) -> None:
     """List teams."""
-    _, store = open_store(config)
-    print_rows([t.public() for t in list_teams(store)], TEAM_COLUMNS, as_json=as_json)
+    _, store = stores.open_store(config)
+    print_rows([t.public() for t in key_store.list_teams(store)], TEAM_COLUMNS, as_json=as_json)
 
 
 @teams_app.command("show")
@@ -194,9 +187,9 @@ def teams_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a team and its keys."""
-    _, store = open_store(config)
-    team = get_team(store, ref)
-    keys = [k.public() for k in list_keys(store, team.id)]
+    _, store = stores.open_store(config)
+    team = key_store.get_team(store, ref)
+    keys = [k.public() for k in key_store.list_keys(store, team.id)]
     if as_json:
         print_rows([{**team.public(), "keys": keys}], None, as_json=True)
     else:

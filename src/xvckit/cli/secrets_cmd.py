@@ -10,10 +10,13 @@ import sys
 
 import typer
 
-from xvckit.cli.options import ConfigOption
+from xvckit.cli.options import ConfigOption, on_use
 from xvckit.config import resolve_path
 from xvckit.errors import UserError
-from xvckit.store import audit, open_store, secrets
+
+audit = on_use("xvckit.store.audit")
+secrets = on_use("xvckit.store.secrets")
+stores = on_use("xvckit.store")
 
 app = typer.Typer(
     help="Secrets encrypted at rest (AES-GCM); refer to them in xvckit.yaml as secret:NAME.",
@@ -38,7 +41,7 @@ def set_secret(
         value = typer.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
     else:
         value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
-    _, store = open_store(config)
+    _, store = stores.open_store(config)
     try:
         box = secrets.SecretBox.for_store(store)
         created = secrets.put_secret(store, box, name, value, audit.default_actor())
@@ -56,7 +59,7 @@ def list_secrets(
     as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
 ) -> None:
     """The names of the stored secrets (never their values)."""
-    _, store = open_store(config)
+    _, store = stores.open_store(config)
     try:
         found = secrets.list_secrets(store)
     finally:
@@ -77,7 +80,7 @@ def delete_secret(
     config: ConfigOption = None,
 ) -> None:
     """Remove a secret."""
-    loaded, store = open_store(config)
+    loaded, store = stores.open_store(config)
     try:
         if not secrets.delete_secret(store, name, audit.default_actor()):
             raise UserError(f"no secret named {name!r} in the store")
@@ -106,7 +109,7 @@ def import_keys(
     path = resolve_path(config)
     if path is None:
         raise UserError("no configuration to import from: pass --config FILE")
-    _, store = open_store(path)
+    _, store = stores.open_store(path)
     try:
         box = secrets.SecretBox.for_store(store)
         result = secrets.import_literal_keys(path, store, box, audit.default_actor())

@@ -9,10 +9,11 @@ from enum import StrEnum
 
 import typer
 
-from xvckit.cli.options import ConfigOption
+from xvckit.cli.options import ConfigOption, on_use
 from xvckit.errors import UserError
-from xvckit.store import open_store
 from xvckit.timespec import parse_moment
+
+stores = on_use("xvckit.store")
 
 COLUMNS = ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "errors")
 HEADERS = {
@@ -54,7 +55,7 @@ def usage(
     end = _time("--until", until, now)
     if start is not None and end is not None and end <= start:
         raise UserError(f"--until ({until}) is not after --since ({since})")
-    _config, store = open_store(config)
+    _config, store = stores.open_store(config)
     try:
         rows = usage_report(store, by.value if by else None, start, end, key_id=key, team_id=team)
     finally:
