@@ -97,7 +97,11 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        await self._lifespan.startup()
+        try:
+            await self._lifespan.startup()
+        except BaseException:
+            self._socket.close()  # not left listening: clients are refused, not queued
+            raise
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), sock=self._socket, backlog=4096)
 
@@ -193,10 +197,11 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._refuse(501, b"protocol upgrades are not supported")
-        except _HeadTooLarge:
-            self._refuse(431, b"request head too large")
-        except httptools.HttpParserError:
-            self._refuse(400, b"malformed HTTP request")
+        except httptools.HttpParserError:  # _count's _HeadTooLarge arrives as one (a callback error)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, b"request head too large")
+            else:
+                self._refuse(400, b"malformed HTTP request")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -261,6 +266,8 @@ class _Connection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not self.server.stopping
         cycle = _Cycle(self, scope, keep_alive, self._expect_continue)
         self.incoming = cycle
+        if parser.should_upgrade():
+            return  # refused with 501 when the parser stops at the upgrade; the app never sees it
         if self.active is None:
             self._begin(cycle)
         else:
@@ -269,6 +276,8 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         cycle = self.incoming
+        if cycle.complete:
+            return  # answered already: the rest of its body is read and dropped
         cycle.chunks.append(body)
         cycle.buffered += len(body)
         cycle.wake()
@@ -306,6 +315,10 @@ class _Connection(asyncio.Protocol):
         if not cycle.keep_alive or not cycle.complete:
             self.transport.close()
             return
+        if self.paused_by_body:  # paused for a body the app left unread, now dropped
+            self.paused_by_body = False
+            if not self.queued:
+                self.transport.resume_reading()
         if self.queued:
             self._begin(self.queued.popleft())
             if not self.queued:
@@ -474,7 +487,6 @@ class _Cycle:
             await writable
 
     def _head(self, body: bytes, more: bool) -> bytes:
-        self.started = True
         parts = [_STATUS_LINES.get(self.status) or _status_line(self.status), _clock.date()]
         framed = False
         for name, value in self.headers:
@@ -494,11 +506,14 @@ class _Cycle:
                 self.chunked = True
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: the end is the close
+        if self.expect_continue and self.more_body:
+            self.keep_alive = False  # no 100 was sent, so the client may never send the body
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
         elif self.scope["http_version"] == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
+        self.started = True  # only now: a refused header above leaves room for the 500
         return b"".join(parts)
 
     async def _error_500(self) -> None:
