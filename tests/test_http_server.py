@@ -386,6 +386,28 @@ async def test_a_failed_request_closes_a_keep_alive_connection(script, status, h
     assert "set-cookie" not in got_headers
 
 
+@pytest.mark.parametrize("status", [204, 304])
+@pytest.mark.parametrize("script", [FIXED[1:], STREAM[1:]], ids=["one-part", "streamed"])
+async def test_a_status_without_a_body_sends_no_framing(status, script) -> None:
+    """204 and 304 end at the head: nothing after it may be read as the next answer."""
+    begin = {"type": "http.response.start", "status": status, "headers": []}
+    async with serving(scripted([begin, *script])) as server, connect(server) as client:
+        await client.send(request() + request(headers=CLOSE))
+        first, second = (await client.rest()).split(b"\r\n\r\n", 1)
+    status_got, headers = parse_head(first)
+    assert status_got == status
+    assert not {"content-length", "transfer-encoding"} & headers.keys()
+    assert second.startswith(f"HTTP/1.1 {status} ".encode())
+
+
+async def test_the_apps_connection_close_is_sent_once() -> None:
+    script = [start((b"connection", b"close")), part(b"bye")]
+    async with serving(scripted(script)) as server, connect(server) as client:
+        await client.send(request())
+        wire_bytes = await client.rest()
+    assert wire_bytes.lower().count(b"connection: close") == 1
+
+
 async def test_stream_reaches_httpx_as_it_is_sent() -> None:
     """The first chunk is read before the app sends the second."""
     go_on = asyncio.Event()

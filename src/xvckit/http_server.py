@@ -31,6 +31,7 @@ KEEP_ALIVE_S = 75.0
 MAX_HEAD_BYTES = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
+_NO_BODY = frozenset({204, 304})
 
 
 def _status_line(status: int) -> bytes:
@@ -331,6 +332,9 @@ class _Connection(asyncio.Protocol):
         cycle.task = self.loop.create_task(cycle.run())
 
     def _idle(self) -> None:
+        if self.server.stopping:
+            self.transport.close()
+            return
         self.idle_timer = self.loop.call_later(self.server.keep_alive_s, self.transport.close)
 
     def _count(self, size: int) -> None:
@@ -383,16 +387,14 @@ class _Cycle:
         self.connection = connection
         self.scope = scope
         self.keep_alive = keep_alive
-        self.head_only = scope["method"] == "HEAD"
+        self.head_only = scope["method"] == "HEAD"  # or a status without a body
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.more_body = True
         self.disconnected = False
         self.event: asyncio.Event | None = None
         self.body_done = False  # the last `http.request` message was handed over
-        self.expect_continue = any(
-            n == b"expect" and v.lower() == b"100-continue" for n, v in scope["headers"]
-        )
+        self.expect_continue = expect_continue
         self.started = False  # the head is written
         self.complete = False  # the last body bytes are written
         self.chunked = False
@@ -488,7 +490,9 @@ class _Cycle:
 
     def _head(self, body: bytes, more: bool) -> bytes:
         parts = [_STATUS_LINES.get(self.status) or _status_line(self.status), _clock.date()]
-        framed = False
+        framed = self.status in _NO_BODY  # such answers carry no body and no framing
+        self.head_only |= framed
+        said_close = False
         for name, value in self.headers:
             if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
                 raise RuntimeError("a response header holds a line break")
@@ -497,6 +501,7 @@ class _Cycle:
                 framed = True
             elif lower == b"connection" and value.lower() == b"close":
                 self.keep_alive = False
+                said_close = True
             parts.append(name + b": " + value + b"\r\n")
         if not framed:
             if not more:
@@ -508,7 +513,7 @@ class _Cycle:
                 self.keep_alive = False  # HTTP/1.0 without a length: the end is the close
         if self.expect_continue and self.more_body:
             self.keep_alive = False  # no 100 was sent, so the client may never send the body
-        if not self.keep_alive:
+        if not self.keep_alive and not said_close:
             parts.append(b"connection: close\r\n")
         elif self.scope["http_version"] == "1.0":
             parts.append(b"connection: keep-alive\r\n")
