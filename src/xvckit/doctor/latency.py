@@ -63,7 +63,7 @@ async def measure(
             continue
         median = statistics.median(values)
         detail = (
-            f"min {min(values):.1f} ms, median {median:.1f} ms over {len(values)} probes of {endpoint.label}"
+            f"min {min(values):.2f} ms, median {median:.2f} ms over {len(values)} probes of {endpoint.label}"
         )
         if failures:
             detail += f"; {len(failures)} of {len(timings)} probes failed ({failures[-1]})"
