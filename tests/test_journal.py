@@ -83,7 +83,7 @@ GATEWAY = textwrap.dedent(
         ledger = Ledger(Store.open(sys.argv[1]), Journal(Path(sys.argv[2])))
         ledger.start()
         for i in range(25):
-            ledger.record(UsageRecord(f"k-{i}", "chat", status=200))
+            ledger.record(UsageRecord(f"k-{i}", "chat", status=200).row())
         print(ledger._proc.pid, flush=True)
         await asyncio.sleep(3600)
 

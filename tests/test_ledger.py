@@ -164,8 +164,8 @@ async def test_every_field_round_trips_through_the_writer_process(store, jdir):
     bare = UsageRecord(request_id="req-bare", endpoint="chat", ts=BASE + 1, latency_ms=float("nan"))
     ledger = Ledger(store, Journal(jdir))
     ledger.start()
-    ledger.record(full)
-    ledger.record(bare)
+    ledger.record(full.row())
+    ledger.record(bare.row())
     await ledger.flush()
     assert ledger.backlog_bytes == 0
     got = {r.request_id: r for r in ledger_records(store)}
@@ -179,22 +179,22 @@ async def test_close_commits_everything_recorded(store, jdir):
     ledger = Ledger(store, Journal(jdir, segment_bytes=2000))  # several segments
     ledger.start()
     for n in range(100):
-        ledger.record(record(n))
+        ledger.record(record(n).row())
     await ledger.close()
     assert len(ledger_request_ids(store)) == 100
     assert os.listdir(jdir) == []
     with pytest.raises(LedgerClosed):
-        ledger.record(record(101))
+        ledger.record(record(101).row())
 
 
 async def test_a_writer_that_dies_is_started_again(store, jdir, monkeypatch):
     monkeypatch.setattr("xvckit.store.ledger_feed.RESTART_DELAY_S", 0.05)
     ledger = Ledger(store, Journal(jdir))
     ledger.start()
-    ledger.record(record(1))
+    ledger.record(record(1).row())
     await ledger.flush()
     ledger._proc.kill()  # a crash of the writer, not of the gateway
-    ledger.record(record(2))
+    ledger.record(record(2).row())
     await asyncio.wait_for(ledger.flush(), 20)
     assert ledger.restarts == 1 and ledger.writer_running
     await ledger.close()
@@ -252,6 +252,18 @@ def test_a_record_the_database_refuses_is_dropped_alone(store, jdir, caplog):
     assert "req-2 refused by the database" in caplog.text
 
 
+def test_a_journaled_value_of_the_wrong_kind_drops_that_record_alone(store, jdir, caplog):
+    journal = Journal(jdir)
+    journal.open()
+    journal.append(record(1).row())
+    journal.append(record(2, input_tokens="many").row())
+    journal.append(record(3, latency_ms=float("inf")).row())
+    journal.close()
+    drain(store, jdir)
+    assert sorted(ledger_request_ids(store)) == ["req-1", "req-3"]
+    assert "dropped a record" in caplog.text
+
+
 CRASH_WRITER = textwrap.dedent(
     """
     import asyncio, sys
@@ -264,7 +276,7 @@ CRASH_WRITER = textwrap.dedent(
         ledger.start()
         n = 0
         while True:
-            ledger.record(UsageRecord(request_id=f"crash-{n}", endpoint="chat", input_tokens=n))
+            ledger.record(UsageRecord(request_id=f"crash-{n}", endpoint="chat", input_tokens=n).row())
             sys.stdout.write(f"crash-{n}\\n")
             sys.stdout.flush()
             n += 1

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from xvckit.gateway.admission import Ticket
 from xvckit.gateway.dispatch import Attempt
 from xvckit.providers import Usage
-from xvckit.store.ledger import UsageRecord
 
 access_log = logging.getLogger("xvckit.access")
 
@@ -66,31 +65,32 @@ class Exchange:
     def overhead_header(self) -> tuple[bytes, bytes]:
         return (b"x-xvckit-overhead-ms", f"{self.overhead_ms:.3f}".encode())
 
-    def record(self, cost_usd: float) -> UsageRecord:
+    def ledger_row(self, cost_usd: float) -> tuple:
+        """The request's usage record, in the ledger's RAW_COLUMNS order."""
         u = self.usage
-        return UsageRecord(
-            request_id=self.request_id,
-            endpoint=self.endpoint,
-            ts=self.arrived,
-            key_id=self.key_id,
-            team_id=self.team_id,
-            model=self.model,
-            deployment=f"{self.provider}/{self.upstream_model}" if self.provider else None,
-            status=self.status,
-            error_type=self.error,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cached_tokens=u.cached_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cost_usd=cost_usd,
-            latency_ms=self.elapsed_s * 1000,
-            ttft_ms=self.ttft_ms,
-            upstream_ms=self.upstream_ms,
-            overhead_ms=self.overhead_ms,
-            retries=self.retries,
-            client=self.client,
-            cache_hit=self.cache_hit,
-            cost_saved_usd=self.cost_saved_usd,
+        return (
+            self.request_id,
+            self.arrived,
+            self.endpoint,
+            self.key_id,
+            self.team_id,
+            self.model,
+            f"{self.provider}/{self.upstream_model}" if self.provider else None,
+            self.status,
+            self.error,
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_tokens,
+            u.cache_write_tokens,
+            cost_usd,
+            self.elapsed_s * 1000,
+            self.ttft_ms,
+            self.upstream_ms,
+            self.overhead_ms,
+            self.retries,
+            self.cache_hit,
+            self.client,
+            self.cost_saved_usd,
         )
 
     def log(self) -> None:

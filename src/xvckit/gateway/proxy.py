@@ -287,7 +287,7 @@ class Proxy:
             self.dispatcher.settle(ex.attempt, used)
         if self.ledger is not None:
             try:
-                self.ledger.record(ex.record(cost))
+                self.ledger.record(ex.ledger_row(cost))
             except Exception as exc:  # the response still goes out; the loss is said loudly
                 log.error("ledger write failed for %s: %s", ex.request_id, type(exc).__name__)
         self.metrics.observe(ex, cost)

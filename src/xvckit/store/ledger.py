@@ -134,6 +134,10 @@ class UsageRecord:
     def is_error(self) -> bool:
         return is_error(self.status, self.error_type)
 
+    def row(self) -> tuple:
+        """The values in RAW_COLUMNS order, as they are (`clean_row` makes them storable)."""
+        return tuple(getattr(self, name) for name in RAW_COLUMNS)
+
 
 def is_error(status: int, error_type: str | None) -> bool:
     """What a report counts in `errors`: an HTTP error status, or any error type recorded
@@ -191,7 +195,7 @@ def _number(value) -> float:
     return float(value) if value is not None and math.isfinite(value) else 0.0
 
 
-def padded(row: tuple) -> tuple:
+def _padded(row: tuple) -> tuple:
     """A journaled row from before a column was added (at the end): the column's default."""
     return row if len(row) >= len(RAW_COLUMNS) else (*row, *_ADDED_DEFAULTS[len(row) - len(RAW_COLUMNS) :])
 
@@ -199,33 +203,61 @@ def padded(row: tuple) -> tuple:
 _ADDED_DEFAULTS = (0.0,)  # cost_saved_usd
 
 
-def row_of(r: UsageRecord) -> tuple:
-    """The record as a row: strings cut to their column, non-finite numbers as 0, so the
-    database does not refuse a record for a value the gateway could not control."""
-    ttft = r.ttft_ms
+def row_of(record: UsageRecord) -> tuple:
+    return clean_row(record.row())
+
+
+def clean_row(row: Sequence) -> tuple:
+    """A row as the database takes it: strings cut to their column, non-finite numbers as 0,
+    so the database does not refuse a record for a value the gateway could not control.
+    Raises TypeError or ValueError for a value of the wrong kind."""
+    (
+        request_id,
+        ts,
+        endpoint,
+        key_id,
+        team_id,
+        model,
+        deployment,
+        status,
+        error_type,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        cache_write_tokens,
+        cost_usd,
+        latency_ms,
+        ttft_ms,
+        upstream_ms,
+        overhead_ms,
+        retries,
+        cache_hit,
+        client,
+        cost_saved_usd,
+    ) = _padded(tuple(row))
     return (
-        _text(r.request_id, 128),
-        _number(r.ts),
-        _text(r.endpoint, 32),
-        _text(r.key_id, 64),
-        _text(r.team_id, 64),
-        _text(r.model, 128),
-        _text(r.deployment, 200),
-        int(r.status or 0),
-        _text(r.error_type, 64),
-        int(r.input_tokens or 0),
-        int(r.output_tokens or 0),
-        int(r.cached_tokens or 0),
-        int(r.cache_write_tokens or 0),
-        _number(r.cost_usd),
-        _number(r.latency_ms),
-        float(ttft) if ttft is not None and math.isfinite(ttft) else None,
-        _number(r.upstream_ms),
-        _number(r.overhead_ms),
-        int(r.retries or 0),
-        bool(r.cache_hit),
-        _text(r.client, 256),
-        _number(r.cost_saved_usd),
+        _text(request_id, 128),
+        _number(ts),
+        _text(endpoint, 32),
+        _text(key_id, 64),
+        _text(team_id, 64),
+        _text(model, 128),
+        _text(deployment, 200),
+        int(status or 0),
+        _text(error_type, 64),
+        int(input_tokens or 0),
+        int(output_tokens or 0),
+        int(cached_tokens or 0),
+        int(cache_write_tokens or 0),
+        _number(cost_usd),
+        _number(latency_ms),
+        float(ttft_ms) if ttft_ms is not None and math.isfinite(ttft_ms) else None,
+        _number(upstream_ms),
+        _number(overhead_ms),
+        int(retries or 0),
+        bool(cache_hit),
+        _text(client, 256),
+        _number(cost_saved_usd),
     )
 
 

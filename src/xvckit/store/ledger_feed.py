@@ -19,7 +19,6 @@ import orjson
 
 from xvckit.store.database import Store
 from xvckit.store.journal import Journal
-from xvckit.store.ledger import UsageRecord, row_of
 
 log = logging.getLogger("xvckit.ledger")
 
@@ -61,10 +60,11 @@ class Ledger:
         self.journal.open()
         self._spawn()
 
-    def record(self, record: UsageRecord) -> None:
+    def record(self, row: tuple) -> None:
+        """Journal a row in RAW_COLUMNS order (`UsageRecord.row()`); the writer cleans it."""
         if self._closing:
             raise LedgerClosed("the usage ledger is closed")
-        self.journal.append(row_of(record))
+        self.journal.append(row)
 
     async def flush(self) -> None:
         """Return once everything recorded so far is in the database."""

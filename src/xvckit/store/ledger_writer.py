@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 from xvckit.store.database import Store
 from xvckit.store.journal import segment_owner
-from xvckit.store.ledger import DAY, commit_rows, describe, padded, prune_step, transient, writer_for
+from xvckit.store.ledger import DAY, clean_row, commit_rows, describe, prune_step, transient, writer_for
 
 log = logging.getLogger("xvckit.ledger")
 
@@ -264,12 +264,16 @@ class JournalWriter:
 
 
 def _rows(data: bytes, path: Path) -> list[tuple]:
+    """The journal's lines as clean rows (the gateway journals values as they are: cleaning
+    them is the writer's work, off the request path)."""
     rows = []
     for line in data.splitlines():
         try:
-            rows.append(padded(tuple(orjson.loads(line))))
+            rows.append(clean_row(orjson.loads(line)))
         except orjson.JSONDecodeError:
             log.warning("usage ledger: skipped an unreadable line of %s", path.name)
+        except (TypeError, ValueError) as exc:
+            log.error("usage ledger: dropped a record of %s: %s", path.name, type(exc).__name__)
     return rows
 
 
