@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -359,3 +360,24 @@ def test_a_hanging_or_failing_job_costs_only_its_own_checks():
     assert checks[0].status is Status.UNKNOWN and "deadline (0.3 s)" in checks[0].detail
     assert checks[1].detail == "the check failed: RuntimeError: boom"
     assert checks[2].status is Status.OPTIMAL
+
+
+def test_a_hanging_tool_is_cut_off_at_the_deadline_with_its_children(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    child = tmp_path / "child.pid"
+    sleep = shutil.which("sleep")
+    (bin_dir / "git").write_text(f"#!/bin/sh\n{sleep} 30 &\necho $! > {child}\nwait\n")
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    started = time.monotonic()
+    found = by_id(diagnose(setup_for(tmp_path, deadline_s=1), ("tools",)))
+    assert time.monotonic() - started < 2
+    assert found["tools.git"].status is Status.UNKNOWN and "deadline" in found["tools.git"].detail
+    stat = Path(f"/proc/{int(child.read_text())}/stat")
+    for _ in range(50):  # killed with the script's process group: gone, or a zombie not yet reaped
+        if not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("the hanging tool's child is still running")

@@ -5,8 +5,11 @@ read from the files at its root) and the AI coding tools on PATH."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -111,15 +114,19 @@ async def version(command: str) -> str | None:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
     except OSError:
         return "installed"
     try:
         out, _ = await asyncio.wait_for(process.communicate(), VERSION_TIMEOUT_S)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         return "installed"
+    finally:  # timed out, or the doctor's deadline cancelled the wait: leave no process behind
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # a wrapper script's children too
+            await process.wait()
     found = re.search(r"\d+(?:\.\d+)+", out.decode(errors="replace"))
     return found[0] if found else "installed"
 
