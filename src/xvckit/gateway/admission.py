@@ -12,7 +12,7 @@ import asyncio
 import calendar
 import fnmatch
 import time
-from collections import deque
+from array import array
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -24,41 +24,59 @@ WINDOW_S = 60.0
 
 
 class SlidingWindow:
-    """Exact count over the last 60 s: an entry per request, each with its weight."""
+    """Exact sum over the last 60 s: the time and weight of each request, kept in two arrays
+    of floats rather than an object per request (a busy team's window holds hundreds of
+    thousands of entries, which as objects cost megabytes and the garbage collector's time).
+    An entry is named by its position since the window was made."""
 
-    __slots__ = ("entries", "limit", "total")
+    __slots__ = ("_dropped", "_head", "_times", "_weights", "limit", "total")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.entries: deque[list[float]] = deque()  # [time, weight]
         self.total = 0.0
+        self._times = array("d")
+        self._weights = array("d")
+        self._head = 0  # the first entry still in the window
+        self._dropped = 0  # entries removed from the front of the arrays
 
     def _expire(self, now: float) -> None:
-        while self.entries and self.entries[0][0] <= now - WINDOW_S:
-            self.total -= self.entries.popleft()[1]
+        times, head, cutoff = self._times, self._head, now - WINDOW_S
+        while head < len(times) and times[head] <= cutoff:
+            self.total -= self._weights[head]
+            head += 1
+        if head == len(times):
+            self.total = 0.0  # no rounding drift left behind
+        if head > 1024 and head * 2 > len(times):
+            del times[:head]
+            del self._weights[:head]
+            self._dropped += head
+            head = 0
+        self._head = head
 
     def wait_for(self, weight: float, now: float) -> float:
         """Seconds until `weight` fits (0: it fits now)."""
         self._expire(now)
-        if self.total + weight <= self.limit or not self.entries:
+        if self.total + weight <= self.limit or self._head == len(self._times):
             return 0.0
         excess = self.total + weight - self.limit
-        for stamp, w in self.entries:
-            excess -= w
+        for i in range(self._head, len(self._times)):
+            excess -= self._weights[i]
             if excess <= 0:
-                return stamp + WINDOW_S - now
+                return self._times[i] + WINDOW_S - now
         return WINDOW_S
 
-    def add(self, weight: float, now: float) -> list[float]:
-        entry = [now, weight]
-        self.entries.append(entry)
+    def add(self, weight: float, now: float) -> int:
+        self._times.append(now)
+        self._weights.append(weight)
         self.total += weight
-        return entry
+        return self._dropped + len(self._times) - 1
 
-    def adjust(self, entry: list[float], weight: float) -> None:
-        if self.entries and entry[0] > self.entries[0][0] - 1e-9:
-            self.total += weight - entry[1]
-            entry[1] = weight
+    def adjust(self, entry: int, weight: float) -> None:
+        """Replace an entry's estimated weight with the real one, if it is still in the window."""
+        i = entry - self._dropped
+        if i >= self._head:
+            self.total += weight - self._weights[i]
+            self._weights[i] = weight
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float]:
@@ -95,7 +113,7 @@ class Ticket:
     estimate_usd: float = 0.0
     estimate_tokens: int = 0
     budgets: list[Budget] = field(default_factory=list)
-    token_entries: list[tuple[SlidingWindow, list[float]]] = field(default_factory=list)
+    token_entries: list[tuple[SlidingWindow, int]] = field(default_factory=list)
 
 
 SpentLoader = Callable[[str, str, float], Awaitable[float]]  # (scope, id, since) -> USD
