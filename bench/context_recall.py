@@ -262,14 +262,24 @@ def xvckit_files(pack_json: dict) -> tuple[set[str], dict[str, list[Span] | None
     return present, bodies, named
 
 
+def run_packer(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess | None, float, str]:
+    """(process or None if it timed out, seconds, why it failed or ""): a hung or broken
+    packer costs its packs, not the run."""
+    began = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=PACK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, time.perf_counter() - began, f"no answer in {PACK_TIMEOUT_S} s"
+    seconds = time.perf_counter() - began
+    return proc, seconds, f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}" if proc.returncode else ""
+
+
 def xvckit_pack(clone: Path, task: str, budget: int, env: dict[str, str]) -> Pack:
     argv = [str(xvckit_exe()), "context", "pack", task, "--repo", str(clone)]
     argv += ["--budget", str(budget), "--format", "json"]
-    began = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=PACK_TIMEOUT_S)
-    seconds = time.perf_counter() - began
-    if proc.returncode != 0:
-        return Pack(budget, seconds, 0, error=f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    proc, seconds, error = run_packer(argv, env)
+    if proc is None or error:
+        return Pack(budget, seconds, 0, error=error)
     data = json.loads(proc.stdout)
     present, bodies, named = xvckit_files(data)
     return Pack(budget, seconds, int(data.get("tokens", 0)), present, bodies, named)
@@ -333,11 +343,11 @@ def aider_packs(
     task_file = clone.parent / f"{clone.name}.task.txt"
     task_file.write_text(task)
     argv = [str(python), str(AIDER_DRIVER), str(clone), str(task_file), *map(str, budgets)]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=aider_env(), timeout=PACK_TIMEOUT_S)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("AIDER_JSON ")), None)
-    if proc.returncode != 0 or line is None:
-        error = f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
-        return [Pack(b, 0.0, 0, error=error) for b in budgets], None
+    proc, _, error = run_packer(argv, aider_env())
+    lines = proc.stdout.splitlines() if proc else []
+    line = next((ln for ln in lines if ln.startswith("AIDER_JSON ")), None)
+    if line is None:
+        return [Pack(b, 0.0, 0, error=error or "no AIDER_JSON line") for b in budgets], None
     data = json.loads(line.removeprefix("AIDER_JSON "))
     files = set(git(clone, "ls-files", "-z").split("\0"))
     packs = []
