@@ -37,9 +37,11 @@ def test_segments_rotate_and_only_the_current_one_is_locked(tmp_path):
     assert len(segments) > 1, "200-byte segments must rotate"
     assert [locked(p) for p in segments] == [False] * (len(segments) - 1) + [True]
     assert {segment_owner(p)[1] for p in segments} == {os.getpid()}
-    assert journal.appended == sum(p.stat().st_size for p in segments)
+    assert segments[-1].read_bytes().endswith(b"\0"), "the open segment's unused end is zeros"
     journal.close()
     assert not locked(segments[-1])
+    assert journal.appended == sum(p.stat().st_size for p in segments), "closed segments are cut to length"
+    assert all(line.startswith(b'["r",') for p in segments for line in p.read_bytes().splitlines())
 
 
 def test_a_living_gateways_segment_is_left_to_its_own_writer(tmp_path, store_url):

@@ -193,6 +193,9 @@ class JournalWriter:
     def _advance(self, segment: _Segment) -> bool:
         final = segment.final or self._lock(segment)  # before reading: then the read sees all
         data = os.pread(segment.fd, self.batch_bytes, segment.offset)
+        unused = data.find(b"\0")  # the end of a segment still being written is zeros
+        if unused >= 0:
+            data = data[:unused]
         end = data.rfind(b"\n") + 1
         if end:
             self._commit(_rows(data[:end], segment.path))
