@@ -2,6 +2,8 @@
 
 A SQLite store that does not exist yet is not created just to find it empty: no file, no
 history. Any failure to read becomes the reason the checks that wanted it say `unknown`.
+The store (SQLAlchemy) is imported only when a check asks, so the rest of the doctor starts
+without it.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from xvckit.doctor.runner import in_thread
 from xvckit.errors import UserError
-from xvckit.store import Store
-from xvckit.store.provider_stats import ProviderStats, provider_stats
+
+if TYPE_CHECKING:
+    from xvckit.store.provider_stats import ProviderStats
 
 
 class NoHistory(Exception):
@@ -39,6 +41,11 @@ class History:
         return stats
 
     def _load(self) -> dict[str, ProviderStats]:
+        import sqlalchemy as sa
+
+        from xvckit.store import Store
+        from xvckit.store.provider_stats import provider_stats
+
         if self.storage_url.startswith("sqlite:///"):
             path = Path(self.storage_url.removeprefix("sqlite:///")).expanduser()
             if not path.exists():
