@@ -46,8 +46,9 @@ from xvckit.store.ledger import DAY, clean_row, commit_rows, describe, prune_ste
 
 log = logging.getLogger("xvckit.ledger")
 
-BATCH_BYTES = 1 << 20  # ~3,000 rows a transaction at most
+BATCH_BYTES = 256 << 10  # ~800 rows a transaction at most (an open segment reads as zeros past its end)
 IDLE_S = 0.02
+LINGER_S = 0.05  # after a part batch, let rows gather: ~20 commits a second at most under load
 LEFTOVER_WAIT_S = 5.0  # after the gateway is gone, how long to wait for its segments to unlock
 
 
@@ -92,6 +93,7 @@ class JournalWriter:
         self._writer = writer_for(store.engine.dialect.name)
         self._conn: sa.Connection | None = None
         self._next_prune = 0.0
+        self._full = False  # the last pass read a whole batch somewhere: more is waiting
 
     def run(self, stopping: Callable[[], bool]) -> None:
         """Commit until `stopping()` and the owner's segments are all committed; a database
@@ -119,6 +121,8 @@ class JournalWriter:
                 log.warning("usage ledger: database back after %d failed attempt(s)", failures)
                 failures = 0
             if worked:
+                if not stop and not self._full:
+                    time.sleep(LINGER_S)  # a commit's own cost is then shared by more rows
                 continue
             if stop:
                 gone_since = min(gone_since, time.monotonic())
@@ -133,6 +137,7 @@ class JournalWriter:
         row was read or a segment finished."""
         worked = False
         owner_seen = False
+        self._full = False
         for path in sorted(self.directory.glob("segment-*.jsonl")):
             segment = self._segments.get(path) or self._take(path)
             if segment is None:
@@ -196,6 +201,7 @@ class JournalWriter:
         unused = data.find(b"\0")  # the end of a segment still being written is zeros
         if unused >= 0:
             data = data[:unused]
+        self._full |= len(data) == self.batch_bytes
         end = data.rfind(b"\n") + 1
         if end:
             self._commit(_rows(data[:end], segment.path))
