@@ -23,6 +23,7 @@ def bump_version(conn, key: str) -> None:
     if not updated:
         conn.execute(meta.insert().values(key=key, value=value))
 
+
 # `xvckit doctor --save`: one row per run; `report` is the whole `--json` document, so the
 # history can show any check's trend without a column per check.
 doctor_runs = sa.Table(
