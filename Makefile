@@ -37,5 +37,4 @@ bench-ledger: $(BIN)/.installed  # builds a 10-million-row ledger once (minutes,
 	$(BIN)/python bench/ledger_query.py
 
 bench-context: $(BIN)/.installed  # issue 6's context recall; installs aider-chat into bench/.work once
-	$(BIN)/python -c 'import bm25s' 2>/dev/null || $(BIN)/pip install -q bm25s  # its BM25 baseline
 	$(BIN)/python bench/context_recall.py --json bench/.work/context_recall.json $(BENCH_ARGS)

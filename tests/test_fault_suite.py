@@ -49,9 +49,11 @@ MIN_SUCCESS = 0.995
 MAX_EXTRA_CALLS = 0.20
 
 # Compressed pacing: a 1.5 s window instead of 60 s, and the pacer's guard (how much longer
-# than the provider it counts a call) 0.1 s instead of 1 s.
+# than the provider it counts a call) 0.25 s instead of 1 s: the guard covers the time from
+# admission to the provider's count, which on a loaded 2-core machine (CI beside other work)
+# exceeded 0.1 s and let the simulator refuse a call (a 429; seen in runs beside other load).
 WINDOW_S = 1.5
-GUARD_S = 0.1
+GUARD_S = 0.25
 LIMIT = 20  # requests per (compressed) window
 BURST = 50  # 2.5 limits: three windows' worth, so two waits
 

@@ -1,46 +1,35 @@
 """Token counts as the model will see them: tiktoken encodings and the models' context windows.
 
 Packs are fitted by counting the rendered text with the encoding of the model it is for.
-Claude's tokenizer is not public; o200k_base (gpt-4o's) is the closest public encoding and
-the default. The window table is the one source of context sizes in `xvckit.context`.
+o200k_base (gpt-4o's) is the default when no model is named; a model's encoding and
+context window come from `providers.models`, the table the gateway's estimates use too.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
+from xvckit.errors import UserError
+from xvckit.providers.models import model_info
+
+__all__ = ["DEFAULT_ENCODING", "count", "encoding", "model_info", "truncate"]
+
 DEFAULT_ENCODING = "o200k_base"
-
-# Model name prefix -> (encoding, context window in tokens). Longest matching prefix wins.
-MODELS: dict[str, tuple[str, int]] = {
-    "gpt-3.5-turbo": ("cl100k_base", 16_385),
-    "gpt-4": ("cl100k_base", 8_192),
-    "gpt-4-32k": ("cl100k_base", 32_768),
-    "gpt-4-turbo": ("cl100k_base", 128_000),
-    "gpt-4o": ("o200k_base", 128_000),
-    "gpt-4.1": ("o200k_base", 1_047_576),
-    "gpt-5": ("o200k_base", 400_000),
-    "o1": ("o200k_base", 200_000),
-    "o3": ("o200k_base", 200_000),
-    "o4-mini": ("o200k_base", 200_000),
-    "claude": ("o200k_base", 200_000),
-    "gemini": ("o200k_base", 1_048_576),
-}
-
-
-def model_info(model: str) -> tuple[str, int] | None:
-    """(encoding, context window) of `model` (a `provider/` prefix is ignored), None if unknown."""
-    name = model.lower().rsplit("/", 1)[-1]
-    best = max((prefix for prefix in MODELS if name.startswith(prefix)), key=len, default=None)
-    return MODELS[best] if best else None
 
 
 @cache
 def encoding(name: str = DEFAULT_ENCODING):
-    """The tiktoken encoding `name` (loaded once per process)."""
+    """The tiktoken encoding `name` (loaded once per process). tiktoken downloads an encoding
+    on first use: without a network or a cache that is a one-line error, not a traceback."""
     import tiktoken
 
-    return tiktoken.get_encoding(name)
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:
+        raise UserError(
+            f"tiktoken's {name} encoding is neither cached nor downloadable ({type(exc).__name__}); "
+            "set TIKTOKEN_CACHE_DIR to a cache that holds it"
+        ) from None
 
 
 def count(text: str, encoding_name: str = DEFAULT_ENCODING) -> int:

@@ -26,9 +26,9 @@ using more than estimated scales its estimates up (`Pacer.settle`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-import re
 from collections.abc import Callable
 
 from xvckit.providers.message_text import (
@@ -38,6 +38,7 @@ from xvckit.providers.message_text import (
     json_text,
     message_parts,
 )
+from xvckit.providers.models import model_info
 
 log = logging.getLogger("xvckit.gateway.pacing")
 
@@ -46,14 +47,15 @@ EXACT_CHARS = 4_200  # text up to this length is encoded whole
 SAMPLES = 12  # beyond it: this many samples, evenly spread, and the ratio extrapolated
 SAMPLE_CHARS = 500
 
-_O200K = re.compile(r"^(?:[\w.-]+/)?(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)")
-
 _encoders: dict[str, Callable[[str], int] | None] = {}
 
 
+@functools.lru_cache(maxsize=256)
 def encoding_name(model: str) -> str:
-    """The tiktoken encoding used to estimate `model` ("openai/gpt-4o" is treated as "gpt-4o")."""
-    return "o200k_base" if _O200K.match(model.lower()) else "cl100k_base"
+    """The tiktoken encoding used to estimate `model`; cl100k_base for a model not in the
+    table (open models' tokenizers make more tokens than o200k_base: it errs high)."""
+    info = model_info(model)
+    return info[0] if info else "cl100k_base"
 
 
 def _counter(name: str) -> Callable[[str], int] | None:
