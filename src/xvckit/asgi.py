@@ -104,6 +104,21 @@ async def lifespan(
             return
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening from here on, so a client that connects before its server
+    has started (as soon as `up` printed the address) waits in the backlog instead of being
+    refused. Port 0 picks a free port."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    return sock
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class Server:
     """A uvicorn server for one ASGI app that can run embedded in an event loop.
 
@@ -120,12 +135,7 @@ class Server:
         log_level: str = "warning",
     ) -> None:
         self.host = host
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        # Listening from here on, so a client that connects before the server has started
-        # (as soon as `up` printed the address) waits in the backlog instead of being refused.
-        self._socket.listen(4096)
+        self._socket = listening_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
@@ -144,8 +154,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return url_of(self.host, self.port)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import email.utils
 import logging
-import socket
 import time
 import urllib.parse
 from collections import deque
@@ -23,7 +22,7 @@ from http import HTTPStatus
 
 import httptools
 
-from xvckit.asgi import ASGIApp, Scope
+from xvckit.asgi import ASGIApp, Scope, listening_socket, url_of
 
 log = logging.getLogger("xvckit.http")
 
@@ -81,12 +80,7 @@ class HttpServer:
         self.keep_alive_s = keep_alive_s
         self.stopping = False
         self.connections: set[_Connection] = set()
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        # Listening from here on, so a client that connects before the server has started
-        # (as soon as `up` printed the address) waits in the backlog instead of being refused.
-        self._socket.listen(4096)
+        self._socket = listening_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         self._server: asyncio.Server | None = None
         self._lifespan = _Lifespan(app)
@@ -94,8 +88,7 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return url_of(self.host, self.port)
 
     async def start(self) -> None:
         try:
