@@ -12,71 +12,33 @@ import asyncio
 import calendar
 import fnmatch
 import time
-from array import array
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.keyring import Principal
+from xvckit.gateway.window_log import WindowLog
 from xvckit.store.keys import Limits
 
 WINDOW_S = 60.0
 
 
-class SlidingWindow:
-    """Exact sum over the last 60 s: the time and weight of each request, kept in two arrays
-    of floats rather than an object per request (a busy team's window holds hundreds of
-    thousands of entries, which as objects cost megabytes and the garbage collector's time).
-    An entry is named by its position since the window was made."""
+class SlidingWindow(WindowLog):
+    """Exact sum over the last 60 s against a limit: the time and weight of each request."""
 
-    __slots__ = ("_dropped", "_head", "_times", "_weights", "limit", "total")
+    __slots__ = ("limit",)
 
     def __init__(self, limit: int) -> None:
+        super().__init__(WINDOW_S)
         self.limit = limit
-        self.total = 0.0
-        self._times = array("d")
-        self._weights = array("d")
-        self._head = 0  # the first entry still in the window
-        self._dropped = 0  # entries removed from the front of the arrays
-
-    def _expire(self, now: float) -> None:
-        times, head, cutoff = self._times, self._head, now - WINDOW_S
-        while head < len(times) and times[head] <= cutoff:
-            self.total -= self._weights[head]
-            head += 1
-        if head == len(times):
-            self.total = 0.0  # no rounding drift left behind
-        if head > 1024 and head * 2 > len(times):
-            del times[:head]
-            del self._weights[:head]
-            self._dropped += head
-            head = 0
-        self._head = head
 
     def wait_for(self, weight: float, now: float) -> float:
         """Seconds until `weight` fits (0: it fits now)."""
-        self._expire(now)
-        if self.total + weight <= self.limit or self._head == len(self._times):
+        self.expire(now)
+        if self.total + weight <= self.limit or not len(self):
             return 0.0
-        excess = self.total + weight - self.limit
-        for i in range(self._head, len(self._times)):
-            excess -= self._weights[i]
-            if excess <= 0:
-                return self._times[i] + WINDOW_S - now
-        return WINDOW_S
-
-    def add(self, weight: float, now: float) -> int:
-        self._times.append(now)
-        self._weights.append(weight)
-        self.total += weight
-        return self._dropped + len(self._times) - 1
-
-    def adjust(self, entry: int, weight: float) -> None:
-        """Replace an entry's estimated weight with the real one, if it is still in the window."""
-        i = entry - self._dropped
-        if i >= self._head:
-            self.total += weight - self._weights[i]
-            self._weights[i] = weight
+        freed = self.freed_at(self.total + weight - self.limit)
+        return WINDOW_S if freed is None else freed - now
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float]:
@@ -180,10 +142,10 @@ class Admission:
         ticket = Ticket(estimate_usd or 0.0, estimate_tokens, budgets)
         for scope, limits in scopes:
             if limits.rpm is not None:
-                self._requests[scope].add(1, now)
+                self._requests[scope].add(now, 1)
             if limits.tpm is not None:
                 window = self._tokens[scope]
-                ticket.token_entries.append((window, window.add(estimate_tokens, now)))
+                ticket.token_entries.append((window, window.add(now, estimate_tokens)))
         for budget in budgets:
             budget.reserved += ticket.estimate_usd
         return ticket

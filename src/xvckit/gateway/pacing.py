@@ -67,10 +67,10 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from xvckit.gateway.window_log import WindowLog
 from xvckit.providers.ratelimit import Limit, RateLimits, parse_anthropic_headers, parse_openai_headers
 
 log = logging.getLogger("xvckit.gateway.pacing")
@@ -115,6 +115,7 @@ class Grant:
     seen_admitted_tokens: int = 0
     ref: str | None = None  # the shared entry (RedisPacer), None for a local one
     settled: bool = False
+    entry: int = -1  # its entry in the lane's local window (-1: none)
 
 
 class QueueTimeout(Exception):
@@ -164,13 +165,11 @@ class _Waiter:
 @dataclass(slots=True, eq=False)
 class _LaneState:
     lane: Lane
+    window: WindowLog  # the admitted calls still counted: stamp = admission, weight = tokens
     rpm_set: int | None = None  # configured
     tpm_set: int | None = None
     rpm_seen: int | None = None  # learned from headers
     tpm_seen: int | None = None
-    entries: deque[Grant] = field(default_factory=deque)  # admitted, oldest first
-    requests: int = 0  # in the window
-    tokens: int = 0
     ext_requests: int = 0  # counted by the provider, not admitted here; until ext_until
     ext_tokens: int = 0
     ext_until: float = 0.0
@@ -183,10 +182,20 @@ class _LaneState:
     queue: list[_Waiter] = field(default_factory=list)  # heap: priority, then arrival
     deadlines: list[tuple[float, int, _Waiter]] = field(default_factory=list)  # heap
     queued: dict[int, list[int]] = field(default_factory=dict)  # priority -> [waiters, tokens]
+    shared_refs: dict[int, str] = field(default_factory=dict)  # RedisPacer: local entries it shared
     live: int = 0  # waiters still waiting
     pump: asyncio.Task | None = None
     timer: asyncio.Task | None = None
     wake_at: float = math.inf
+
+    @property
+    def requests(self) -> int:
+        """Admitted calls in the window."""
+        return len(self.window)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.window.total)
 
     @property
     def rpm(self) -> int | None:
@@ -433,12 +442,8 @@ class Pacer:
             return wait
         if state.silent and state.rpm is None and state.tpm is None:
             return self._unlimited(state, counted, tokens, priority, now, queued_at)
-        grant = Grant(
-            state.lane, counted, tokens, priority, now, now + self.window_s + self.guard_s, now - queued_at
-        )
-        state.entries.append(grant)
-        state.requests += 1
-        state.tokens += counted
+        grant = Grant(state.lane, counted, tokens, priority, now, now + state.window.span, now - queued_at)
+        grant.entry = state.window.add(now, counted)
         state.admitted += 1
         state.admitted_tokens += counted
         grant.seen_requests = state.requests
@@ -469,11 +474,7 @@ class Pacer:
         return min(tokens, tpm) if tpm else tokens
 
     def _expire(self, state: _LaneState, now: float) -> None:
-        entries = state.entries
-        while entries and entries[0].expires_at <= now:
-            grant = entries.popleft()
-            state.requests -= 1
-            state.tokens -= grant.tokens
+        state.window.expire(now)
         if state.ext_until and state.ext_until <= now:
             state.ext_requests = state.ext_tokens = 0
             state.ext_until = 0.0
@@ -513,13 +514,13 @@ class Pacer:
         if need <= free:
             return extra + rounds * span
         excess = need - free
+        window = state.window
         if by_tokens:
-            for grant in state.entries:
-                excess -= grant.tokens
-                if excess <= 0:
-                    return extra + rounds * span + max(0.0, grant.expires_at - now)
-        elif excess <= len(state.entries):
-            return extra + rounds * span + max(0.0, state.entries[excess - 1].expires_at - now)
+            freed = window.freed_at(excess)
+        else:
+            freed = window.leaves_at(excess) if excess <= len(window) else None
+        if freed is not None:
+            return extra + rounds * span + max(0.0, freed - now)
         return extra + (rounds + 1) * span
 
     def _expected_wait(self, state: _LaneState, waiter: _Waiter, now: float, newcomer: bool = False) -> float:
@@ -565,10 +566,9 @@ class Pacer:
 
     def _settle_entry(self, state: _LaneState, grant: Grant, actual: int, now: float) -> None:
         self._expire(state, now)
-        if grant.expires_at > now:  # still in the window: counted with its new weight
-            state.tokens += actual - grant.tokens
-            if actual < grant.tokens and state.live:
-                self._poke(state)
+        counted = state.window.adjust(grant.entry, actual)  # anew, while still in the window
+        if counted and actual < grant.tokens and state.live:
+            self._poke(state)
 
     def observe(self, lane: Lane, status: int, headers: Headers, grant: Grant | None = None) -> None:
         """Learn from a response: limits, usage the provider counted that we did not, 429 waits.
@@ -721,7 +721,7 @@ class Pacer:
     def _state(self, lane: Lane) -> _LaneState:
         state = self._lanes.get(lane)
         if state is None:
-            state = self._lanes[lane] = _LaneState(lane)
+            state = self._lanes[lane] = _LaneState(lane, WindowLog(self.window_s + self.guard_s))
         return state
 
 

@@ -335,10 +335,12 @@ class RedisPacer(Pacer):
         now = self.clock()
         self._expire(state, now)
         args: list[object] = [self.span_ms]
-        for grant in state.entries:
-            if grant.ref is None:
-                grant.ref = f"{self._replica}:{next(self._ids)}|1|{grant.tokens}"
-                args += [grant.ref, max(1, math.ceil((grant.expires_at - now) * 1000))]
+        refs = {entry: ref for entry, ref in state.shared_refs.items() if entry in state.window}
+        for entry, stamp, weight in state.window.entries():
+            if entry not in refs:
+                refs[entry] = f"{self._replica}:{next(self._ids)}|1|{int(weight)}"
+                args += [refs[entry], max(1, math.ceil((stamp + state.window.span - now) * 1000))]
+        state.shared_refs = refs
         if len(args) > 1:
             await self._replay(keys=self._lane_keys(state.lane)[:2], args=args)
 
@@ -419,6 +421,8 @@ class RedisPacer(Pacer):
         return max(0.0, state.cool_until - now, wait_ms / 1000 if wait_ms > 1 else 0.0)
 
     def _settle_entry(self, state: _LaneState, grant: Grant, actual: int, now: float) -> None:
+        if grant.ref is None:  # admitted locally: shared since, if Redis came back meanwhile
+            grant.ref = state.shared_refs.pop(grant.entry, None)
         if grant.ref is None:
             super()._settle_entry(state, grant, actual, now)
             return
