@@ -163,6 +163,25 @@ def test_metrics_exposition(gw):
     assert raw not in text and MASTER_KEY not in text
 
 
+def test_ledger_backlog_in_readyz_and_metrics_and_a_dead_writer_restarts(gw, monkeypatch):
+    monkeypatch.setattr("xvckit.store.ledger_feed.RESTART_DELAY_S", 0.2)
+    client(gw, MASTER_KEY).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=4)
+    flush_ledger(gw)
+    assert httpx.get(f"{gw.url}/readyz").json()["ledger_backlog_bytes"] == 0
+    assert "xvckit_ledger_backlog_bytes 0.0" in httpx.get(f"{gw.url}/metrics").text
+    ledger = gw.gateway.ledger
+    ledger._proc.kill()  # a crash of the writer process, not of the gateway
+    deadline = time.monotonic() + 10
+    while ledger.writer_running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ready = httpx.get(f"{gw.url}/readyz").json()
+    assert any("usage ledger" in line for line in ready.get("degraded", [])), ready
+    client(gw, MASTER_KEY).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=4)
+    flush_ledger(gw)  # committed by the writer started in its place
+    assert ledger.restarts == 1 and "degraded" not in httpx.get(f"{gw.url}/readyz").json()
+    assert usage_report(gw.store, None, None)[0]["requests"] == 2
+
+
 def test_grafana_dashboard_reads_metrics_the_gateway_exports(gw):
     _, raw = new_key(gw, limits=Limits(budget_usd=1.0, budget_period="day"))
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, stream=False, max_tokens=4)
