@@ -492,6 +492,23 @@ async def test_refused_request(sent, status) -> None:
     assert seen == []
 
 
+async def test_a_head_that_never_ends_is_refused() -> None:
+    """A header value with no end: httptools would hold it whole; the server stops at 2x the
+    head limit."""
+    async with serving(echo) as server, connect(server) as client:
+        await client.send(b"GET / HTTP/1.1\r\nx-endless: " + b"a" * (2 * MAX_HEAD_BYTES + 1024))
+        status, _ = parse_head((await client.rest()).partition(b"\r\n\r\n")[0])
+    assert status == 431
+
+
+async def test_a_head_sent_too_slowly_is_refused() -> None:
+    async with serving(echo, head_timeout_s=0.2) as server, connect(server) as client:
+        await client.send(b"GET / HTTP/1.1\r\nhost: test\r\n")  # and then nothing more
+        started = time.monotonic()
+        status, _ = parse_head((await client.rest()).partition(b"\r\n\r\n")[0])
+    assert status == 408 and time.monotonic() - started < WAIT_S
+
+
 # --- graceful stop ----------------------------------------------------------------------------
 
 

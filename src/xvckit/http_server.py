@@ -27,6 +27,7 @@ from xvckit.asgi import ASGIApp, Scope, listening_socket, url_of
 log = logging.getLogger("xvckit.http")
 
 KEEP_ALIVE_S = 75.0
+HEAD_TIMEOUT_S = 30.0  # from a request's first byte to the end of its head (slow-head clients)
 MAX_HEAD_BYTES = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
@@ -73,11 +74,13 @@ class HttpServer:
         *,
         shutdown_grace_s: float | None = None,
         keep_alive_s: float = KEEP_ALIVE_S,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.host = host
         self.shutdown_grace_s = shutdown_grace_s
         self.keep_alive_s = keep_alive_s
+        self.head_timeout_s = head_timeout_s
         self.stopping = False
         self.connections: set[_Connection] = set()
         self._socket = listening_socket(host, port)
@@ -169,6 +172,9 @@ class _Connection(asyncio.Protocol):
         self.writable: asyncio.Future | None = None
         self.paused_by_body = False
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
+        self._in_head = False  # a request has begun and its head is not complete
+        self._head_input = 0  # bytes received since it began
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
@@ -196,11 +202,28 @@ class _Connection(asyncio.Protocol):
                 self._refuse(431, b"request head too large")
             else:
                 self._refuse(400, b"malformed HTTP request")
+        else:
+            if self._in_head:
+                self._head_pending(len(data))
+
+    def _head_pending(self, received: int) -> None:
+        """A head still incomplete: bounded in size (httptools holds an unfinished header
+        value whole, unseen by `_count`) and in time (a client sending it a byte at a time)."""
+        self._head_input += received
+        if self._head_input > 2 * MAX_HEAD_BYTES:
+            self._refuse(431, b"request head too large")
+        elif self.head_timer is None and self.active is None:  # a pipelined head waits its turn
+            self.head_timer = self.loop.call_later(self.server.head_timeout_s, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        self.head_timer = None
+        self._refuse(408, b"request head not received in time")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
+        for timer in (self.idle_timer, self.head_timer):
+            if timer is not None:
+                timer.cancel()
         for cycle in (self.active, self.incoming, *self.queued):
             if cycle is not None:
                 cycle.disconnect()
@@ -223,6 +246,8 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._head_bytes = 0
         self._expect_continue = False
+        self._in_head = True
+        self._head_input = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -236,6 +261,10 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
         parser = self.parser
         url = httptools.parse_url(self._url)
         raw_path = url.path
