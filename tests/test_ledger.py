@@ -201,6 +201,22 @@ async def test_a_writer_that_dies_is_started_again(store, jdir, monkeypatch):
     assert sorted(ledger_request_ids(store)) == ["req-1", "req-2"]
 
 
+async def test_a_writer_that_cannot_start_is_retried_with_growing_delays(store, jdir, monkeypatch):
+    monkeypatch.setattr("xvckit.store.ledger_feed.RESTART_DELAY_S", 0.05)
+    monkeypatch.setattr(
+        "xvckit.store.ledger_feed.WRITER_COMMAND", [sys.executable, "-c", "raise SystemExit(3)"]
+    )
+    ledger = Ledger(store, Journal(jdir))
+    ledger.start()
+    ledger.record(record(1).row())
+    await asyncio.sleep(1.0)  # restarts 0.05, 0.1, 0.2, 0.4 s apart: not one every 0.05 s
+    assert 1 <= ledger.restarts <= 6
+    await ledger.close(timeout_s=1)
+    assert ledger_request_ids(store) == []  # kept in the journal for a writer that works
+    drain(store, jdir)
+    assert ledger_request_ids(store) == ["req-1"]
+
+
 def flaky_commits(monkeypatch, fail: Callable[[], bool], error: Exception) -> None:
     real = W.commit_rows
 

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import orjson
 
@@ -22,7 +23,9 @@ from xvckit.store.journal import Journal
 
 log = logging.getLogger("xvckit.ledger")
 
-RESTART_DELAY_S = 1.0
+RESTART_DELAY_S = 1.0  # doubled for each writer that dies within STEADY_S of its start, up to 60 s
+STEADY_S = 30.0
+WRITER_COMMAND = [sys.executable, "-m", "xvckit.store.ledger_writer"]
 
 
 class LedgerClosed(Exception):
@@ -36,6 +39,8 @@ class Ledger:
         self.retention_days = retention_days
         self.committed = 0  # journal bytes the writer has committed
         self.restarts = 0
+        self._started_at = 0.0
+        self._quick_deaths = 0  # writers in a row that died soon after their start
         self._proc: subprocess.Popen | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = b""
@@ -94,8 +99,9 @@ class Ledger:
             await self._exited
 
     def _spawn(self) -> None:
+        self._started_at = time.monotonic()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "xvckit.store.ledger_writer"],
+            WRITER_COMMAND,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -151,10 +157,13 @@ class Ledger:
                 log.error("usage ledger: the writer exited with status %s", code)
             return
         self.restarts += 1
-        log.error("usage ledger: the writer exited with status %s; starting it again", code)
         with contextlib.suppress(OSError):
             proc.stdin.close()
-        self._loop.call_later(RESTART_DELAY_S, self._restart)
+        quick = time.monotonic() - self._started_at < STEADY_S
+        self._quick_deaths = self._quick_deaths + 1 if quick else 0
+        delay = min(60.0, RESTART_DELAY_S * 2 ** max(0, self._quick_deaths - 1))
+        log.error("usage ledger: the writer exited with status %s; starting it again in %.1f s", code, delay)
+        self._loop.call_later(delay, self._restart)
 
     def _restart(self) -> None:
         if not self._closing:
