@@ -35,6 +35,19 @@ def require_service(name: str, reason: str) -> None:
     pytest.skip(f"{name} unavailable: {reason}")
 
 
+@pytest.fixture(scope="session")
+def tiktoken_encodings() -> None:
+    """Exact token counts need tiktoken's encodings: from the shared cache, or downloaded."""
+    from xvckit.context.tokens import encoding
+    from xvckit.errors import UserError
+
+    try:
+        for name in ("o200k_base", "cl100k_base"):
+            encoding(name)
+    except UserError as exc:
+        require_service("tiktoken encodings", str(exc))
+
+
 @pytest.fixture
 def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
     """Start gateways for a config mapping; each is stopped after the test."""

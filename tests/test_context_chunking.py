@@ -7,6 +7,8 @@ import pytest
 from xvckit.context.chunking import FULL, SIGNATURE, STRIPPED, chunk_file
 from xvckit.context.render import ELIDED, file_body
 
+pytestmark = pytest.mark.usefixtures("tiktoken_encodings")
+
 SOURCES = {
     "a.py": (
         '"""Module doc."""\nimport os\n\nLIMIT = 3  # max\n\n\n# about f\n@cached\ndef f(a, b):\n'

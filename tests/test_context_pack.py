@@ -17,6 +17,8 @@ from xvckit.context.index import build
 from xvckit.context.pack import build_pack
 from xvckit.context.tokens import count
 
+pytestmark = pytest.mark.usefixtures("tiktoken_encodings")
+
 SETTINGS = ContextSettings()
 
 

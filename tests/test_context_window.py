@@ -22,6 +22,8 @@ from xvckit.context.summarize import OUTPUT_WEIGHT, Entry, extractive, through_g
 from xvckit.context.window import count_tokens, fit
 from xvckit.errors import UserError
 
+pytestmark = pytest.mark.usefixtures("tiktoken_encodings")
+
 SYSTEM = "You are a careful coding assistant working in the xvckit repository."
 FILLER = "The weather was mild and nothing of note happened in the meantime. "
 
