@@ -344,7 +344,7 @@ class _Packer:
             entries[indexed.path] = FileEntry(
                 indexed.path,
                 section,
-                _file_level(indexed, levels),
+                _file_level(levels),
                 count(block, self.enc),
                 round(float(self.ranking.file_score[f]), 4),
                 [
@@ -376,7 +376,7 @@ def _symbols(indexed: IndexedFile) -> list[str]:
     return list(dict.fromkeys(name for group in names for name in group))
 
 
-def _file_level(indexed: IndexedFile, levels: list[str | None]) -> str:
+def _file_level(levels: list[str | None]) -> str:
     bodies = [level in (FULL, STRIPPED) for level in levels]
     if all(bodies):
         return "full"
