@@ -1,7 +1,8 @@
-"""The small ASGI toolkit the gateway and the simulator share: bodies, responses, a server.
+"""The small ASGI toolkit the gateway and the simulator share: bodies, responses, servers.
 
-Both speak raw ASGI on uvicorn (httptools + uvloop): on the hot path a framework's
-request objects and routing cost more than the whole proxy step.
+Both speak raw ASGI (on the hot path a framework's request objects and routing cost more
+than the whole proxy step): the simulator on uvicorn (`Server`), the gateway on its own
+server (http_server.py), both bound through `listening_socket`.
 """
 
 from __future__ import annotations

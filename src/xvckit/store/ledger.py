@@ -23,7 +23,6 @@ while no record is waiting to be written, at most every `prune_interval_s`.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -33,8 +32,6 @@ import sqlalchemy as sa
 
 from xvckit.store.database import Store
 from xvckit.store.schema import metadata
-
-log = logging.getLogger("xvckit.ledger")
 
 HOUR = 3600
 DAY = 86400

@@ -197,6 +197,8 @@ class JournalWriter:
 
     def _advance(self, segment: _Segment) -> bool:
         final = segment.final or self._lock(segment)  # before reading: then the read sees all
+        if not final and os.pread(segment.fd, 1, segment.offset) in (b"", b"\0"):
+            return False  # nothing new: one byte read, not a batch of the zeros past the end
         data = os.pread(segment.fd, self.batch_bytes, segment.offset)
         unused = data.find(b"\0")  # the end of a segment still being written is zeros
         if unused >= 0:
