@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xvckit.gateway.exchange import Exchange
+from xvckit.providers.usage import Usage
 from xvckit.store import Ledger, LedgerClosed, Store
 from xvckit.store import ledger as L
 from xvckit.store import ledger_writer as W
@@ -108,6 +110,41 @@ def drain(store: Store, directory, **options) -> JournalWriter:
     writer.run(lambda: True)
     writer.close()
     return writer
+
+
+def test_the_gateways_row_is_in_the_ledgers_column_order():
+    """The gateway builds its row as a plain tuple (the hot path); every value in its column."""
+    ex = Exchange("req-order", "messages", arrived=BASE + 1.5, client="cli/1", key_id="k", team_id="t")
+    ex.model, ex.provider, ex.upstream_model, ex.status, ex.error = "m", "p", "u", 529, "overloaded"
+    ex.usage = Usage(input_tokens=11, output_tokens=12, cached_tokens=13, cache_write_tokens=14)
+    ex.ttft_ms, ex.upstream_ms, ex.overhead_ms, ex.retries = 2.5, 3.5, 0.5, 2
+    ex.cache_hit, ex.cost_saved_usd = True, 0.75
+    record = UsageRecord(**dict(zip(L.RAW_COLUMNS, ex.ledger_row(0.25), strict=True)))
+    expected = UsageRecord(
+        request_id="req-order",
+        endpoint="messages",
+        ts=BASE + 1.5,
+        key_id="k",
+        team_id="t",
+        model="m",
+        deployment="p/u",
+        status=529,
+        error_type="overloaded",
+        input_tokens=11,
+        output_tokens=12,
+        cached_tokens=13,
+        cache_write_tokens=14,
+        cost_usd=0.25,
+        latency_ms=record.latency_ms,  # the time since the request arrived: not fixed
+        ttft_ms=2.5,
+        upstream_ms=3.5,
+        overhead_ms=0.5,
+        retries=2,
+        cache_hit=True,
+        client="cli/1",
+        cost_saved_usd=0.75,
+    )
+    assert record == expected and record.latency_ms >= 0
 
 
 def test_group_commit_in_large_batches(store, jdir):
