@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from gateway_overhead import REQUEST, start_gateway, start_sim
-from lib import BENCH_DIR, WRK_SCRIPT, Service, fmt, run_wrk, say, table
+from lib import BENCH_DIR, WRK_SCRIPT, Service, fmt, run_wrk, say, stop_services, table
 from xvckit.store import Store
 from xvckit.store.keys import Limits, create_key, create_team
 from xvckit.store.ledger import ledger_request_ids
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.5)
         recorded = ledger_count(keyed) - before
     finally:
-        for service in reversed(services):
-            service.stop()
+        stop_services(services, tmp)
     plain_rps, keyed_rps = statistics.median(runs["plain"]), statistics.median(runs["keyed"])
     ratio = keyed_rps / plain_rps
     say()

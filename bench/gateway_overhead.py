@@ -43,6 +43,7 @@ from lib import (
     median_result,
     run_wrk,
     say,
+    stop_services,
     table,
     wrk_path,
 )
@@ -662,12 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
-        for service in reversed(services):
-            service.stop()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop_services(services, tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,16 @@ class BenchError(RuntimeError):
     """A benchmark cannot go on (a server did not start, a run had errors, ...)."""
 
 
+def stop_services(services: Sequence[Service], tmp: Path, keep: bool = False) -> None:
+    """Stop what a benchmark started, last first, then keep or remove its work folder."""
+    for service in reversed(services):
+        service.stop()
+    if keep:
+        say(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def say(message: str = "") -> None:
     """Progress on stderr, so stdout carries only the results."""
     print(message, file=sys.stderr, flush=True)

@@ -26,7 +26,6 @@ import heapq
 import json
 import os
 import secrets
-import shutil
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from gateway_overhead import (
     start_litellm,
     start_sim,
 )
-from lib import BenchError, Service, http_request, say, table
+from lib import BenchError, Service, http_request, say, stop_services, table
 
 # Issue targets.
 MAX_UPSTREAM_429_SHARE = 0.01
@@ -609,12 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
-        for service in reversed(services):
-            service.stop()
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop_services(services, tmp, args.keep)
 
     if "pacing" in results:
         print(
