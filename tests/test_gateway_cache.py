@@ -23,6 +23,19 @@ def _oa(gw, **kw) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MASTER_KEY, max_retries=0, **kw)
 
 
+def _cached_stream(client: openai.OpenAI) -> list:
+    """HI as a cached stream that asks for its usage chunk, read to the end."""
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=HI,
+        max_tokens=8,
+        extra_headers=CACHE_ON,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    return list(stream)
+
+
 def _an(gw) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
 
@@ -164,16 +177,7 @@ def test_a_hit_is_replayed_as_a_stream_openai(gw):
     whole = client.chat.completions.create(
         model="gpt-4o-mini", messages=HI, max_tokens=8, extra_headers=CACHE_ON
     )
-    chunks = list(
-        client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=HI,
-            max_tokens=8,
-            extra_headers=CACHE_ON,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = _cached_stream(client)
     assert gw.sim.count("chat_completions") == 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
         whole.choices[0].message.content
@@ -194,16 +198,7 @@ def test_a_streamed_answer_is_cached_and_replayed_whole_and_streamed_openai(gw):
     )
     assert whole.choices[0].message.content == text
     assert whole.usage.completion_tokens > 0  # the hidden usage chunk came back from the entry
-    again = list(
-        client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=HI,
-            max_tokens=8,
-            extra_headers=CACHE_ON,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    again = _cached_stream(client)
     assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == text
     assert again[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert gw.sim.count("chat_completions") == 1
