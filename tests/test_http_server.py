@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from xvckit.asgi import ASGIApp, Receive, Scope, Send, lifespan, read_body, respond
-from xvckit.http_server import BODY_HIGH_WATER, MAX_HEAD_BYTES, HttpServer
+from xvckit.http_server import BODY_HIGH_WATER, MAX_HEAD_BYTES, ON_DISCONNECT, HttpServer
 
 WAIT_S = 5.0  # generous on a busy machine; a passing test never waits this long
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -372,6 +372,7 @@ async def test_response_framing(version, method, script, headers, body) -> None:
             [start((b"x-a", b"1\r\nset-cookie: a=b")), part(b"")], 500, CLOSES, ERROR_500, id="crlf"
         ),
         pytest.param([start((b"x-a\nb", b"1")), part(b"")], 500, CLOSES, ERROR_500, id="lf-in-name"),
+        pytest.param([start((b"x-a", b"1\rx")), part(b"")], 500, CLOSES, ERROR_500, id="cr-in-value"),
         pytest.param([ValueError("boom")], 500, CLOSES, ERROR_500, id="raises-before-start"),
         pytest.param([], 500, CLOSES, ERROR_500, id="returns-without-response"),
         pytest.param([FIXED[0], part(b"hel", True), ValueError()], 200, LENGTH_5, b"hel", id="cut-fixed"),
@@ -462,6 +463,38 @@ async def test_client_leaving_is_a_disconnect_message(sent) -> None:
         await asyncio.wait_for(listener.done.wait(), WAIT_S)
     assert listener.messages[0]["body"] == b"hello"
     assert listener.messages[1] == {"type": "http.disconnect"}
+
+
+async def test_on_disconnect_is_called_when_the_client_leaves_mid_request() -> None:
+    """The ON_DISCONNECT extension: the callback runs once when the client goes away before the
+    response is complete, and not for a request answered in full."""
+    calls: list[str] = []
+    answered, parked = asyncio.Event(), asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        scope["extensions"][ON_DISCONNECT](lambda: calls.append(path))
+        await receive()
+        if path == "/quick":
+            await respond(send, 200, b"done", TEXT)
+            answered.set()
+        else:
+            parked.set()
+            await asyncio.sleep(WAIT_S)  # the client leaves meanwhile
+
+    async with serving(app) as server:
+        async with connect(server) as client:
+            await client.send(request("GET", "/quick"))
+            assert (await client.reply()).status == 200
+            await asyncio.wait_for(answered.wait(), WAIT_S)
+        async with connect(server) as client:
+            await client.send(request("GET", "/slow"))
+            await asyncio.wait_for(parked.wait(), WAIT_S)
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+    assert calls == ["/slow"]
 
 
 # --- refused requests -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import logging
 import time
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
 
 import httptools
@@ -31,6 +32,10 @@ HEAD_TIMEOUT_S = 30.0  # from a request's first byte to the end of its head (slo
 MAX_HEAD_BYTES = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
+# A scope extension: `scope["extensions"][ON_DISCONNECT](callback)` has `callback()` called once
+# if the client goes away before the response is complete (`None` takes it back). An app can
+# stop work nobody will read without a task waiting in `receive()` per request.
+ON_DISCONNECT = "xvckit.on_disconnect"
 _NO_BODY = frozenset({204, 304})
 
 
@@ -288,6 +293,7 @@ class _Connection(asyncio.Protocol):
         }
         keep_alive = parser.should_keep_alive() and not self.server.stopping
         cycle = _Cycle(self, scope, keep_alive, self._expect_continue)
+        scope["extensions"] = {ON_DISCONNECT: cycle.on_disconnect}
         self.incoming = cycle
         if parser.should_upgrade():
             return  # refused with 501 when the parser stops at the upgrade; the app never sees it
@@ -397,6 +403,7 @@ class _Cycle:
         "headers",
         "keep_alive",
         "more_body",
+        "on_gone",
         "scope",
         "started",
         "status",
@@ -423,14 +430,21 @@ class _Cycle:
         self.status = 0
         self.headers: list = []
         self.task: asyncio.Task | None = None
+        self.on_gone: Callable[[], object] | None = None
 
     def wake(self) -> None:
         if self.event is not None:
             self.event.set()
 
+    def on_disconnect(self, callback: Callable[[], object] | None) -> None:
+        self.on_gone = callback
+
     def disconnect(self) -> None:
         self.disconnected = True
         self.wake()
+        callback, self.on_gone = self.on_gone, None
+        if callback is not None and not self.complete:
+            callback()
 
     async def run(self) -> None:
         try:
@@ -516,8 +530,6 @@ class _Cycle:
         self.head_only |= framed
         said_close = False
         for name, value in self.headers:
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                raise RuntimeError("a response header holds a line break")
             lower = name.lower()
             if lower == b"content-length" or lower == b"transfer-encoding":
                 framed = True
@@ -540,8 +552,14 @@ class _Cycle:
         elif self.scope["http_version"] == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
+        head = b"".join(parts)
+        # A line break inside a header would split the response (header injection): the head
+        # holds exactly one CRLF per line. (Counting once: `b"\n" in value` costs a formatted
+        # TypeError inside CPython 3.11 for each test, ~8% of the gateway's instructions.)
+        if head.count(b"\n") != len(parts) or head.count(b"\r") != len(parts):
+            raise RuntimeError("a response header holds a line break")
         self.started = True  # only now: a refused header above leaves room for the 500
-        return b"".join(parts)
+        return head
 
     async def _error_500(self) -> None:
         self.keep_alive = False

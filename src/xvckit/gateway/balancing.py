@@ -35,7 +35,9 @@ class Balancer:
         return sorted(deployments, key=self._headroom, reverse=True)
 
     def observe_latency(self, deployment: Deployment, seconds: float) -> None:
-        """Time to the upstream's response headers, smoothed."""
+        """Time to the upstream's response headers, smoothed (only the latency order reads it)."""
+        if self.strategy != "latency":
+            return
         previous = self._latency.get(deployment.name)
         self._latency[deployment.name] = (
             seconds if previous is None else previous + EWMA_ALPHA * (seconds - previous)

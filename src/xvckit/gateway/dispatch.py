@@ -98,21 +98,23 @@ class Dispatcher:
                         "no_upstream_key",
                     )
                     break
-                try:
-                    grant = await self.pacer.acquire(
-                        lane, tokens, priority, max(0.0, deadline - time.monotonic())
-                    )
-                except LaneDisabled:
-                    continue
-                except QueueTimeout as exc:
-                    last = GatewayError(
-                        429,
-                        f"'{deployment.name}' is at its rate limit; waiting would take about "
-                        f"{exc.retry_after_s:.0f} s",
-                        "rate_limit_queue_timeout",
-                        {"retry-after": str(max(1, round(exc.retry_after_s)))},
-                    )
-                    break
+                grant = self.pacer.try_acquire(lane, tokens, priority)
+                if grant is None:
+                    try:
+                        grant = await self.pacer.acquire(
+                            lane, tokens, priority, max(0.0, deadline - time.monotonic())
+                        )
+                    except LaneDisabled:
+                        continue
+                    except QueueTimeout as exc:
+                        last = GatewayError(
+                            429,
+                            f"'{deployment.name}' is at its rate limit; waiting would take about "
+                            f"{exc.retry_after_s:.0f} s",
+                            "rate_limit_queue_timeout",
+                            {"retry-after": str(max(1, round(exc.retry_after_s)))},
+                        )
+                        break
                 attempts += 1
                 calls += 1
                 sent = time.monotonic()

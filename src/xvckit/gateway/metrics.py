@@ -42,17 +42,29 @@ class _Histogram:
         return out
 
 
+class _PerModel:
+    """One model's counters (attributes, not tuple-keyed dicts: fewer objects per request)."""
+
+    __slots__ = ("cache_hits", "cost_saved", "latency", "tokens", "ttft")
+
+    def __init__(self) -> None:
+        self.latency = _Histogram(_LATENCY_BUCKETS)
+        self.ttft = _Histogram(_LATENCY_BUCKETS)
+        self.tokens = [0, 0, 0, 0]  # in _TOKEN_KINDS order
+        self.cache_hits = 0
+        self.cost_saved = 0.0
+
+
+_TOKEN_KINDS = ("input", "output", "cached", "cache_write")
+
+
 class Metrics:
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
-        self.latency: dict[str, _Histogram] = {}
-        self.ttft: dict[str, _Histogram] = {}
+        self.requests: defaultdict[tuple[str, int, str | None, str | None], int] = defaultdict(int)
+        self.models: dict[str, _PerModel] = {}
         self.overhead = _Histogram(_OVERHEAD_BUCKETS)
-        self.tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.cost: defaultdict[tuple[str, str], float] = defaultdict(float)
+        self.cost: defaultdict[tuple[str, str | None], float] = defaultdict(float)
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.cache_hits: defaultdict[tuple[str], int] = defaultdict(int)
-        self.cost_saved: defaultdict[tuple[str], float] = defaultdict(float)
         self.budget_remaining: dict[str, float] = {}
         self.in_flight = 0
         self.registry = CollectorRegistry(auto_describe=False)
@@ -60,35 +72,26 @@ class Metrics:
 
     def observe(self, ex: Exchange, cost_usd: float) -> None:
         model = ex.model or "-"
-        team = ex.team_id or "-"
-        self.requests[(model, str(ex.status), team, ex.key_id or "-")] += 1
-        latency = self.latency.get(model)
-        if latency is None:
-            latency = self.latency[model] = _Histogram(_LATENCY_BUCKETS)
-        latency.observe(ex.elapsed_s)
+        self.requests[(model, ex.status, ex.team_id, ex.key_id)] += 1
+        stats = self.models.get(model)
+        if stats is None:
+            stats = self.models[model] = _PerModel()
+        stats.latency.observe(ex.elapsed_s)
         if ex.ttft_ms is not None:
-            ttft = self.ttft.get(model)
-            if ttft is None:
-                ttft = self.ttft[model] = _Histogram(_LATENCY_BUCKETS)
-            ttft.observe(ex.ttft_ms / 1000)
+            stats.ttft.observe(ex.ttft_ms / 1000)
         self.overhead.observe(ex.overhead_ms / 1000)
-        usage = ex.usage
-        if usage.input_tokens:
-            self.tokens[(model, "input")] += usage.input_tokens
-        if usage.output_tokens:
-            self.tokens[(model, "output")] += usage.output_tokens
-        if usage.cached_tokens:
-            self.tokens[(model, "cached")] += usage.cached_tokens
-        if usage.cache_write_tokens:
-            self.tokens[(model, "cache_write")] += usage.cache_write_tokens
+        usage, tokens = ex.usage, stats.tokens
+        tokens[0] += usage.input_tokens
+        tokens[1] += usage.output_tokens
+        tokens[2] += usage.cached_tokens
+        tokens[3] += usage.cache_write_tokens
         if cost_usd:
-            self.cost[(model, team)] += cost_usd
+            self.cost[(model, ex.team_id)] += cost_usd
         if ex.error and ex.error.startswith("upstream"):
             self.upstream_errors[(ex.provider or "-", ex.error)] += 1
         if ex.cache_hit:
-            self.cache_hits[(model,)] += 1
-            if ex.cost_saved_usd:
-                self.cost_saved[(model,)] += ex.cost_saved_usd
+            stats.cache_hits += 1
+            stats.cost_saved += ex.cost_saved_usd
 
     def render(self, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None) -> bytes:
         self.budget_remaining = budget_remaining
@@ -100,23 +103,32 @@ class Metrics:
         requests = CounterMetricFamily(
             "xvckit_requests", "Requests answered", labels=["model", "status", "team", "key"]
         )
-        for labels, value in list(self.requests.items()):
-            requests.add_metric(labels, value)
+        for (model, status, team, key), value in list(self.requests.items()):
+            requests.add_metric([model, str(status), team or "-", key or "-"], value)
         yield requests
-        yield _histograms("xvckit_request_seconds", "Total request time", self.latency)
-        yield _histograms("xvckit_time_to_first_token_seconds", "Time to the first streamed bytes", self.ttft)
+        models = list(self.models.items())
+        yield _histograms("xvckit_request_seconds", "Total request time", models, "latency")
+        yield _histograms(
+            "xvckit_time_to_first_token_seconds", "Time to the first streamed bytes", models, "ttft"
+        )
         overhead = HistogramMetricFamily("xvckit_overhead_seconds", "Time spent in the gateway itself")
         overhead.add_metric([], self.overhead.buckets(), self.overhead.total)
         yield overhead
-        yield _counter("xvckit_tokens", "Tokens by kind", ["model", "kind"], self.tokens)
-        yield _counter("xvckit_cost_usd", "Cost in USD", ["model", "team"], self.cost)
+        tokens = CounterMetricFamily("xvckit_tokens", "Tokens by kind", labels=["model", "kind"])
+        for model, stats in models:
+            for kind, value in zip(_TOKEN_KINDS, stats.tokens, strict=True):
+                if value:
+                    tokens.add_metric([model, kind], value)
+        yield tokens
+        cost = {(model, team or "-"): value for (model, team), value in list(self.cost.items())}
+        yield _counter("xvckit_cost_usd", "Cost in USD", ["model", "team"], cost)
         yield _counter(
             "xvckit_upstream_errors", "Upstream failures by type", ["provider", "type"], self.upstream_errors
         )
-        yield _counter(
-            "xvckit_cache_hits", "Answers replayed without an upstream call", ["model"], self.cache_hits
-        )
-        yield _counter("xvckit_cost_saved_usd", "Cost of the replayed answers", ["model"], self.cost_saved)
+        hits = {(model,): stats.cache_hits for model, stats in models if stats.cache_hits}
+        yield _counter("xvckit_cache_hits", "Answers replayed without an upstream call", ["model"], hits)
+        saved = {(model,): stats.cost_saved for model, stats in models if stats.cost_saved}
+        yield _counter("xvckit_cost_saved_usd", "Cost of the replayed answers", ["model"], saved)
         in_flight = GaugeMetricFamily("xvckit_in_flight_requests", "Requests being served")
         in_flight.add_metric([], self.in_flight)
         yield in_flight
@@ -141,8 +153,12 @@ def _counter(name: str, documentation: str, labels: list[str], values: dict) -> 
     return family
 
 
-def _histograms(name: str, documentation: str, per_model: dict[str, _Histogram]) -> HistogramMetricFamily:
+def _histograms(
+    name: str, documentation: str, models: list[tuple[str, _PerModel]], which: str
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=["model"])
-    for model, histogram in list(per_model.items()):
-        family.add_metric([model], histogram.buckets(), histogram.total)
+    for model, stats in models:
+        histogram = getattr(stats, which)
+        if any(histogram.counts):  # a model with no streamed answer has no TTFT
+            family.add_metric([model], histogram.buckets(), histogram.total)
     return family

@@ -214,15 +214,25 @@ def _lower(configured: int | None, learned: int | None) -> int | None:
     return min(configured, learned)
 
 
+_RATE_LIMIT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+_RATE_LIMIT_HEADERS_BYTES = tuple(prefix.encode() for prefix in _RATE_LIMIT_HEADERS)
+
+
 def header_map(headers: Headers) -> Mapping[str, str]:
-    """The rate-limit headers of a response as a lower-case mapping (raw ASGI/aiohttp pairs too)."""
+    """The rate-limit headers of a response as a lower-case mapping (raw ASGI/aiohttp pairs too).
+    Bytes names are tested as they are (one C call per header: this runs on every response)."""
     if isinstance(headers, Mapping):
         return headers
     found: dict[str, str] = {}
     for name, value in headers:
-        key = name.decode("latin-1").lower() if isinstance(name, bytes) else str(name).lower()
-        if "ratelimit" in key or key.startswith("retry-after"):
-            found[key] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        if type(name) is bytes:
+            name = name.lower()
+            if name.startswith(_RATE_LIMIT_HEADERS_BYTES):
+                found[name.decode("latin-1")] = value.decode("latin-1")
+        else:
+            key = str(name).lower()
+            if key.startswith(_RATE_LIMIT_HEADERS):
+                found[key] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
     return found
 
 
@@ -290,6 +300,16 @@ class Pacer:
         return {lane: s.disabled for lane, s in self._lanes.items() if s.disabled is not None}
 
     # --- admission ----------------------------------------------------------------------------
+
+    def try_acquire(self, lane: Lane, tokens: int, priority: int = 0) -> Grant | None:
+        """`acquire` without waiting (no coroutine: most calls fit at once): the grant when the
+        call fits now and nothing is queued on the lane, else None, and then `acquire`."""
+        state = self._state(lane)
+        if state.disabled is not None or state.live:
+            return None
+        now = self.clock()
+        found = self._attempt_local(state, max(0, int(tokens)), priority, now, now)
+        return found if isinstance(found, Grant) else None
 
     async def acquire(self, lane: Lane, tokens: int, priority: int = 0, deadline: float = 60.0) -> Grant:
         """Wait until the call fits the lane's limits and reserve it.

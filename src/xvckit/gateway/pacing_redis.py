@@ -366,6 +366,9 @@ class RedisPacer(Pacer):
             tpm = tpm and max(1, int(tpm * self._local_share))
         return rpm, tpm
 
+    def try_acquire(self, lane: Lane, tokens: int, priority: int = 0) -> Grant | None:
+        return None  # the window is in Redis: every attempt may need a round trip (`acquire`)
+
     async def _attempt(
         self, state: _LaneState, tokens: int, priority: int, now: float, queued_at: float
     ) -> Grant | float:

@@ -30,6 +30,7 @@ from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
 from xvckit.gateway.token_estimate import estimate_tokens
 from xvckit.gateway.upstream import failure
+from xvckit.http_server import ON_DISCONNECT
 from xvckit.providers import Usage, anthropic, openai
 from xvckit.providers.prices import PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
@@ -39,8 +40,6 @@ log = logging.getLogger("xvckit.gateway")
 
 # Output tokens reserved for a request that names no max_tokens (settled to the real count).
 DEFAULT_OUTPUT_ESTIMATE = 1024
-# A non-streamed request starts watching for its client leaving only after this long.
-WATCH_AFTER_S = 0.25
 # Answers kept for an Idempotency-Key retry are at most this large (a larger one is not kept).
 MAX_KEPT_BYTES = 16 << 20
 # Statuses of answers a retry must not get again: the retry should call upstream.
@@ -168,7 +167,7 @@ class Proxy:
             request_for, hide_usage = _requests(payload, body, ex.stream, endpoint)
             # A request with an Idempotency-Key runs to its end when its client leaves: the
             # client's retry is to find the answer.
-            watch = None if owned else DisconnectWatch(receive, 0.0 if ex.stream else WATCH_AFTER_S)
+            watch = None if owned else DisconnectWatch(scope, receive)
             priority = _priority(headers.get(b"x-xvckit-priority"), who)
             tokens = estimate_tokens(payload, deployment.model)
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
@@ -181,17 +180,17 @@ class Proxy:
                 watch.close()
             ex.status, ex.error = exc.status, exc.code or "error"
             ex.overhead_ms = _ms_since(ex.started) - ex.upstream_ms
-            await self._finish(ex)
+            self._finish(ex)
             await _send_error(send, endpoint.dialect, exc, ex)
         except ClientGone:
             ex.status, ex.error = 499, "client_disconnected"
-            await self._finish(ex)
+            self._finish(ex)
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 raise
             asyncio.current_task().uncancel()
             ex.status, ex.error = 499, "client_disconnected"
-            await self._finish(ex)
+            self._finish(ex)
         finally:
             if watch:
                 watch.close()
@@ -261,21 +260,23 @@ class Proxy:
         headers += [(b"x-request-id", ex.request_id.encode()), (b"x-xvckit-cache", how)]
         ex.overhead_ms = _ms_since(ex.started)
         headers.append(ex.overhead_header())
-        await self._finish(ex)
+        self._finish(ex)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
     async def _admit(
         self, who: Principal, payload: dict, body_len: int, deployment: Deployment, ex: Exchange
-    ) -> Ticket:
+    ) -> Ticket | None:
         """Reserve the request's estimated tokens and cost against its key and team."""
+        if who.key is None and who.team is None:
+            return None  # the master key: no limits, nothing to reserve
         max_out = payload.get("max_tokens") or payload.get("max_completion_tokens")
         max_out = max_out if isinstance(max_out, int) and max_out > 0 else DEFAULT_OUTPUT_ESTIMATE
         input_estimate = body_len // 4
         estimate_usd = self.prices.estimate_usd(deployment.model, input_estimate, max_out)
         return await self.admission.admit(who, ex.model, input_estimate + max_out, estimate_usd)
 
-    async def _finish(self, ex: Exchange) -> None:
+    def _finish(self, ex: Exchange) -> None:
         """Settle, record and count the request: done before the client gets its last bytes,
         so a response a client received in full is always in the ledger (journaled on disk)."""
         cost = (self.prices.cost_usd(ex.upstream_model, ex.usage) or 0.0) if ex.upstream_model else 0.0
@@ -371,7 +372,7 @@ class Proxy:
         headers.append(ex.overhead_header())
         if watch:
             watch.close()
-        await self._finish(ex)
+        self._finish(ex)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
@@ -422,7 +423,7 @@ class Proxy:
             held += endpoint.dialect.stream_error_event(
                 broken.status, broken.message, broken.code, ex.request_id
             )
-        await self._finish(ex)
+        self._finish(ex)
         await send({"type": "http.response.body", "body": held, "more_body": False})
 
 
@@ -546,34 +547,34 @@ class DisconnectWatch:
     """Cancels the request's task when its client goes away, so the upstream call stops
     too (no tokens are spent on an answer nobody reads). Closed before the last send.
 
-    Watching costs a task; a quick non-streamed answer is over before a client would give
-    up, so for those the watch starts only after `after_s`."""
+    The gateway's own server calls back when the connection drops (its `ON_DISCONNECT` scope
+    extension: nothing to schedule per request); under another ASGI server a task waits in
+    `receive()` for `http.disconnect`."""
 
-    __slots__ = ("_task", "_timer", "_watcher", "gone")
+    __slots__ = ("_hook", "_task", "_watcher", "gone")
 
-    def __init__(self, receive: Receive, after_s: float) -> None:
+    def __init__(self, scope: Scope, receive: Receive) -> None:
         self.gone = False
         self._task = asyncio.current_task()
         self._watcher: asyncio.Task | None = None
-        loop = asyncio.get_running_loop()
-        if after_s:
-            self._timer = loop.call_later(after_s, self._start, receive)
+        self._hook = (scope.get("extensions") or {}).get(ON_DISCONNECT)
+        if self._hook is not None:
+            self._hook(self._left)
         else:
-            self._timer = None
-            self._start(receive)
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
 
-    def _start(self, receive: Receive) -> None:
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+    def _left(self) -> None:
+        self.gone = True
+        self._task.cancel()
 
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        self.gone = True
-        self._task.cancel()
+        self._left()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._hook is not None:
+            self._hook(None)
         if self._watcher is not None:
             self._watcher.cancel()
 

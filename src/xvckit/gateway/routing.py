@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xvckit.config import Config, ModelRoute, Provider
 from xvckit.gateway.dialects import GatewayError
@@ -18,10 +18,10 @@ class Deployment:
     fallbacks: tuple[str, ...] = ()
     weight: float = 1.0
     cache: str = "off"  # the route's response-cache setting: off | on | deterministic
+    name: str = field(init=False, compare=False)  # "provider/model", used several times a call
 
-    @property
-    def name(self) -> str:
-        return f"{self.provider.name}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.provider.name}/{self.model}")
 
     def lanes(self) -> list[Lane]:
         """One pacing lane per upstream key of the provider."""

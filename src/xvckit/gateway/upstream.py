@@ -53,7 +53,9 @@ class Upstreams:
     def _headers(self, provider: Provider, scope: Scope, key_index: int) -> list[tuple[bytes, bytes]]:
         headers = list(self._base_headers[provider.name])
         forwarded = self._forwarded[provider.name]
-        headers.extend((name, value) for name, value in scope["headers"] if name in forwarded)
+        for pair in scope["headers"]:
+            if pair[0] in forwarded:
+                headers.append(pair)
         keys = self._keys[provider.name]
         if keys:
             headers.append(keys[key_index])
