@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xvckit.gateway.admission import WINDOW_S, SlidingWindow
+from xvckit.gateway.admission import WINDOW_S, ScopeWindow
 
 steps = st.lists(
     st.tuples(st.floats(0, 30), st.integers(1, 50), st.integers(0, 80), st.booleans()),
@@ -18,17 +18,18 @@ steps = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(steps, st.integers(50, 500))
 def test_window_matches_a_plain_log(ops, limit):
-    window = SlidingWindow(limit)
+    window = ScopeWindow()
     log: list[list[float]] = []  # [time, weight] for every entry ever added
     now = 0.0
     for gap, weight, real, adjust in ops:
         now += gap
         live = [entry for entry in log if entry[0] + WINDOW_S > now]
         total = sum(w for _, w in live)
-        wait = window.wait_for(weight, now)
+        over = window.over(None, limit, weight, now)
         if total + weight <= limit or not live:
-            assert wait == 0.0
+            assert over is None
         else:
+            wait = over[0]
             excess, expected = total + weight - limit, WINDOW_S
             for stamp, w in live:
                 excess -= w
@@ -45,9 +46,30 @@ def test_window_matches_a_plain_log(ops, limit):
 
 
 def test_many_entries_stay_compact():
-    window = SlidingWindow(10**9)
+    window = ScopeWindow()
     for i in range(200_000):
         window.add(i * 0.001, 1)  # 1,000 a second: 60,000 in any window
-        window.wait_for(1, i * 0.001)
+        window.over(10**9, 10**9, 1, i * 0.001)
     assert window.total == 60_000
     assert len(window._stamps) < 130_000  # the expired front is dropped as it goes
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 20), min_size=1, max_size=500), st.integers(1, 40))
+def test_request_count_matches_a_plain_log(gaps, rpm):
+    """The same log holds the requests per minute: the count, and when the oldest leave."""
+    window = ScopeWindow()
+    stamps: list[float] = []
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        live = [t for t in stamps if t + WINDOW_S > now]
+        over = window.over(rpm, None, 1, now)
+        if len(live) < rpm:
+            assert over is None
+        else:
+            assert abs(over[0] - (live[len(live) - rpm] + WINDOW_S - now)) < 1e-6
+            assert over[1:] == (rpm, "requests per minute")
+            continue  # refused: not logged
+        window.add(now, 1)
+        stamps.append(now)

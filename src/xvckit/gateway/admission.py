@@ -23,22 +23,30 @@ from xvckit.store.keys import Limits
 WINDOW_S = 60.0
 
 
-class SlidingWindow(WindowLog):
-    """Exact sum over the last 60 s against a limit: the time and weight of each request."""
+class ScopeWindow(WindowLog):
+    """A key's or a team's last 60 s: an entry per request, weighted by its tokens. Its count
+    is held to the rpm, its total to the tpm: one log serves both limits."""
 
-    __slots__ = ("limit",)
+    __slots__ = ()
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self) -> None:
         super().__init__(WINDOW_S)
-        self.limit = limit
 
-    def wait_for(self, weight: float, now: float) -> float:
-        """Seconds until `weight` fits (0: it fits now)."""
+    def over(
+        self, rpm: int | None, tpm: int | None, tokens: int, now: float
+    ) -> tuple[float, int, str] | None:
+        """The first limit a request of `tokens` would exceed now: (seconds until it fits, the
+        limit, what it limits); None when it fits. On an empty window everything fits."""
         self.expire(now)
-        if self.total + weight <= self.limit or not len(self):
-            return 0.0
-        freed = self.freed_at(self.total + weight - self.limit)
-        return WINDOW_S if freed is None else freed - now
+        count = len(self)
+        if not count:
+            return None
+        if rpm is not None and count >= rpm:
+            return self.leaves_at(min(count, count - rpm + 1)) - now, rpm, "requests per minute"
+        if tpm is not None and self.total + tokens > tpm:
+            freed = self.freed_at(self.total + tokens - tpm)
+            return (WINDOW_S if freed is None else freed - now), tpm, "tokens per minute"
+        return None
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float]:
@@ -67,6 +75,10 @@ class Budget:
     def remaining(self) -> float:
         return self.limit - self.spent - self.reserved
 
+    def current(self, now: float, limit: float) -> bool:
+        """Still this period's budget, with the limit the key or team has now?"""
+        return self.period_start <= now < self.period_end and self.limit == limit
+
 
 @dataclass(slots=True)
 class Ticket:
@@ -75,7 +87,7 @@ class Ticket:
     estimate_usd: float = 0.0
     estimate_tokens: int = 0
     budgets: list[Budget] = field(default_factory=list)
-    token_entries: list[tuple[SlidingWindow, int]] = field(default_factory=list)
+    token_entries: list[tuple[ScopeWindow, int]] = field(default_factory=list)
 
 
 SpentLoader = Callable[[str, str, float], Awaitable[float]]  # (scope, id, since) -> USD
@@ -92,19 +104,14 @@ def _retry_after(seconds: float) -> dict[str, str]:
 class Admission:
     def __init__(self, load_spent: SpentLoader) -> None:
         self._load_spent = load_spent
-        self._requests: dict[str, SlidingWindow] = {}
-        self._tokens: dict[str, SlidingWindow] = {}
+        self._windows: dict[str, ScopeWindow] = {}
         self._budgets: dict[str, Budget] = {}
         self._loading: dict[str, asyncio.Future[Budget]] = {}
 
     async def admit(
         self, who: Principal, model: str, estimate_tokens: int, estimate_usd: float | None
     ) -> Ticket:
-        scopes = [(f"key:{who.key.id}", who.key.limits)] if who.key else []
-        if who.team:
-            scopes.append((f"team:{who.team.id}", who.team.limits))
-        if not scopes:
-            return Ticket()
+        scopes = who.scopes
         for scope, limits in scopes:
             if limits.models is not None and not any(fnmatch.fnmatchcase(model, p) for p in limits.models):
                 raise GatewayError(
@@ -112,10 +119,9 @@ class Admission:
                     f"{_label(scope)} may not use model '{model}' (allowed: {', '.join(limits.models)})",
                     "model_not_allowed",
                 )
-        budgets = []
+        budgets: list[tuple[str, Budget]] = []
         for scope, limits in scopes:
             if limits.budget_usd is not None:
-                budgets.append(await self._budget(scope, limits))
                 if estimate_usd is None:
                     raise GatewayError(
                         403,
@@ -123,15 +129,32 @@ class Admission:
                         "enforced; give the model a price in xvckit.yaml",
                         "unpriced_model",
                     )
+                budget = self._budgets.get(scope)
+                if budget is None or not budget.current(time.time(), limits.budget_usd):
+                    budget = await self._budget(scope, limits)
+                budgets.append((scope, budget))
         # From here to the end nothing awaits: check everything, then reserve everything.
         now = time.time()
+        windows: list[ScopeWindow] = []
         for scope, limits in scopes:
-            self._check_window(self._requests, scope, limits.rpm, 1, now, "requests per minute")
-            self._check_window(self._tokens, scope, limits.tpm, estimate_tokens, now, "tokens per minute")
-        for (scope, _), budget in zip(
-            ((s, li) for s, li in scopes if li.budget_usd is not None), budgets, strict=True
-        ):
-            if budget.remaining < (estimate_usd or 0.0):
+            if limits.rpm is None and limits.tpm is None:
+                continue
+            window = self._windows.get(scope)
+            if window is None:
+                window = self._windows[scope] = ScopeWindow()
+            over = window.over(limits.rpm, limits.tpm, estimate_tokens, now)
+            if over is not None:
+                wait, limit, what = over
+                raise GatewayError(
+                    429,
+                    f"{what} limit of {limit} reached for {_label(scope)}; retry in {wait:.1f} s",
+                    "rate_limit_exceeded",
+                    _retry_after(wait),
+                )
+            windows.append(window)
+        estimate_usd = estimate_usd or 0.0
+        for scope, budget in budgets:
+            if budget.remaining < estimate_usd:
                 raise GatewayError(
                     429,
                     f"budget exhausted for {_label(scope)}: ${budget.spent + budget.reserved:.4f} of "
@@ -139,15 +162,11 @@ class Admission:
                     "budget_exceeded",
                     _retry_after(budget.period_end - now),
                 )
-        ticket = Ticket(estimate_usd or 0.0, estimate_tokens, budgets)
-        for scope, limits in scopes:
-            if limits.rpm is not None:
-                self._requests[scope].add(now, 1)
-            if limits.tpm is not None:
-                window = self._tokens[scope]
-                ticket.token_entries.append((window, window.add(now, estimate_tokens)))
-        for budget in budgets:
-            budget.reserved += ticket.estimate_usd
+        ticket = Ticket(estimate_usd, estimate_tokens, [budget for _, budget in budgets])
+        for window in windows:
+            ticket.token_entries.append((window, window.add(now, estimate_tokens)))
+        for budget in ticket.budgets:
+            budget.reserved += estimate_usd
         return ticket
 
     def settle(self, ticket: Ticket, tokens: int, cost_usd: float) -> None:
@@ -161,39 +180,15 @@ class Admission:
         """Budget left per scope, for metrics."""
         return {scope: b.remaining for scope, b in self._budgets.items()}
 
-    def _check_window(
-        self,
-        windows: dict[str, SlidingWindow],
-        scope: str,
-        limit: int | None,
-        weight: int,
-        now: float,
-        what: str,
-    ) -> None:
-        if limit is None:
-            return
-        window = windows.get(scope)
-        if window is None or window.limit != limit:
-            window = windows[scope] = SlidingWindow(limit)
-        wait = window.wait_for(weight, now)
-        if wait > 0:
-            raise GatewayError(
-                429,
-                f"{what} limit of {limit} reached for {_label(scope)}; retry in {wait:.1f} s",
-                "rate_limit_exceeded",
-                _retry_after(wait),
-            )
-
     async def _budget(self, scope: str, limits: Limits) -> Budget:
         """The scope's budget for the current period, its spend read once from the ledger."""
-        now = time.time()
         budget = self._budgets.get(scope)
-        if budget and budget.period_start <= now < budget.period_end and budget.limit == limits.budget_usd:
+        if budget is not None and budget.current(time.time(), limits.budget_usd):
             return budget
         pending = self._loading.get(scope)
         if pending is None:
             pending = self._loading[scope] = asyncio.get_running_loop().create_future()
-            start, end = period_bounds(limits.budget_period or "month", now)
+            start, end = period_bounds(limits.budget_period or "month", time.time())
             try:
                 kind, ident = scope.split(":", 1)
                 spent = await self._load_spent(kind, ident, start)

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xvckit.asgi import Scope
 from xvckit.gateway.dialects import GatewayError
 from xvckit.store import Store
-from xvckit.store.keys import KEY_PREFIX, ApiKey, Team, hash_key, read_version, snapshot
+from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, hash_key, read_version, snapshot
 
 log = logging.getLogger("xvckit.gateway")
 
@@ -38,6 +38,16 @@ class Principal:
     role: str
     key: ApiKey | None = None
     team: Team | None = None
+    # ("key:<id>" / "team:<id>", its limits): what admission checks, the key's first; made once
+    scopes: tuple[tuple[str, Limits], ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scopes = []
+        if self.key is not None:
+            scopes.append((f"key:{self.key.id}", self.key.limits))
+        if self.team is not None:
+            scopes.append((f"team:{self.team.id}", self.team.limits))
+        object.__setattr__(self, "scopes", tuple(scopes))
 
     @property
     def key_id(self) -> str | None:
@@ -57,7 +67,7 @@ class Keyring:
         self._store = store
         self._master = Principal("admin")
         self._master_hash = hash_key(master_key)
-        self._keys: dict[str, ApiKey] = {}
+        self._keys: dict[str, Principal] = {}  # by the key's hash, made at each reload
         self._teams: dict[str, Team] = {}
         self._version: str | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -73,7 +83,10 @@ class Keyring:
                 await self._refresher
 
     async def reload(self) -> None:
-        self._keys, self._teams, self._version = await asyncio.to_thread(snapshot, self._store)
+        keys, self._teams, self._version = await asyncio.to_thread(snapshot, self._store)
+        self._keys = {
+            digest: Principal(key.role, key, self.team(key.team_id)) for digest, key in keys.items()
+        }
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -104,16 +117,17 @@ class Keyring:
         digest = hash_key(raw)
         if digest == self._master_hash:
             return self._master
-        key = self._keys.get(digest)
-        if key is None:
+        found = self._keys.get(digest)
+        if found is None:
             if not raw.startswith(KEY_PREFIX.encode()):
                 raise GatewayError(
                     401, f"malformed API key: xvckit keys start with '{KEY_PREFIX}'", "invalid_api_key"
                 )
             raise GatewayError(401, "invalid API key", "invalid_api_key")
+        key = found.key
         if key.revoked_at is not None:
             raise GatewayError(401, f"API key {key.id} was revoked", "revoked_api_key")
         if key.expires_at is not None and key.expires_at <= time.time():
             expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.expires_at))
             raise GatewayError(401, f"API key {key.id} expired at {expired}", "expired_api_key")
-        return Principal(key.role, key, self.team(key.team_id))
+        return found
