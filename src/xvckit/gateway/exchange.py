@@ -18,7 +18,7 @@ access_log = logging.getLogger("xvckit.access")
 _VALID_ID = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 
-_PROCESS_TAG = int.from_bytes(os.urandom(3))
+_PROCESS_TAG = f"{int.from_bytes(os.urandom(3)):06x}"
 _sequence = itertools.count(int.from_bytes(os.urandom(2)))
 
 
@@ -28,7 +28,7 @@ def request_id(incoming: bytes | None) -> str:
     a per-process random tag and a counter keep ids from two gateways apart."""
     if incoming and len(incoming) <= 128 and all(b in _VALID_ID for b in incoming):
         return incoming.decode()
-    return f"req_{time.time_ns() // 1000:014x}{_PROCESS_TAG:06x}{next(_sequence) & 0xFFFF:04x}"
+    return f"req_{time.time_ns() // 1000:014x}{_PROCESS_TAG}{next(_sequence) & 0xFFFF:04x}"
 
 
 @dataclass(slots=True)
