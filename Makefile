@@ -6,7 +6,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: run test bench bench-ledger bench-context lint format
+.PHONY: run test bench bench-ledger bench-context bench-instructions lint format
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,3 +38,6 @@ bench-ledger: $(BIN)/.installed  # builds a 10-million-row ledger once (minutes,
 
 bench-context: $(BIN)/.installed  # issue 6's context recall; installs aider-chat into bench/.work once
 	$(BIN)/python bench/context_recall.py --json bench/.work/context_recall.json $(BENCH_ARGS)
+
+bench-instructions: $(BIN)/.installed  # the gateway's instructions per request under callgrind (repeatable to ~0.1%)
+	$(BIN)/python bench/gateway_instructions.py $(BENCH_ARGS)

@@ -181,9 +181,11 @@ def start_gateway(
     provider: str = "sim",
     provider_yaml: str = "",
     warm: bool = True,
+    command: Sequence[str] = (),
 ) -> Service:
     """A gateway routing MODEL to `sim`. `extra_yaml` is appended to its config; `provider_yaml`
-    goes into the provider's mapping (e.g. `rpm: 300`); `warm`: see `start_checked`."""
+    goes into the provider's mapping (e.g. `rpm: 300`); `warm`: see `start_checked`; `command`:
+    what runs `xvckit` (default the installed command; e.g. under valgrind)."""
     run_dir = tmp / name
     run_dir.mkdir()
     config = run_dir / "xvckit.yaml"
@@ -196,13 +198,15 @@ def start_gateway(
         + (extra_yaml.rstrip() + "\n" if extra_yaml else "")
     )
     port = free_port()
-    argv = [xvckit_exe(), "gateway", "serve", "--config", str(config), "--port", str(port)]
+    argv = [*(command or [xvckit_exe()]), "gateway", "serve", "--config", str(config), "--port", str(port)]
     argv += ["--log-level", "warning"]
     env = local_env({"XVCKIT_MASTER_KEY": key})
     env.pop("XVCKIT_CONFIG", None)
     say(f"starting xvckit gateway ({name}): {shlex.join(argv)}")
     gateway = Service.start(name, argv, port=port, log_dir=tmp, env=env, cwd=run_dir)
-    start_checked(gateway, "xvckit gateway", gateway.url + "/healthz", key, timeout=60, warm=warm)
+    start_checked(
+        gateway, "xvckit gateway", gateway.url + "/healthz", key, timeout=180 if command else 60, warm=warm
+    )
     return gateway
 
 
