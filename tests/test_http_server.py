@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import random
 import time
@@ -495,6 +496,32 @@ async def test_on_disconnect_is_called_when_the_client_leaves_mid_request() -> N
                 break
             await asyncio.sleep(0.01)
     assert calls == ["/slow"]
+
+
+async def test_requests_leave_no_reference_cycles() -> None:
+    """A request's objects go when it is answered (reference counting), not at the garbage
+    collector's next pass: the on_disconnect extension must not tie the request to itself."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["extensions"][ON_DISCONNECT](lambda: None)
+        await receive()
+        await respond(send, 200, b"ok", TEXT)
+
+    async with serving(app) as server, connect(server) as client:
+        await client.send(request())
+        await client.reply()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(20):
+                await client.send(request())
+                assert (await client.reply()).status == 200
+            gc.collect()
+            left = [type(o).__name__ for o in gc.garbage if type(o).__module__ == "xvckit.http_server"]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert left == []
 
 
 # --- refused requests -------------------------------------------------------------------------

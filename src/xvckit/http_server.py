@@ -471,6 +471,10 @@ class _Cycle:
                     await self._error_500()
             self.keep_alive = False
         finally:
+            # The extension holds a method of this cycle, which holds the scope: without this,
+            # every request would leave a reference cycle for the garbage collector.
+            self.scope.pop("extensions", None)
+            self.on_gone = None
             self.connection.finished(self)
 
     async def receive(self) -> dict:
