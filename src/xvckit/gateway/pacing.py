@@ -455,13 +455,14 @@ class Pacer:
     def _attempt_local(
         self, state: _LaneState, tokens: int, priority: int, now: float, queued_at: float
     ) -> Grant | float:
+        if state.silent and state.cool_until <= now and self._rpm_tpm(state) == (None, None):
+            # nothing to count against (see `_unlimited`): no window to expire or wait on
+            return self._unlimited(state, self._counted(state, tokens), tokens, priority, now, queued_at)
         self._expire(state, now)
         counted = self._counted(state, tokens)
         wait = self._wait(state, 1, counted, now)
         if wait > 0:
             return wait
-        if state.silent and state.rpm is None and state.tpm is None:
-            return self._unlimited(state, counted, tokens, priority, now, queued_at)
         grant = Grant(state.lane, counted, tokens, priority, now, now + state.window.span, now - queued_at)
         grant.entry = state.window.add(now, counted)
         state.admitted += 1
