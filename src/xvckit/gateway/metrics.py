@@ -107,9 +107,11 @@ class Metrics:
             requests.add_metric([model, str(status), team or "-", key or "-"], value)
         yield requests
         models = list(self.models.items())
-        yield _histograms("xvckit_request_seconds", "Total request time", models, "latency")
+        yield _histograms("xvckit_request_seconds", "Total request time", [(m, s.latency) for m, s in models])
         yield _histograms(
-            "xvckit_time_to_first_token_seconds", "Time to the first streamed bytes", models, "ttft"
+            "xvckit_time_to_first_token_seconds",
+            "Time to the first streamed bytes",
+            [(m, s.ttft) for m, s in models],
         )
         overhead = HistogramMetricFamily("xvckit_overhead_seconds", "Time spent in the gateway itself")
         overhead.add_metric([], self.overhead.buckets(), self.overhead.total)
@@ -154,11 +156,10 @@ def _counter(name: str, documentation: str, labels: list[str], values: dict) -> 
 
 
 def _histograms(
-    name: str, documentation: str, models: list[tuple[str, _PerModel]], which: str
+    name: str, documentation: str, per_model: list[tuple[str, _Histogram]]
 ) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=["model"])
-    for model, stats in models:
-        histogram = getattr(stats, which)
+    for model, histogram in per_model:
         if any(histogram.counts):  # a model with no streamed answer has no TTFT
             family.add_metric([model], histogram.buckets(), histogram.total)
     return family

@@ -214,25 +214,23 @@ def _lower(configured: int | None, learned: int | None) -> int | None:
     return min(configured, learned)
 
 
-_RATE_LIMIT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
-_RATE_LIMIT_HEADERS_BYTES = tuple(prefix.encode() for prefix in _RATE_LIMIT_HEADERS)
+_RATE_LIMIT_HEADERS = (b"x-ratelimit-", b"anthropic-ratelimit-", b"retry-after")
 
 
 def header_map(headers: Headers) -> Mapping[str, str]:
     """The rate-limit headers of a response as a lower-case mapping (raw ASGI/aiohttp pairs too).
-    Bytes names are tested as they are (one C call per header: this runs on every response)."""
+    Names are tested as bytes (one C call per header: this runs on every response)."""
     if isinstance(headers, Mapping):
         return headers
     found: dict[str, str] = {}
     for name, value in headers:
-        if type(name) is bytes:
-            name = name.lower()
-            if name.startswith(_RATE_LIMIT_HEADERS_BYTES):
-                found[name.decode("latin-1")] = value.decode("latin-1")
-        else:
-            key = str(name).lower()
-            if key.startswith(_RATE_LIMIT_HEADERS):
-                found[key] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        if type(name) is not bytes:  # str pairs (aiohttp's items())
+            name = str(name).encode("latin-1")
+        name = name.lower()
+        if name.startswith(_RATE_LIMIT_HEADERS):
+            found[name.decode("latin-1")] = (
+                value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            )
     return found
 
 

@@ -268,8 +268,8 @@ class Proxy:
         self, who: Principal, payload: dict, body_len: int, deployment: Deployment, ex: Exchange
     ) -> Ticket | None:
         """Reserve the request's estimated tokens and cost against its key and team."""
-        if who.key is None and who.team is None:
-            return None  # the master key: no limits, nothing to reserve
+        if not who.scopes:
+            return None  # no key or team to hold to (the master key): nothing to reserve
         max_out = payload.get("max_tokens") or payload.get("max_completion_tokens")
         max_out = max_out if isinstance(max_out, int) and max_out > 0 else DEFAULT_OUTPUT_ESTIMATE
         input_estimate = body_len // 4
