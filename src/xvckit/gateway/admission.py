@@ -13,7 +13,7 @@ import calendar
 import fnmatch
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.keyring import Principal
@@ -38,7 +38,7 @@ class ScopeWindow(WindowLog):
         """The first limit a request of `tokens` would exceed now: (seconds until it fits, the
         limit, what it limits); None when it fits. On an empty window everything fits."""
         self.expire(now)
-        count = len(self)
+        count = len(self._stamps) - self._head
         if not count:
             return None
         if rpm is not None and count >= rpm:
@@ -82,12 +82,11 @@ class Budget:
 
 @dataclass(slots=True)
 class Ticket:
-    """What one admitted request holds until it settles."""
+    """What one admitted request holds until it settles: (window, entry, None) for a window
+    entry, (None, -1, budget) for a budget reservation of `estimate_usd`."""
 
-    estimate_usd: float = 0.0
-    estimate_tokens: int = 0
-    budgets: list[Budget] = field(default_factory=list)
-    token_entries: list[tuple[ScopeWindow, int]] = field(default_factory=list)
+    estimate_usd: float
+    holds: list[tuple[ScopeWindow | None, int, Budget | None]]
 
 
 SpentLoader = Callable[[str, str, float], Awaitable[float]]  # (scope, id, since) -> USD
@@ -111,70 +110,70 @@ class Admission:
     async def admit(
         self, who: Principal, model: str, estimate_tokens: int, estimate_usd: float | None
     ) -> Ticket:
-        scopes = who.scopes
-        for scope, limits in scopes:
-            if limits.models is not None and not any(fnmatch.fnmatchcase(model, p) for p in limits.models):
-                raise GatewayError(
-                    403,
-                    f"{_label(scope)} may not use model '{model}' (allowed: {', '.join(limits.models)})",
-                    "model_not_allowed",
-                )
-        budgets: list[tuple[str, Budget]] = []
-        for scope, limits in scopes:
-            if limits.budget_usd is not None:
-                if estimate_usd is None:
-                    raise GatewayError(
-                        403,
-                        f"no price is known for model '{model}', so {_label(scope)}'s budget cannot be "
-                        "enforced; give the model a price in xvckit.yaml",
-                        "unpriced_model",
-                    )
-                budget = self._budgets.get(scope)
-                if budget is None or not budget.current(time.time(), limits.budget_usd):
-                    budget = await self._budget(scope, limits)
-                budgets.append((scope, budget))
-        # From here to the end nothing awaits: check everything, then reserve everything.
+        """`try_admit`, after reading from the ledger the spend of any budget it needs."""
+        while True:
+            ticket = self.try_admit(who, model, estimate_tokens, estimate_usd)
+            if ticket is not None:
+                return ticket
+            for scope, limits in who.scopes:
+                if limits.budget_usd is not None:
+                    await self._budget(scope, limits)
+
+    def try_admit(
+        self, who: Principal, model: str, estimate_tokens: int, estimate_usd: float | None
+    ) -> Ticket | None:
+        """Check the key's and then the team's limits, reserving the request's estimate against
+        each as it passes; raises the first limit it would exceed, taking back what it
+        reserved. None when a budget of this period is not loaded yet (`admit` loads it).
+        Nothing here awaits, so no other request sees a half-made reservation."""
         now = time.time()
-        windows: list[ScopeWindow] = []
-        for scope, limits in scopes:
-            if limits.rpm is None and limits.tpm is None:
-                continue
-            window = self._windows.get(scope)
-            if window is None:
-                window = self._windows[scope] = ScopeWindow()
-            over = window.over(limits.rpm, limits.tpm, estimate_tokens, now)
-            if over is not None:
-                wait, limit, what = over
-                raise GatewayError(
-                    429,
-                    f"{what} limit of {limit} reached for {_label(scope)}; retry in {wait:.1f} s",
-                    "rate_limit_exceeded",
-                    _retry_after(wait),
-                )
-            windows.append(window)
-        estimate_usd = estimate_usd or 0.0
-        for scope, budget in budgets:
-            if budget.remaining < estimate_usd:
-                raise GatewayError(
-                    429,
-                    f"budget exhausted for {_label(scope)}: ${budget.spent + budget.reserved:.4f} of "
-                    f"${budget.limit:.4f} used this period; resets at {_iso(budget.period_end)}",
-                    "budget_exceeded",
-                    _retry_after(budget.period_end - now),
-                )
-        ticket = Ticket(estimate_usd, estimate_tokens, [budget for _, budget in budgets])
-        for window in windows:
-            ticket.token_entries.append((window, window.add(now, estimate_tokens)))
-        for budget in ticket.budgets:
-            budget.reserved += estimate_usd
-        return ticket
+        usd = estimate_usd or 0.0
+        holds: list[tuple[ScopeWindow | None, int, Budget | None]] = []
+        try:
+            for scope, limits in who.scopes:
+                if limits.models is not None:
+                    _check_model(scope, model, limits.models)
+                if limits.budget_usd is not None:
+                    if estimate_usd is None:
+                        raise _unpriced(scope, model)
+                    budget = self._budgets.get(scope)
+                    if budget is None or not budget.current(now, limits.budget_usd):
+                        self._release(holds, usd)
+                        return None
+                    if budget.limit - budget.spent - budget.reserved < usd:
+                        raise _budget_exceeded(scope, budget, now)
+                    budget.reserved += usd
+                    holds.append((None, -1, budget))
+                if limits.rpm is not None or limits.tpm is not None:
+                    window = self._windows.get(scope)
+                    if window is None:
+                        window = self._windows[scope] = ScopeWindow()
+                    over = window.over(limits.rpm, limits.tpm, estimate_tokens, now)
+                    if over is not None:
+                        raise _rate_limited(scope, *over)
+                    holds.append((window, window.add(now, estimate_tokens), None))
+        except GatewayError:
+            self._release(holds, usd)
+            raise
+        return Ticket(usd, holds)
 
     def settle(self, ticket: Ticket, tokens: int, cost_usd: float) -> None:
-        for budget in ticket.budgets:
-            budget.reserved -= ticket.estimate_usd
-            budget.spent += cost_usd
-        for window, entry in ticket.token_entries:
-            window.adjust(entry, tokens)
+        for window, entry, budget in ticket.holds:
+            if budget is not None:
+                budget.reserved -= ticket.estimate_usd
+                budget.spent += cost_usd
+            else:
+                window.adjust(entry, tokens)
+
+    @staticmethod
+    def _release(holds: list[tuple[ScopeWindow | None, int, Budget | None]], usd: float) -> None:
+        """Take back the reservations of a request that was refused (its entries are the last
+        of their windows: nothing awaited since they were made)."""
+        for window, _, budget in reversed(holds):
+            if budget is not None:
+                budget.reserved -= usd
+            else:
+                window.remove_last()
 
     def remaining(self) -> dict[str, float]:
         """Budget left per scope, for metrics."""
@@ -202,6 +201,43 @@ class Admission:
             del self._loading[scope]
             return budget
         return await asyncio.shield(pending)
+
+
+def _check_model(scope: str, model: str, allowed: tuple[str, ...]) -> None:
+    if not any(fnmatch.fnmatchcase(model, pattern) for pattern in allowed):
+        raise GatewayError(
+            403,
+            f"{_label(scope)} may not use model '{model}' (allowed: {', '.join(allowed)})",
+            "model_not_allowed",
+        )
+
+
+def _rate_limited(scope: str, wait: float, limit: int, what: str) -> GatewayError:
+    return GatewayError(
+        429,
+        f"{what} limit of {limit} reached for {_label(scope)}; retry in {wait:.1f} s",
+        "rate_limit_exceeded",
+        _retry_after(wait),
+    )
+
+
+def _budget_exceeded(scope: str, budget: Budget, now: float) -> GatewayError:
+    return GatewayError(
+        429,
+        f"budget exhausted for {_label(scope)}: ${budget.spent + budget.reserved:.4f} of "
+        f"${budget.limit:.4f} used this period; resets at {_iso(budget.period_end)}",
+        "budget_exceeded",
+        _retry_after(budget.period_end - now),
+    )
+
+
+def _unpriced(scope: str, model: str) -> GatewayError:
+    return GatewayError(
+        403,
+        f"no price is known for model '{model}', so {_label(scope)}'s budget cannot be enforced; "
+        "give the model a price in xvckit.yaml",
+        "unpriced_model",
+    )
 
 
 def _label(scope: str) -> str:

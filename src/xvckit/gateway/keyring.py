@@ -38,14 +38,15 @@ class Principal:
     role: str
     key: ApiKey | None = None
     team: Team | None = None
-    # ("key:<id>" / "team:<id>", its limits): what admission checks, the key's first; made once
+    # ("key:<id>" / "team:<id>", its limits) for the key and the team if they have any limit:
+    # what admission checks, the key's first; made once
     scopes: tuple[tuple[str, Limits], ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         scopes = []
-        if self.key is not None:
+        if self.key is not None and self.key.limits.limited:
             scopes.append((f"key:{self.key.id}", self.key.limits))
-        if self.team is not None:
+        if self.team is not None and self.team.limits.limited:
             scopes.append((f"team:{self.team.id}", self.team.limits))
         object.__setattr__(self, "scopes", tuple(scopes))
 

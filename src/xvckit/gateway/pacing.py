@@ -69,6 +69,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from xvckit.gateway.window_log import WindowLog
 from xvckit.providers.ratelimit import Limit, RateLimits, parse_anthropic_headers, parse_openai_headers
@@ -86,9 +87,10 @@ _EPSILON = 1e-6
 Headers = Mapping[str, str] | Iterable[tuple[bytes, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class Lane:
-    """One deployment: a provider, one of its upstream keys (by index, never the key), a model."""
+class Lane(NamedTuple):
+    """One deployment: a provider, one of its upstream keys (by index, never the key), a model.
+    A tuple, not a frozen dataclass: the pacer looks its state up by lane a few times a
+    request, and a tuple hashes in C where a dataclass calls its Python `__hash__`."""
 
     provider: str
     key: int
@@ -220,7 +222,7 @@ _RATE_LIMIT_HEADERS = (b"x-ratelimit-", b"anthropic-ratelimit-", b"retry-after")
 def header_map(headers: Headers) -> Mapping[str, str]:
     """The rate-limit headers of a response as a lower-case mapping (raw ASGI/aiohttp pairs too).
     Names are tested as bytes (one C call per header: this runs on every response)."""
-    if isinstance(headers, Mapping):
+    if not isinstance(headers, list) and isinstance(headers, Mapping):  # the ABC check is slow
         return headers
     found: dict[str, str] = {}
     for name, value in headers:

@@ -17,7 +17,7 @@ import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway import crossing
-from xvckit.gateway.admission import Admission, Ticket
+from xvckit.gateway.admission import Admission
 from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
@@ -152,7 +152,10 @@ class Proxy:
                 if wanted
                 else None
             )
-            ex.ticket = await self._admit(who, payload, len(body), deployment, ex)
+            if who.scopes:  # the master key has no key or team to hold to
+                tokens, usd = self._estimate(payload, len(body), deployment)
+                ticket = self.admission.try_admit(who, ex.model, tokens, usd)
+                ex.ticket = ticket or await self.admission.admit(who, ex.model, tokens, usd)
             if entry_key is not None:
                 hit = await self.cache.get(entry_key)
                 if hit is not None and hit.status == 200:
@@ -264,17 +267,13 @@ class Proxy:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def _admit(
-        self, who: Principal, payload: dict, body_len: int, deployment: Deployment, ex: Exchange
-    ) -> Ticket | None:
-        """Reserve the request's estimated tokens and cost against its key and team."""
-        if not who.scopes:
-            return None  # no key or team to hold to (the master key): nothing to reserve
+    def _estimate(self, payload: dict, body_len: int, deployment: Deployment) -> tuple[int, float | None]:
+        """Tokens and USD to reserve against the key and team before the call: the body's
+        bytes / 4 for input, the output allowance (or a default) for output."""
         max_out = payload.get("max_tokens") or payload.get("max_completion_tokens")
         max_out = max_out if isinstance(max_out, int) and max_out > 0 else DEFAULT_OUTPUT_ESTIMATE
         input_estimate = body_len // 4
-        estimate_usd = self.prices.estimate_usd(deployment.model, input_estimate, max_out)
-        return await self.admission.admit(who, ex.model, input_estimate + max_out, estimate_usd)
+        return input_estimate + max_out, self.prices.estimate_usd(deployment.model, input_estimate, max_out)
 
     def _finish(self, ex: Exchange) -> None:
         """Settle, record and count the request: done before the client gets its last bytes,

@@ -29,12 +29,13 @@ class WindowLog:
     def expire(self, now: float) -> None:
         """Forget the entries whose span is over."""
         stamps, head, span = self._stamps, self._head, self.span
-        while head < len(stamps) and stamps[head] + span <= now:
+        size = len(stamps)
+        while head < size and stamps[head] + span <= now:
             self.total -= self._weights[head]
             head += 1
-        if head == len(stamps):
+        if head == size:
             self.total = 0.0  # no rounding drift left behind
-        if head > 1024 and head * 2 > len(stamps):
+        if head > 1024 and head * 2 > size:
             del stamps[:head]
             del self._weights[:head]
             self._dropped += head
@@ -48,11 +49,16 @@ class WindowLog:
         self.total += weight
         return self._dropped + len(self._stamps) - 1
 
+    def remove_last(self) -> None:
+        """Take back the entry `add` made last."""
+        self._stamps.pop()
+        self.total -= self._weights.pop()
+
     def adjust(self, entry: int, weight: float) -> bool:
         """Give an entry its real weight; False if it has left the window (nothing to do)."""
-        if entry not in self:
-            return False
         i = entry - self._dropped
+        if i < self._head:
+            return False
         self.total += weight - self._weights[i]
         self._weights[i] = weight
         return True

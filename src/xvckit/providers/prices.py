@@ -140,14 +140,16 @@ class PriceTable:
         price = self.lookup(model)
         if price is None:
             return None
-        cached = max(usage.cached_tokens, 0)
-        written = max(usage.cache_write_tokens, 0)
-        fresh = max(usage.input_tokens - cached - written, 0)
+        # Conditionals, not max(): a builtin call costs more than the arithmetic (hot path).
+        cached = usage.cached_tokens if usage.cached_tokens > 0 else 0
+        written = usage.cache_write_tokens if usage.cache_write_tokens > 0 else 0
+        fresh = usage.input_tokens - cached - written
+        output = usage.output_tokens
         return (
-            fresh * price.input
+            (fresh if fresh > 0 else 0) * price.input
             + cached * price.cache_read
             + written * price.cache_write
-            + max(usage.output_tokens, 0) * price.output
+            + (output if output > 0 else 0) * price.output
         ) / PER
 
     def estimate_usd(self, model: str | None, input_tokens: int, max_output_tokens: int) -> float | None:
@@ -156,7 +158,10 @@ class PriceTable:
         price = self.lookup(model)
         if price is None:
             return None
-        return (max(input_tokens, 0) * price.input + max(max_output_tokens, 0) * price.output) / PER
+        return (
+            (input_tokens if input_tokens > 0 else 0) * price.input
+            + (max_output_tokens if max_output_tokens > 0 else 0) * price.output
+        ) / PER
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, float]] | None) -> PriceTable:
         """This table with entries added or changed, from config:

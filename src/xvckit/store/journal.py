@@ -57,15 +57,17 @@ class Journal:
 
     def append(self, row: tuple) -> None:
         line = orjson.dumps(row)
-        end = self._size + len(line)
-        if end >= len(self._map):
+        size = len(line)
+        start = self._size
+        if start + size >= len(self._map):
             self._close_segment()  # unlocks it: the ledger writer finishes and deletes it
-            self._start_segment(max(self.segment_bytes, len(line) + 1))
-            end = len(line)
-        self._map[end - len(line) : end] = line
+            self._start_segment(max(self.segment_bytes, size + 1))
+            start = 0
+        end = start + size
+        self._map[start:end] = line
         self._map[end] = 10  # b"\n", stored last
         self._size = end + 1
-        self.appended += len(line) + 1
+        self.appended += size + 1
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -73,6 +73,10 @@ class Limits:
     budget_usd: float | None = None
     budget_period: str | None = None
 
+    @property
+    def limited(self) -> bool:
+        return not (self.models is None and self.rpm is None and self.tpm is None and self.budget_usd is None)
+
     def as_row(self) -> dict:
         return {
             "models": list(self.models) if self.models is not None else None,

@@ -1,0 +1,59 @@
+"""Admission's reservations, below the gateway: a refusal by a later scope takes back what
+the earlier ones reserved, and a budget not yet loaded is read once, then enforced."""
+
+import asyncio
+
+import pytest
+
+from xvckit.gateway.admission import Admission
+from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.keyring import Principal
+from xvckit.store.keys import ApiKey, Limits, Team
+
+
+def principal(key_limits: Limits, team_limits: Limits | None = None) -> Principal:
+    team = Team("team_1", "team", team_limits, 0.0) if team_limits else None
+    key = ApiKey("key_1", "key", "member", "hash", "xvc-...", team and team.id, key_limits, None, None, 0.0)
+    return Principal("member", key, team)
+
+
+def loader(spent: dict[str, float], calls: list[str]):
+    async def load(kind: str, ident: str, since: float) -> float:
+        calls.append(f"{kind}:{ident}")
+        await asyncio.sleep(0)
+        return spent.get(f"{kind}:{ident}", 0.0)
+
+    return load
+
+
+async def test_a_refusal_by_the_team_takes_back_the_keys_reservations():
+    calls: list[str] = []
+    admission = Admission(loader({}, calls))
+    who = principal(Limits(rpm=10, budget_usd=1.0, budget_period="day"), Limits(rpm=1))
+    first = await admission.admit(who, "m", 100, 0.25)
+    with pytest.raises(GatewayError) as refused:
+        await admission.admit(who, "m", 100, 0.25)
+    assert refused.value.status == 429 and "team team_1" in refused.value.message
+    assert admission.remaining() == {"key:key_1": 0.75}  # only the first request's reservation
+    assert len(admission._windows["key:key_1"]) == 1
+    admission.settle(first, 40, 0.125)
+    assert admission.remaining() == {"key:key_1": 0.875}
+    assert admission._windows["key:key_1"].total == 40
+    assert calls == ["key:key_1"]  # the budget was read once
+
+
+async def test_a_budget_is_loaded_before_it_is_enforced():
+    admission = Admission(loader({"key:key_1": 0.9}, []))
+    who = principal(Limits(budget_usd=1.0, budget_period="day"))
+    assert admission.try_admit(who, "m", 10, 0.05) is None  # not loaded yet: nothing reserved
+    ticket = await admission.admit(who, "m", 10, 0.05)
+    with pytest.raises(GatewayError) as refused:
+        admission.try_admit(who, "m", 10, 0.06)
+    assert refused.value.code == "budget_exceeded"
+    admission.settle(ticket, 10, 0.01)
+    assert admission.remaining()["key:key_1"] == pytest.approx(0.09)
+
+
+def test_keys_and_teams_without_limits_are_not_admitted_at_all():
+    assert principal(Limits(), Limits()).scopes == ()
+    assert [scope for scope, _ in principal(Limits(), Limits(tpm=5)).scopes] == ["team:team_1"]
