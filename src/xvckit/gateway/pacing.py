@@ -172,6 +172,8 @@ class _LaneState:
     tpm_set: int | None = None
     rpm_seen: int | None = None  # learned from headers
     tpm_seen: int | None = None
+    rpm: int | None = None  # in force: the lower of the two (`limits_changed` keeps it)
+    tpm: int | None = None
     ext_requests: int = 0  # counted by the provider, not admitted here; until ext_until
     ext_tokens: int = 0
     ext_until: float = 0.0
@@ -199,13 +201,10 @@ class _LaneState:
     def tokens(self) -> int:
         return int(self.window.total)
 
-    @property
-    def rpm(self) -> int | None:
-        return _lower(self.rpm_set, self.rpm_seen)
-
-    @property
-    def tpm(self) -> int | None:
-        return _lower(self.tpm_set, self.tpm_seen)
+    def limits_changed(self) -> None:
+        """Work out the limits in force once, when they change, not at each call."""
+        self.rpm = _lower(self.rpm_set, self.rpm_seen)
+        self.tpm = _lower(self.tpm_set, self.tpm_seen)
 
 
 def _lower(configured: int | None, learned: int | None) -> int | None:
@@ -277,6 +276,7 @@ class Pacer:
                 raise ValueError(f"{lane}: {name} must be positive, not {value}")
         state = self._state(lane)
         state.rpm_set, state.tpm_set = rpm, tpm
+        state.limits_changed()
         self._poke(state)
 
     def limits(self, lane: Lane) -> tuple[int | None, int | None]:
@@ -620,6 +620,7 @@ class Pacer:
         if limits.tokens is not None and limits.tokens.limit > 0:
             raised |= state.tpm_seen is not None and limits.tokens.limit > state.tpm_seen
             state.tpm_seen = limits.tokens.limit
+        state.limits_changed()
         if raised:
             self._poke(state)
         self._check_external(state, limits, grant, now)
