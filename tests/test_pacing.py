@@ -7,10 +7,13 @@ waiting: a minute of traffic takes milliseconds and the same run gives the same 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import selectors
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -670,6 +673,33 @@ def test_long_text_is_sampled_within_a_few_per_cent():
     assert count_text(text[:EXACT_CHARS], "gpt-4o") == len(
         tiktoken.get_encoding("o200k_base").encode_ordinary(text[:EXACT_CHARS])
     )
+
+
+_PRELOAD_PROBE = """
+import json, time
+from xvckit.gateway import token_estimate
+started = time.perf_counter()
+thread = token_estimate.preload(["gpt-4o", "claude-sonnet-4-5"])
+returned_s = time.perf_counter() - started
+thread.join()
+started = time.perf_counter()
+counts = [token_estimate.count_text("hello world", m) for m in ("gpt-4o", "claude-sonnet-4-5")]
+first_count_s = time.perf_counter() - started
+print(json.dumps({"returned_s": returned_s, "first_count_s": first_count_s, "counts": counts}))
+"""
+
+
+def test_preload_loads_encoders_off_the_caller(tiktoken_encodings):
+    """Loading an encoder takes 0.2-0.6 s; the gateway preloads them in a thread as it starts,
+    so its first requests do not wait on the event loop. A fresh interpreter, since this
+    process has them loaded already."""
+    probe = subprocess.run(
+        [sys.executable, "-c", _PRELOAD_PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    result = json.loads(probe.stdout)
+    assert result["returned_s"] < 0.05, "preload waited for the loading"
+    assert result["first_count_s"] < 0.05, "the first count still loaded an encoder"
+    assert result["counts"] == [2, 2]
 
 
 def test_estimate_cost():

@@ -22,6 +22,7 @@ from xvckit.gateway.pacing import Pacer
 from xvckit.gateway.pacing_redis import RedisPacer
 from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, Endpoint, Proxy
 from xvckit.gateway.routing import Router
+from xvckit.gateway.token_estimate import preload
 from xvckit.gateway.upstream import Upstreams
 from xvckit.providers.prices import price_table
 from xvckit.store import Store, StoreError, local_dir
@@ -110,6 +111,7 @@ class Gateway:
             await lifespan(receive, send, self._startup, self._shutdown)
 
     async def _startup(self) -> None:
+        preload(self.router.upstream_models())  # in a thread: the event loop must not wait on it
         await self.keyring.start()
         if self.ledger:
             self.ledger.start()

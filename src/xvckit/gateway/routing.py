@@ -80,6 +80,11 @@ class Router:
         """Every deployment that serves a model name, in config order."""
         return self._groups.get(requested) or [self.resolve(requested)]
 
+    def upstream_models(self) -> set[str]:
+        """The upstream ids the routes name (a glob route's pattern where it names none)."""
+        exact = {d.model for d in self._exact.values()}
+        return exact | {route.model or route.name for route, _ in self._globs}
+
     def listed_models(self) -> list[tuple[str, str]]:
         """(model name, provider name) of every exact route, for GET /v1/models."""
         return [(name, d.provider.name) for name, d in self._exact.items()]

@@ -11,7 +11,10 @@ Encoders: `o200k_base` for the gpt-4o / gpt-4.1 / gpt-4.5 / gpt-5 / o-series fam
 its current models, so this is only an approximation; Claude's count is often higher, which
 the settle and the scale-up below absorb). Each encoder is loaded once
 (from `$TIKTOKEN_CACHE_DIR` when set); if it cannot be loaded (no cache, no network) the
-estimate falls back to characters / 4 and says so once in the log.
+estimate falls back to characters / 4 and says so once in the log. Loading one takes
+0.2-0.6 s, so the gateway loads those its models need in a thread as it starts (`preload`):
+on the event loop it would hold every request in flight that long. A request that needs one
+before the thread has it waits for the rest of that load only.
 
 Cost: tiktoken encodes about 10-17 MB/s (60-90 µs per KB of text on the development
 machine), all of it holding the event loop. Up to `EXACT_CHARS` of text is encoded whole;
@@ -29,7 +32,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 
 from xvckit.providers.message_text import (
     MESSAGE_OVERHEAD,
@@ -48,6 +52,7 @@ SAMPLES = 12  # beyond it: this many samples, evenly spread, and the ratio extra
 SAMPLE_CHARS = 500
 
 _encoders: dict[str, Callable[[str], int] | None] = {}
+_loads: dict[str, threading.Lock] = {}  # one per encoder: it is loaded once, whichever thread asks
 
 
 @functools.lru_cache(maxsize=256)
@@ -61,6 +66,13 @@ def encoding_name(model: str) -> str:
 def _counter(name: str) -> Callable[[str], int] | None:
     if name in _encoders:
         return _encoders[name]
+    with _loads.setdefault(name, threading.Lock()):
+        if name not in _encoders:
+            _encoders[name] = _load(name)
+    return _encoders[name]
+
+
+def _load(name: str) -> Callable[[str], int] | None:
     counter = None
     try:
         import tiktoken
@@ -72,8 +84,16 @@ def _counter(name: str) -> Callable[[str], int] | None:
 
     except Exception as exc:  # no cache and no network, or tiktoken missing
         log.warning("token estimates use characters/4: tiktoken's %s is unavailable (%s)", name, exc)
-    _encoders[name] = counter
     return counter
+
+
+def preload(models: Iterable[str]) -> threading.Thread:
+    """Load the encoders `models` need, in a thread of its own."""
+    names = sorted({encoding_name(model) for model in models} - _encoders.keys())
+    thread = threading.Thread(target=lambda: [_counter(name) for name in names], name="xvckit-tokenizers")
+    thread.daemon = True
+    thread.start()
+    return thread
 
 
 def count_text(text: str, model: str) -> int:
