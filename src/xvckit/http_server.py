@@ -271,9 +271,7 @@ class _Connection(asyncio.Protocol):
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value)  # `_count`, inline: this runs per header
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise _HeadTooLarge
+        self._count(len(name) + len(value))
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True

@@ -38,7 +38,7 @@ class ScopeWindow(WindowLog):
         """The first limit a request of `tokens` would exceed now: (seconds until it fits, the
         limit, what it limits); None when it fits. On an empty window everything fits."""
         self.expire(now)
-        count = len(self._stamps) - self._head
+        count = len(self)
         if not count:
             return None
         if rpm is not None and count >= rpm:
@@ -140,7 +140,7 @@ class Admission:
                     if budget is None or not budget.current(now, limits.budget_usd):
                         self._release(holds, usd)
                         return None
-                    if budget.limit - budget.spent - budget.reserved < usd:
+                    if budget.remaining < usd:
                         raise _budget_exceeded(scope, budget, now)
                     budget.reserved += usd
                     holds.append((None, -1, budget))

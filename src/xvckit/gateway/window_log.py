@@ -56,9 +56,9 @@ class WindowLog:
 
     def adjust(self, entry: int, weight: float) -> bool:
         """Give an entry its real weight; False if it has left the window (nothing to do)."""
-        i = entry - self._dropped
-        if i < self._head:
+        if entry not in self:
             return False
+        i = entry - self._dropped
         self.total += weight - self._weights[i]
         self._weights[i] = weight
         return True
