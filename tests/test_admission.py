@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from xvckit.gateway.admission import Admission
+from xvckit.gateway.admission import Admission, BudgetNotLoaded
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.keyring import Principal
 from xvckit.store.keys import ApiKey, Limits, Team
@@ -35,17 +35,19 @@ async def test_a_refusal_by_the_team_takes_back_the_keys_reservations():
         await admission.admit(who, "m", 100, 0.25)
     assert refused.value.status == 429 and "team team_1" in refused.value.message
     assert admission.remaining() == {"key:key_1": 0.75}  # only the first request's reservation
-    assert len(admission._windows["key:key_1"]) == 1
+    assert admission._scopes["key:key_1"].count == 1
     admission.settle(first, 40, 0.125)
     assert admission.remaining() == {"key:key_1": 0.875}
-    assert admission._windows["key:key_1"].total == 40
+    assert admission._scopes["key:key_1"].total == 40
     assert calls == ["key:key_1"]  # the budget was read once
 
 
 async def test_a_budget_is_loaded_before_it_is_enforced():
     admission = Admission(loader({"key:key_1": 0.9}, []))
     who = principal(Limits(budget_usd=1.0, budget_period="day"))
-    assert admission.try_admit(who, "m", 10, 0.05) is None  # not loaded yet: nothing reserved
+    with pytest.raises(BudgetNotLoaded):
+        admission.try_admit(who, "m", 10, 0.05)
+    assert admission.remaining() == {}  # not loaded yet: nothing reserved
     ticket = await admission.admit(who, "m", 10, 0.05)
     with pytest.raises(GatewayError) as refused:
         admission.try_admit(who, "m", 10, 0.06)

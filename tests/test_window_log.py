@@ -6,7 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xvckit.gateway.admission import WINDOW_S, ScopeWindow
+from xvckit.gateway.admission import WINDOW_S, Scope
+from xvckit.gateway.dialects import GatewayError
+from xvckit.store.keys import Limits
 
 steps = st.lists(
     st.tuples(st.floats(0, 30), st.integers(1, 50), st.integers(0, 80), st.booleans()),
@@ -18,7 +20,7 @@ steps = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(steps, st.integers(50, 500))
 def test_window_matches_a_plain_log(ops, limit):
-    window = ScopeWindow()
+    window = Scope("key:k")
     log: list[list[float]] = []  # [time, weight] for every entry ever added
     now = 0.0
     for gap, weight, real, adjust in ops:
@@ -46,7 +48,7 @@ def test_window_matches_a_plain_log(ops, limit):
 
 
 def test_many_entries_stay_compact():
-    window = ScopeWindow()
+    window = Scope("key:k")
     for i in range(200_000):
         window.add(i * 0.001, 1)  # 1,000 a second: 60,000 in any window
         window.over(10**9, 10**9, 1, i * 0.001)
@@ -58,7 +60,7 @@ def test_many_entries_stay_compact():
 @given(st.lists(st.floats(0, 20), min_size=1, max_size=500), st.integers(1, 40))
 def test_request_count_matches_a_plain_log(gaps, rpm):
     """The same log holds the requests per minute: the count, and when the oldest leave."""
-    window = ScopeWindow()
+    window = Scope("key:k")
     stamps: list[float] = []
     now = 0.0
     for gap in gaps:
@@ -73,3 +75,32 @@ def test_request_count_matches_a_plain_log(gaps, rpm):
             continue  # refused: not logged
         window.add(now, 1)
         stamps.append(now)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 0.4, 1.0, 29.5, 59.6, 60.0]) | st.floats(0, 20), st.integers(1, 30)),
+        min_size=1,
+        max_size=400,
+    ),
+    st.integers(1, 20),
+)
+def test_reserve_refuses_exactly_what_a_plain_log_refuses(ops, rpm):
+    """`reserve` drops expired entries lazily (at most a second late, or when a limit looks
+    reached): it must admit and refuse exactly as a log that drops them at once."""
+    scope = Scope("key:k")
+    limits = Limits(rpm=rpm, tpm=rpm * 20)
+    log: list[tuple[float, int]] = []
+    now = 0.0
+    for gap, tokens in ops:
+        now += gap
+        live = [(t, w) for t, w in log if t + WINDOW_S > now]
+        fits = not live or (len(live) < rpm and sum(w for _, w in live) + tokens <= rpm * 20)
+        try:
+            scope.reserve(limits, "m", now, tokens, None)
+        except GatewayError as refused:
+            assert not fits and refused.status == 429
+        else:
+            assert fits
+            log.append((now, tokens))

@@ -21,32 +21,7 @@ from xvckit.gateway.window_log import WindowLog
 from xvckit.store.keys import Limits
 
 WINDOW_S = 60.0
-
-
-class ScopeWindow(WindowLog):
-    """A key's or a team's last 60 s: an entry per request, weighted by its tokens. Its count
-    is held to the rpm, its total to the tpm: one log serves both limits."""
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(WINDOW_S)
-
-    def over(
-        self, rpm: int | None, tpm: int | None, tokens: int, now: float
-    ) -> tuple[float, int, str] | None:
-        """The first limit a request of `tokens` would exceed now: (seconds until it fits, the
-        limit, what it limits); None when it fits. On an empty window everything fits."""
-        self.expire(now)
-        count = len(self)
-        if not count:
-            return None
-        if rpm is not None and count >= rpm:
-            return self.leaves_at(min(count, count - rpm + 1)) - now, rpm, "requests per minute"
-        if tpm is not None and self.total + tokens > tpm:
-            freed = self.freed_at(self.total + tokens - tpm)
-            return (WINDOW_S if freed is None else freed - now), tpm, "tokens per minute"
-        return None
+SWEEP_S = 1.0  # how long a window may count entries whose minute is over, while no limit is near
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float]:
@@ -65,31 +40,98 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
 
 @dataclass(slots=True)
 class Budget:
+    """One period's budget of a key or a team."""
+
     limit: float
     period_start: float
     period_end: float
-    spent: float = 0.0
-    reserved: float = 0.0
-
-    @property
-    def remaining(self) -> float:
-        return self.limit - self.spent - self.reserved
-
-    def current(self, now: float, limit: float) -> bool:
-        """Still this period's budget, with the limit the key or team has now?"""
-        return self.period_start <= now < self.period_end and self.limit == limit
+    used: float = 0.0  # what its finished requests cost, and what its running ones reserved
 
 
-@dataclass(slots=True)
-class Ticket:
-    """What one admitted request holds until it settles: (window, entry, None) for a window
-    entry, (None, -1, budget) for a budget reservation of `estimate_usd`."""
+# What an admitted request holds of a scope until it settles: its window entry (-1: none), and
+# the budget it reserved from (None: none) with the amount.
+Hold = tuple["Scope", int, Budget | None, float | None]
+Ticket = list[Hold]
 
-    estimate_usd: float
-    holds: list[tuple[ScopeWindow | None, int, Budget | None]]
+
+class Scope(WindowLog):
+    """What admission knows of a key or a team: its requests of the last 60 s, each weighted by
+    its tokens (its count is held to the rpm, its total to the tpm: one log serves both), and
+    its budget of the current period."""
+
+    __slots__ = ("_swept_until", "budget", "name")
+
+    def __init__(self, name: str) -> None:
+        super().__init__(WINDOW_S)
+        self.name = name  # "key:<id>" or "team:<id>"
+        self.budget: Budget | None = None
+        self._swept_until = 0.0
+
+    def reserve(self, limits: Limits, model: str, now: float, tokens: int, usd: float | None) -> Hold:
+        """Reserve a request's estimate against each of the limits, or raise the first it would
+        exceed (reserving nothing), or BudgetNotLoaded for a new period or a changed budget.
+
+        Entries whose minute is over are dropped (by `over`) only when the count with them
+        reaches a limit, or a second after they were last dropped: a request that fits while
+        they are counted fits without them, and the log stays small."""
+        if limits.models is not None:
+            _check_model(self.name, model, limits.models)
+        budget = None
+        if limits.budget_usd is not None:
+            if usd is None:
+                raise _unpriced(self.name, model)
+            budget = self.budget
+            if not (
+                budget
+                and budget.period_start <= now < budget.period_end
+                and budget.limit == limits.budget_usd
+            ):
+                raise BudgetNotLoaded(self, limits)
+            if budget.used + usd > budget.limit:
+                raise _budget_exceeded(self.name, budget, now)
+        entry = -1
+        rpm, tpm = limits.rpm, limits.tpm
+        if rpm is not None or tpm is not None:
+            if (
+                now >= self._swept_until
+                or (rpm is not None and self.count >= rpm)
+                or (tpm is not None and self.total + tokens > tpm)
+            ):
+                self._swept_until = now + SWEEP_S
+                over = self.over(rpm, tpm, tokens, now)
+                if over is not None:
+                    raise _rate_limited(self.name, *over)
+            entry = self.add(now, tokens)
+        if budget is not None:
+            budget.used += usd
+        return self, entry, budget, usd
+
+    def over(
+        self, rpm: int | None, tpm: int | None, tokens: int, now: float
+    ) -> tuple[float, int, str] | None:
+        """The first limit a request of `tokens` would exceed now: (seconds until it fits, the
+        limit, what it limits); None when it fits. On an empty window everything fits."""
+        self.expire(now)
+        count = self.count
+        if not count:
+            return None
+        if rpm is not None and count >= rpm:
+            return self.leaves_at(min(count, count - rpm + 1)) - now, rpm, "requests per minute"
+        if tpm is not None and self.total + tokens > tpm:
+            freed = self.freed_at(self.total + tokens - tpm)
+            return (WINDOW_S if freed is None else freed - now), tpm, "tokens per minute"
+        return None
 
 
 SpentLoader = Callable[[str, str, float], Awaitable[float]]  # (scope, id, since) -> USD
+
+
+class BudgetNotLoaded(Exception):
+    """A budget whose period's spend has not been read from the ledger yet (`admit` reads it)."""
+
+    def __init__(self, scope: Scope, limits: Limits) -> None:
+        super().__init__(scope.name)
+        self.scope, self.limits = scope, limits
 
 
 def _iso(ts: float) -> str:
@@ -103,104 +145,82 @@ def _retry_after(seconds: float) -> dict[str, str]:
 class Admission:
     def __init__(self, load_spent: SpentLoader) -> None:
         self._load_spent = load_spent
-        self._windows: dict[str, ScopeWindow] = {}
-        self._budgets: dict[str, Budget] = {}
-        self._loading: dict[str, asyncio.Future[Budget]] = {}
+        self._scopes: dict[str, Scope] = {}
+        self._loading: dict[str, asyncio.Future[None]] = {}
 
     async def admit(
         self, who: Principal, model: str, estimate_tokens: int, estimate_usd: float | None
     ) -> Ticket:
-        """`try_admit`, after reading from the ledger the spend of any budget it needs."""
+        """`try_admit`, after reading from the ledger the spend of each budget it needs."""
         while True:
-            ticket = self.try_admit(who, model, estimate_tokens, estimate_usd)
-            if ticket is not None:
-                return ticket
-            for scope, limits in who.scopes:
-                if limits.budget_usd is not None:
-                    await self._budget(scope, limits)
+            try:
+                return self.try_admit(who, model, estimate_tokens, estimate_usd)
+            except BudgetNotLoaded as missing:
+                await self._load_budget(missing.scope, missing.limits)
 
     def try_admit(
         self, who: Principal, model: str, estimate_tokens: int, estimate_usd: float | None
-    ) -> Ticket | None:
+    ) -> Ticket:
         """Check the key's and then the team's limits, reserving the request's estimate against
-        each as it passes; raises the first limit it would exceed, taking back what it
-        reserved. None when a budget of this period is not loaded yet (`admit` loads it).
-        Nothing here awaits, so no other request sees a half-made reservation."""
+        each as it passes; raises the first limit it would exceed, or BudgetNotLoaded (`admit`
+        loads it), taking back what it reserved. Nothing here awaits, so no other request
+        sees a half-made reservation."""
         now = time.time()
-        usd = estimate_usd or 0.0
-        holds: list[tuple[ScopeWindow | None, int, Budget | None]] = []
+        holds: Ticket = []
         try:
-            for scope, limits in who.scopes:
-                if limits.models is not None:
-                    _check_model(scope, model, limits.models)
-                if limits.budget_usd is not None:
-                    if estimate_usd is None:
-                        raise _unpriced(scope, model)
-                    budget = self._budgets.get(scope)
-                    if budget is None or not budget.current(now, limits.budget_usd):
-                        self._release(holds, usd)
-                        return None
-                    if budget.remaining < usd:
-                        raise _budget_exceeded(scope, budget, now)
-                    budget.reserved += usd
-                    holds.append((None, -1, budget))
-                if limits.rpm is not None or limits.tpm is not None:
-                    window = self._windows.get(scope)
-                    if window is None:
-                        window = self._windows[scope] = ScopeWindow()
-                    over = window.over(limits.rpm, limits.tpm, estimate_tokens, now)
-                    if over is not None:
-                        raise _rate_limited(scope, *over)
-                    holds.append((window, window.add(now, estimate_tokens), None))
-        except GatewayError:
-            self._release(holds, usd)
+            for name, limits in who.scopes:
+                scope = self._scopes.get(name)
+                if scope is None:
+                    scope = self._scopes[name] = Scope(name)
+                holds.append(scope.reserve(limits, model, now, estimate_tokens, estimate_usd))
+        except (GatewayError, BudgetNotLoaded):
+            self._release(holds)
             raise
-        return Ticket(usd, holds)
-
-    def settle(self, ticket: Ticket, tokens: int, cost_usd: float) -> None:
-        for window, entry, budget in ticket.holds:
-            if budget is not None:
-                budget.reserved -= ticket.estimate_usd
-                budget.spent += cost_usd
-            else:
-                window.adjust(entry, tokens)
+        return holds
 
     @staticmethod
-    def _release(holds: list[tuple[ScopeWindow | None, int, Budget | None]], usd: float) -> None:
+    def settle(ticket: Ticket, tokens: int, cost_usd: float) -> None:
+        for scope, entry, budget, usd in ticket:
+            if budget is not None:
+                budget.used += cost_usd - usd
+            if entry >= 0:
+                scope.adjust(entry, tokens)
+
+    @staticmethod
+    def _release(holds: Ticket) -> None:
         """Take back the reservations of a request that was refused (its entries are the last
         of their windows: nothing awaited since they were made)."""
-        for window, _, budget in reversed(holds):
+        for scope, entry, budget, usd in reversed(holds):
             if budget is not None:
-                budget.reserved -= usd
-            else:
-                window.remove_last()
+                budget.used -= usd
+            if entry >= 0:
+                scope.remove_last()
 
     def remaining(self) -> dict[str, float]:
         """Budget left per scope, for metrics."""
-        return {scope: b.remaining for scope, b in self._budgets.items()}
+        return {name: s.budget.limit - s.budget.used for name, s in self._scopes.items() if s.budget}
 
-    async def _budget(self, scope: str, limits: Limits) -> Budget:
-        """The scope's budget for the current period, its spend read once from the ledger."""
-        budget = self._budgets.get(scope)
-        if budget is not None and budget.current(time.time(), limits.budget_usd):
-            return budget
-        pending = self._loading.get(scope)
-        if pending is None:
-            pending = self._loading[scope] = asyncio.get_running_loop().create_future()
-            start, end = period_bounds(limits.budget_period or "month", time.time())
-            try:
-                kind, ident = scope.split(":", 1)
-                spent = await self._load_spent(kind, ident, start)
-            except BaseException as exc:
-                pending.set_exception(exc)
-                pending.exception()  # retrieved here: waiters, if any, get it too
-                del self._loading[scope]
-                raise
-            budget = self._budgets[scope] = Budget(limits.budget_usd, start, end, spent)
-            pending.set_result(budget)
-            del self._loading[scope]
-            return budget
-        return await asyncio.shield(pending)
+    async def _load_budget(self, scope: Scope, limits: Limits) -> None:
+        """Read the spend of the scope's budget period from the ledger, once for all the
+        requests that wait for it."""
+        pending = self._loading.get(scope.name)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        pending = self._loading[scope.name] = asyncio.get_running_loop().create_future()
+        start, end = period_bounds(limits.budget_period or "month", time.time())
+        try:
+            kind, ident = scope.name.split(":", 1)
+            spent = await self._load_spent(kind, ident, start)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved here: waiters, if any, get it too
+            raise
+        else:
+            scope.budget = Budget(limits.budget_usd, start, end, spent)
+            pending.set_result(None)
+        finally:
+            del self._loading[scope.name]
 
 
 def _check_model(scope: str, model: str, allowed: tuple[str, ...]) -> None:
@@ -224,7 +244,7 @@ def _rate_limited(scope: str, wait: float, limit: int, what: str) -> GatewayErro
 def _budget_exceeded(scope: str, budget: Budget, now: float) -> GatewayError:
     return GatewayError(
         429,
-        f"budget exhausted for {_label(scope)}: ${budget.spent + budget.reserved:.4f} of "
+        f"budget exhausted for {_label(scope)}: ${budget.used:.4f} of "
         f"${budget.limit:.4f} used this period; resets at {_iso(budget.period_end)}",
         "budget_exceeded",
         _retry_after(budget.period_end - now),

@@ -38,8 +38,11 @@ class Principal:
     role: str
     key: ApiKey | None = None
     team: Team | None = None
+    # Made once, read by every request:
+    key_id: str | None = field(init=False, compare=False)
+    team_id: str | None = field(init=False, compare=False)
     # ("key:<id>" / "team:<id>", its limits) for the key and the team if they have any limit:
-    # what admission checks, the key's first; made once
+    # what admission checks, the key's first
     scopes: tuple[tuple[str, Limits], ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -49,14 +52,8 @@ class Principal:
         if self.team is not None and self.team.limits.limited:
             scopes.append((f"team:{self.team.id}", self.team.limits))
         object.__setattr__(self, "scopes", tuple(scopes))
-
-    @property
-    def key_id(self) -> str | None:
-        return self.key.id if self.key else None
-
-    @property
-    def team_id(self) -> str | None:
-        return self.team.id if self.team else None
+        object.__setattr__(self, "key_id", self.key.id if self.key else None)
+        object.__setattr__(self, "team_id", self.team.id if self.team else None)
 
     @property
     def actor(self) -> str:

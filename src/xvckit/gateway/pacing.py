@@ -195,7 +195,7 @@ class _LaneState:
     @property
     def requests(self) -> int:
         """Admitted calls in the window."""
-        return len(self.window)
+        return self.window.count
 
     @property
     def tokens(self) -> int:
@@ -539,7 +539,7 @@ class Pacer:
         if by_tokens:
             freed = window.freed_at(excess)
         else:
-            freed = window.leaves_at(excess) if excess <= len(window) else None
+            freed = window.leaves_at(excess) if excess <= window.count else None
         if freed is not None:
             return extra + rounds * span + max(0.0, freed - now)
         return extra + (rounds + 1) * span

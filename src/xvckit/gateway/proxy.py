@@ -17,7 +17,7 @@ import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway import crossing
-from xvckit.gateway.admission import Admission
+from xvckit.gateway.admission import Admission, BudgetNotLoaded
 from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
@@ -28,7 +28,7 @@ from xvckit.gateway.idempotency import conflict_error, in_progress_error, reques
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
-from xvckit.gateway.token_estimate import estimate_tokens
+from xvckit.gateway.token_estimate import estimate_parts
 from xvckit.gateway.upstream import failure
 from xvckit.http_server import ON_DISCONNECT
 from xvckit.providers import Usage, anthropic, openai
@@ -38,8 +38,6 @@ from xvckit.store.ledger_feed import Ledger
 
 log = logging.getLogger("xvckit.gateway")
 
-# Output tokens reserved for a request that names no max_tokens (settled to the real count).
-DEFAULT_OUTPUT_ESTIMATE = 1024
 # Answers kept for an Idempotency-Key retry are at most this large (a larger one is not kept).
 MAX_KEPT_BYTES = 16 << 20
 # Statuses of answers a retry must not get again: the retry should call upstream.
@@ -152,10 +150,14 @@ class Proxy:
                 if wanted
                 else None
             )
+            input_tokens, output_tokens = estimate_parts(payload, deployment.model)
+            tokens = input_tokens + output_tokens  # reserved against the key and team, and paced
             if who.scopes:  # the master key has no key or team to hold to
-                tokens, usd = self._estimate(payload, len(body), deployment)
-                ticket = self.admission.try_admit(who, ex.model, tokens, usd)
-                ex.ticket = ticket or await self.admission.admit(who, ex.model, tokens, usd)
+                usd = self.prices.estimate_usd(deployment.model, input_tokens, output_tokens)
+                try:
+                    ex.ticket = self.admission.try_admit(who, ex.model, tokens, usd)
+                except BudgetNotLoaded:
+                    ex.ticket = await self.admission.admit(who, ex.model, tokens, usd)
             if entry_key is not None:
                 hit = await self.cache.get(entry_key)
                 if hit is not None and hit.status == 200:
@@ -172,7 +174,6 @@ class Proxy:
             # client's retry is to find the answer.
             watch = None if owned else DisconnectWatch(scope, receive)
             priority = _priority(headers.get(b"x-xvckit-priority"), who)
-            tokens = estimate_tokens(payload, deployment.model)
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
             if complete and ex.upstream_model == deployment.model:  # not a fallback's answer
@@ -266,14 +267,6 @@ class Proxy:
         self._finish(ex)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
-
-    def _estimate(self, payload: dict, body_len: int, deployment: Deployment) -> tuple[int, float | None]:
-        """Tokens and USD to reserve against the key and team before the call: the body's
-        bytes / 4 for input, the output allowance (or a default) for output."""
-        max_out = payload.get("max_tokens") or payload.get("max_completion_tokens")
-        max_out = max_out if isinstance(max_out, int) and max_out > 0 else DEFAULT_OUTPUT_ESTIMATE
-        input_estimate = body_len // 4
-        return input_estimate + max_out, self.prices.estimate_usd(deployment.model, input_estimate, max_out)
 
     def _finish(self, ex: Exchange) -> None:
         """Settle, record and count the request: done before the client gets its last bytes,

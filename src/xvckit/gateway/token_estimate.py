@@ -113,6 +113,13 @@ def count_text(text: str, model: str) -> int:
 
 def estimate_tokens(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_TOKENS) -> int:
     """Input tokens of an OpenAI or Anthropic request body plus the output it may produce."""
+    input_tokens, output_tokens = estimate_parts(body, model, default_output)
+    return input_tokens + output_tokens
+
+
+def estimate_parts(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_TOKENS) -> tuple[int, int]:
+    """(input tokens, output it may produce) of an OpenAI or Anthropic request body: pacing
+    reserves their sum, a budget their price."""
     parts: list[str] = []
     extra = 0
     messages = body.get("messages")
@@ -133,7 +140,7 @@ def estimate_tokens(body: dict, model: str, default_output: int = DEFAULT_OUTPUT
     if tools:
         parts.append(json_text(tools))
     text = "\n".join(parts)
-    return count_text(text, model) + extra + _output_tokens(body, model, default_output)
+    return count_text(text, model) + extra, _output_tokens(body, model, default_output)
 
 
 def _output_tokens(body: dict, model: str, default_output: int) -> int:

@@ -13,18 +13,16 @@ from array import array
 
 
 class WindowLog:
-    __slots__ = ("_dropped", "_head", "_stamps", "_weights", "span", "total")
+    __slots__ = ("_dropped", "_head", "_stamps", "_weights", "count", "span", "total")
 
     def __init__(self, span: float) -> None:
         self.span = span
-        self.total = 0.0  # the weights of the entries in the window
+        self.count = 0  # the entries in the window
+        self.total = 0.0  # and their weights
         self._stamps = array("d")
         self._weights = array("d")
         self._head = 0  # the first entry still in the window
         self._dropped = 0  # entries removed from the front of the arrays
-
-    def __len__(self) -> int:
-        return len(self._stamps) - self._head
 
     def expire(self, now: float) -> None:
         """Forget the entries whose span is over."""
@@ -33,6 +31,7 @@ class WindowLog:
         while head < size and stamps[head] + span <= now:
             self.total -= self._weights[head]
             head += 1
+        self.count = size - head
         if head == size:
             self.total = 0.0  # no rounding drift left behind
         if head > 1024 and head * 2 > size:
@@ -47,18 +46,20 @@ class WindowLog:
         self._stamps.append(stamp)
         self._weights.append(weight)
         self.total += weight
-        return self._dropped + len(self._stamps) - 1
+        self.count += 1
+        return self._dropped + self._head + self.count - 1
 
     def remove_last(self) -> None:
         """Take back the entry `add` made last."""
         self._stamps.pop()
         self.total -= self._weights.pop()
+        self.count -= 1
 
     def adjust(self, entry: int, weight: float) -> bool:
         """Give an entry its real weight; False if it has left the window (nothing to do)."""
-        if entry not in self:
-            return False
         i = entry - self._dropped
+        if i < self._head:
+            return False
         self.total += weight - self._weights[i]
         self._weights[i] = weight
         return True
@@ -72,7 +73,7 @@ class WindowLog:
             yield self._dropped + i, self._stamps[i], self._weights[i]
 
     def leaves_at(self, count: int) -> float:
-        """When the `count`-th oldest entry (1-based, at most `len(self)`) leaves the window."""
+        """When the `count`-th oldest entry (1-based, at most `self.count`) leaves the window."""
         return self._stamps[self._head + count - 1] + self.span
 
     def freed_at(self, weight: float) -> float | None:
