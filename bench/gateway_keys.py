@@ -14,12 +14,14 @@ to must be in the ledger afterwards.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -57,6 +59,18 @@ def make_keys(gateway: Service, count: int) -> list[str]:
     return raws
 
 
+def wait_for_ledger(gateway: Service, timeout: float = 30.0) -> None:
+    """Until the gateway's journal is all in the database (its writer commits about once a
+    second under load): what /readyz reports as `ledger_backlog_bytes`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(gateway.url + "/readyz", timeout=5) as response:
+            if json.loads(response.read())["ledger_backlog_bytes"] == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"the ledger writer did not catch up within {timeout:.0f} s")
+
+
 def ledger_count(gateway: Service) -> int:
     store = Store.open(f"sqlite:///{gateway.log_path.parent / gateway.name / 'xvckit.db'}")
     count = len(ledger_request_ids(store))
@@ -82,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="xvckit-bench-keys-"))
     body = tmp / "request.json"
-    body.write_text(__import__("json").dumps(REQUEST))
+    body.write_text(json.dumps(REQUEST))
     master = "sk-bench-" + secrets.token_hex(16)
     services: list[Service] = []
     try:
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     sent += warm.requests + result.requests
                 runs[name].append(result.rps)
                 say(f"round {round_no} {name}: {result.rps:,.0f} req/s")
-        time.sleep(0.5)
+        wait_for_ledger(keyed)
         recorded = ledger_count(keyed) - before
     finally:
         stop_services(services, tmp)
