@@ -59,3 +59,19 @@ async def test_a_budget_is_loaded_before_it_is_enforced():
 def test_keys_and_teams_without_limits_are_not_admitted_at_all():
     assert principal(Limits(), Limits()).scopes == ()
     assert [scope for scope, _ in principal(Limits(), Limits(tpm=5)).scopes] == ["team:team_1"]
+
+
+async def test_a_new_limit_in_the_same_period_keeps_what_the_period_used():
+    """Running requests' reservations and spend not yet in the ledger still count: only a new
+    period reads the ledger again."""
+    calls: list[str] = []
+    admission = Admission(loader({"key:key_1": 0.5}, calls))
+    running = await admission.admit(principal(Limits(budget_usd=2.0, budget_period="day")), "m", 10, 0.5)
+    lowered = principal(Limits(budget_usd=1.2, budget_period="day"))  # the key after an edit
+    with pytest.raises(GatewayError) as refused:
+        await admission.admit(lowered, "m", 10, 0.25)  # 0.5 spent + 0.5 reserved + 0.25 > 1.2
+    assert refused.value.code == "budget_exceeded"
+    admission.settle(running, 10, 0.1)
+    assert admission.remaining() == {"key:key_1": pytest.approx(0.6)}  # 1.2 - 0.5 - 0.1
+    await admission.admit(lowered, "m", 10, 0.25)
+    assert calls == ["key:key_1"]

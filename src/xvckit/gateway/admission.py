@@ -202,13 +202,19 @@ class Admission:
 
     async def _load_budget(self, scope: Scope, limits: Limits) -> None:
         """Read the spend of the scope's budget period from the ledger, once for all the
-        requests that wait for it."""
+        requests that wait for it. A new limit for the same period only replaces the limit:
+        what the period used stays, the reservations of running requests included (the ledger
+        has neither those nor the rows still in the journal)."""
+        start, end = period_bounds(limits.budget_period or "month", time.time())
+        budget = scope.budget
+        if budget is not None and budget.period_start == start and budget.period_end == end:
+            budget.limit = limits.budget_usd
+            return
         pending = self._loading.get(scope.name)
         if pending is not None:
             await asyncio.shield(pending)
             return
         pending = self._loading[scope.name] = asyncio.get_running_loop().create_future()
-        start, end = period_bounds(limits.budget_period or "month", time.time())
         try:
             kind, ident = scope.name.split(":", 1)
             spent = await self._load_spent(kind, ident, start)
