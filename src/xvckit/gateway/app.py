@@ -129,6 +129,8 @@ class Gateway:
         self.store.close()
 
     async def _spent_since(self, scope: str, ident: str, since: float) -> float:
+        if self.ledger:
+            await self.ledger.leftovers_committed()
         filters = {"key_id": ident} if scope == "key" else {"team_id": ident}
         rows = await asyncio.to_thread(usage_report, self.store, None, since, **filters)
         return float(rows[0]["cost_usd"]) if rows else 0.0

@@ -15,14 +15,16 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
 from xvckit.store.database import Store
-from xvckit.store.journal import Journal
+from xvckit.store.journal import Journal, segment_owner
 
 log = logging.getLogger("xvckit.ledger")
 
+LEFTOVER_WAIT_S = 10.0  # how long a budget read waits for the rows a dead gateway left
 RESTART_DELAY_S = 1.0  # doubled for each writer that dies within STEADY_S of its start, up to 60 s
 STEADY_S = 30.0
 WRITER_COMMAND = [sys.executable, "-m", "xvckit.store.ledger_writer"]
@@ -47,6 +49,7 @@ class Ledger:
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._closing = False
         self._exited: asyncio.Future | None = None
+        self._leftovers: list[Path] = []  # segments of dead gateways found at start
 
     @property
     def backlog_bytes(self) -> int:
@@ -62,8 +65,24 @@ class Ledger:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self._leftovers = _leftover_segments(self.journal.directory)
         self.journal.open()
         self._spawn()
+
+    async def leftovers_committed(self) -> None:
+        """Return once the segments that dead gateways left in the journal (found at start) are
+        in the database, or after LEFTOVER_WAIT_S: a budget read from the ledger must count
+        them. The writer takes them over as it starts and deletes each once committed."""
+        deadline = time.monotonic() + LEFTOVER_WAIT_S
+        while self._leftovers:
+            self._leftovers = [path for path in self._leftovers if path.exists()]
+            if self._leftovers and time.monotonic() > deadline:
+                log.warning(
+                    "usage ledger: %d segment(s) of a stopped gateway not committed yet", len(self._leftovers)
+                )
+                self._leftovers = []
+            if self._leftovers:
+                await asyncio.sleep(0.02)
 
     def record(self, row: tuple) -> None:
         """Journal a row in RAW_COLUMNS order (`UsageRecord.row()`); the writer cleans it."""
@@ -168,3 +187,21 @@ class Ledger:
     def _restart(self) -> None:
         if not self._closing:
             self._spawn()
+
+
+def _leftover_segments(directory: Path) -> list[Path]:
+    """Journal segments whose process is gone (or was an earlier process with this one's pid):
+    not another running gateway's."""
+    leftovers = []
+    for path in directory.glob("segment-*.jsonl"):
+        _, pid = segment_owner(path)
+        try:
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        leftovers.append(path)
+    return leftovers
