@@ -76,13 +76,15 @@ class Ledger:
         deadline = time.monotonic() + LEFTOVER_WAIT_S
         while self._leftovers:
             self._leftovers = [path for path in self._leftovers if path.exists()]
-            if self._leftovers and time.monotonic() > deadline:
+            if not self._leftovers:
+                return
+            if time.monotonic() > deadline:
                 log.warning(
-                    "usage ledger: %d segment(s) of a stopped gateway not committed yet", len(self._leftovers)
+                    "usage ledger: %d segment(s) of a stopped gateway not yet committed", len(self._leftovers)
                 )
                 self._leftovers = []
-            if self._leftovers:
-                await asyncio.sleep(0.02)
+                return
+            await asyncio.sleep(0.02)
 
     def record(self, row: tuple) -> None:
         """Journal a row in RAW_COLUMNS order (`UsageRecord.row()`); the writer cleans it."""
@@ -190,18 +192,18 @@ class Ledger:
 
 
 def _leftover_segments(directory: Path) -> list[Path]:
-    """Journal segments whose process is gone (or was an earlier process with this one's pid):
+    """Journal segments whose process is gone (or was an earlier process with this one's pid),
     not another running gateway's."""
     leftovers = []
     for path in directory.glob("segment-*.jsonl"):
-        _, pid = segment_owner(path)
         try:
+            _, pid = segment_owner(path)
             if pid != os.getpid():
-                os.kill(pid, 0)
+                os.kill(pid, 0)  # raises if there is no such process
                 continue
         except ProcessLookupError:
             pass
-        except PermissionError:
+        except (ValueError, PermissionError):  # not a segment name; another user's process
             continue
         leftovers.append(path)
     return leftovers
