@@ -150,10 +150,10 @@ class Proxy:
                 if wanted
                 else None
             )
-            input_tokens, output_tokens = estimate_parts(payload, deployment.model)
-            tokens = input_tokens + output_tokens  # reserved against the key and team, and paced
+            estimate = None  # (input tokens, output allowance): reserved by admission and by pacing
             if who.scopes:  # the master key has no key or team to hold to
-                usd = self.prices.estimate_usd(deployment.model, input_tokens, output_tokens)
+                estimate = estimate_parts(payload, deployment.model)
+                tokens, usd = sum(estimate), self.prices.estimate_usd(deployment.model, *estimate)
                 try:
                     ex.ticket = self.admission.try_admit(who, ex.model, tokens, usd)
                 except BudgetNotLoaded:
@@ -174,6 +174,7 @@ class Proxy:
             # client's retry is to find the answer.
             watch = None if owned else DisconnectWatch(scope, receive)
             priority = _priority(headers.get(b"x-xvckit-priority"), who)
+            tokens = sum(estimate or estimate_parts(payload, deployment.model))  # a cache hit needs none
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
             if complete and ex.upstream_model == deployment.model:  # not a fallback's answer
