@@ -35,7 +35,7 @@ from xvckit.gateway.token_estimate import (
     EXACT_CHARS,
     count_text,
     encoding_name,
-    estimate_tokens,
+    estimate_parts,
 )
 from xvckit.providers.ratelimit import Limit, RateLimits, anthropic_headers, openai_headers
 from xvckit.sim.limiter import Limiter
@@ -625,9 +625,9 @@ def test_estimate_counts_openai_messages_and_output():
     }
     text = "\n".join(["You are terse.", "Sum 2 and 3.", "add", '{"a": 2, "b": 3}', "5"])
     expected = len(encoder.encode_ordinary(text)) + 4 * 4 + 3 + 50
-    assert estimate_tokens(body, "gpt-4o") == expected
+    assert estimate_parts(body, "gpt-4o") == (expected - 50, 50)
     del body["max_completion_tokens"]
-    assert estimate_tokens(body, "gpt-4o") == expected - 50 + DEFAULT_OUTPUT_TOKENS
+    assert estimate_parts(body, "gpt-4o") == (expected - 50, DEFAULT_OUTPUT_TOKENS)
 
 
 @pytest.mark.usefixtures("tiktoken_encodings")  # exact counts
@@ -653,14 +653,14 @@ def test_estimate_counts_anthropic_system_tools_and_blocks():
             },
         ],
     }
-    estimate = estimate_tokens(body, "claude-sonnet-4-5")
+    estimate = sum(estimate_parts(body, "claude-sonnet-4-5"))
     # the image's base64 is not text: it costs a fixed amount, not 4,000 characters' worth
     assert 765 + 100 + 60 < estimate < 765 + 100 + 200
 
 
 @pytest.mark.usefixtures("tiktoken_encodings")  # exact counts
 def test_estimate_for_embeddings_has_no_output():
-    assert estimate_tokens({"input": "hello world"}, "text-embedding-3-small") == 2
+    assert estimate_parts({"input": "hello world"}, "text-embedding-3-small") == (2, 0)
 
 
 @pytest.mark.usefixtures("tiktoken_encodings")  # exact counts
@@ -710,16 +710,16 @@ def test_estimate_cost():
         f"{EXACT_CHARS // 1000} KB": {"messages": [{"role": "user", "content": (source * 10)[:EXACT_CHARS]}]},
         "1 MB": {"messages": [{"role": "user", "content": (source * 100)[:1_000_000]}]},
     }
-    estimate_tokens(bodies["short chat"], "gpt-4o")  # loads the encoder
+    estimate_parts(bodies["short chat"], "gpt-4o")  # loads the encoder
     costs = {}
     for name, body in bodies.items():
         runs = []
         for _ in range(30):
             start = time.perf_counter()
-            estimate_tokens(body, "gpt-4o")
+            estimate_parts(body, "gpt-4o")
             runs.append(time.perf_counter() - start)
         costs[name] = statistics.median(runs)
-    print("\nestimate_tokens: " + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in costs.items()))
+    print("\nestimate_parts: " + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in costs.items()))
     assert costs["1 MB"] < 0.01
 
 

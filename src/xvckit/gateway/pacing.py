@@ -6,7 +6,7 @@ learned from the provider's `x-ratelimit-*` / `anthropic-ratelimit-*` headers. T
 asks for a grant right before each upstream call, tells the pacer what the provider
 answered, and settles the real token count afterwards:
 
-    grant = await pacer.acquire(lane, estimate_tokens(body, model), priority, deadline=30.0)
+    grant = await pacer.acquire(lane, sum(estimate_parts(body, model)), priority, deadline=30.0)
     response = await upstream(...)                       # sent at once after the grant
     pacer.observe(lane, response.status, response.headers, grant)
     ...
@@ -314,7 +314,7 @@ class Pacer:
     async def acquire(self, lane: Lane, tokens: int, priority: int = 0, deadline: float = 60.0) -> Grant:
         """Wait until the call fits the lane's limits and reserve it.
 
-        `tokens`: the estimate (`estimate_tokens`); `priority`: higher goes first (FIFO within
+        `tokens`: the estimate (`estimate_parts`, summed); `priority`: higher goes first (FIFO within
         one); `deadline`: the longest the caller will wait, in seconds from now. Raises
         `QueueTimeout` at once when the expected wait is longer, or when the deadline passes
         while queued; `LaneDisabled` when the lane is (or gets) disabled.

@@ -111,12 +111,6 @@ def count_text(text: str, model: str) -> int:
     return math.ceil(sampled * size / (SAMPLES * SAMPLE_CHARS))
 
 
-def estimate_tokens(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_TOKENS) -> int:
-    """Input tokens of an OpenAI or Anthropic request body plus the output it may produce."""
-    input_tokens, output_tokens = estimate_parts(body, model, default_output)
-    return input_tokens + output_tokens
-
-
 def estimate_parts(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_TOKENS) -> tuple[int, int]:
     """(input tokens, output it may produce) of an OpenAI or Anthropic request body: pacing
     reserves their sum, a budget their price."""
