@@ -24,7 +24,7 @@ from xvckit.store.journal import Journal, segment_owner
 
 log = logging.getLogger("xvckit.ledger")
 
-LEFTOVER_WAIT_S = 10.0  # how long a budget read waits for the rows a dead gateway left
+LEFTOVER_COMMIT_WAIT_S = 10.0  # how long a budget read waits for the rows a dead gateway left
 RESTART_DELAY_S = 1.0  # doubled for each writer that dies within STEADY_S of its start, up to 60 s
 STEADY_S = 30.0
 WRITER_COMMAND = [sys.executable, "-m", "xvckit.store.ledger_writer"]
@@ -71,9 +71,9 @@ class Ledger:
 
     async def leftovers_committed(self) -> None:
         """Return once the segments that dead gateways left in the journal (found at start) are
-        in the database, or after LEFTOVER_WAIT_S: a budget read from the ledger must count
+        in the database, or after LEFTOVER_COMMIT_WAIT_S: a budget read from the ledger must count
         them. The writer takes them over as it starts and deletes each once committed."""
-        deadline = time.monotonic() + LEFTOVER_WAIT_S
+        deadline = time.monotonic() + LEFTOVER_COMMIT_WAIT_S
         while self._leftovers:
             self._leftovers = [path for path in self._leftovers if path.exists()]
             if not self._leftovers:
