@@ -15,9 +15,10 @@ import textwrap
 import time
 from collections.abc import Callable
 
+import orjson
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xvckit.gateway.exchange import Exchange
@@ -315,6 +316,65 @@ def test_a_journaled_value_of_the_wrong_kind_drops_that_record_alone(store, jdir
     drain(store, jdir)
     assert sorted(ledger_request_ids(store)) == ["req-1", "req-3"]
     assert "dropped a record" in caplog.text
+
+
+def _storable_value(column: sa.Column):
+    kind = column.type
+    if isinstance(kind, sa.String):
+        value = st.text(max_size=kind.length)
+    elif isinstance(kind, sa.Boolean):
+        value = st.booleans()
+    elif isinstance(kind, sa.Integer):
+        value = st.integers(-(2**40), 2**40)
+    else:
+        value = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**40), 2**40)
+    return value | st.none() if column.nullable else value
+
+
+ODD_VALUES = (
+    st.none()
+    | st.text(min_size=30, max_size=300)
+    | st.floats()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.booleans()
+)
+
+
+@st.composite
+def journal_rows(draw):
+    """Rows as the gateway journals them, with up to two values it should not have written."""
+    row = [draw(_storable_value(L.usage.c[name])) for name in L.RAW_COLUMNS]
+    for index in draw(st.lists(st.integers(0, len(row) - 1), max_size=2)):
+        row[index] = draw(ODD_VALUES)
+    return tuple(row)
+
+
+STORABLE = record(1).row()
+
+
+def _with(**values) -> tuple:
+    return tuple(values.get(name, value) for name, value in zip(L.RAW_COLUMNS, STORABLE, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(journal_rows())
+@example(STORABLE)
+@example(_with(endpoint="x" * 40))  # longer than its column: cut
+@example(_with(status=True, retries=2.0))  # not ints
+@example(_with(cache_hit=1))  # not a bool
+@example(_with(latency_ms=float("nan"), ttft_ms=float("inf")))  # journaled as null
+def test_a_journal_line_decodes_to_what_clean_row_makes_of_it(row):
+    """The writer's check in C takes a line as it is only when `clean_row` would not change it."""
+    line = orjson.dumps(row)
+    try:
+        expected = L.clean_row(orjson.loads(line))
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            L.decode_row(line)
+        return
+    got = L.decode_row(line)
+    assert got == expected
+    assert [type(v) for v in got] == [type(v) for v in expected]
 
 
 CRASH_WRITER = textwrap.dedent(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -200,6 +201,11 @@ async def run_until_signal(*servers: Server) -> None:
     try:
         for server in servers:
             await server.start()
+        # What start-up made lives as long as the process: frozen, it is out of the collector's
+        # sight, and a full collection walks only what came since: ~1 ms instead of ~50 ms (every
+        # 50-100k requests) in which the event loop serves nothing.
+        gc.collect()
+        gc.freeze()
         await stopping.wait()
         for server in reversed(servers):
             await server.stop()

@@ -50,7 +50,7 @@ class Budget:
 
 # What an admitted request holds of a scope until it settles: its window entry (-1: none), and
 # the budget it reserved from (None: none) with the amount.
-Hold = tuple["Scope", int, Budget | None, float | None]
+Hold = tuple["Scope", int, Budget | None, float]
 Ticket = list[Hold]
 
 
@@ -76,10 +76,11 @@ class Scope(WindowLog):
         they are counted fits without them, and the log stays small."""
         if limits.models is not None:
             _check_model(self.name, model, limits.models)
-        budget = None
+        budget, reserved = None, 0.0
         if limits.budget_usd is not None:
             if usd is None:
                 raise _unpriced(self.name, model)
+            reserved = usd
             budget = self.budget
             if not (
                 budget
@@ -103,8 +104,8 @@ class Scope(WindowLog):
                     raise _rate_limited(self.name, *over)
             entry = self.add(now, tokens)
         if budget is not None:
-            budget.used += usd
-        return self, entry, budget, usd
+            budget.used += reserved
+        return self, entry, budget, reserved
 
     def over(
         self, rpm: int | None, tpm: int | None, tokens: int, now: float

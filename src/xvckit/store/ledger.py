@@ -27,7 +27,9 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Annotated
 
+import msgspec
 import sqlalchemy as sa
 
 from xvckit.store.database import Store
@@ -258,6 +260,34 @@ def clean_row(row: Sequence) -> tuple:
     )
 
 
+def _storable_type(column: sa.Column):
+    """What a value of `column` must be to go into the database as it is."""
+    kind = column.type
+    if isinstance(kind, sa.String):
+        python = Annotated[str, msgspec.Meta(max_length=kind.length)]
+    elif isinstance(kind, sa.Boolean):
+        python = bool
+    elif isinstance(kind, sa.Integer):
+        python = int
+    else:
+        python = float
+    return python | None if column.nullable else python
+
+
+# Checks a journal line in C: ~0.6 us a row against ~1.6 for a decode and `clean_row`.
+_storable_row = msgspec.json.Decoder(tuple[tuple(_storable_type(usage.c[name]) for name in RAW_COLUMNS)])
+
+
+def decode_row(line: bytes) -> tuple:
+    """A journal line (a JSON array in RAW_COLUMNS order) as the database takes it: as it is
+    when every value already fits its column, else through `clean_row`. Raises ValueError
+    (msgspec.DecodeError for a line that is not JSON) or TypeError."""
+    try:
+        return _storable_row.decode(line)
+    except msgspec.ValidationError:
+        return clean_row(msgspec.json.decode(line))
+
+
 _PG_ARRAYS = {sa.Double: "float8[]", sa.BigInteger: "int8[]", sa.Integer: "int4[]", sa.Boolean: "bool[]"}
 
 
@@ -343,27 +373,34 @@ def writer_for(dialect: str) -> _PgWriter | _SqliteWriter:
 
 
 def _rollup_rows(rows: Iterable[tuple]) -> list[tuple]:
-    sums: dict[tuple, list] = {}
+    """The hour and day rollup rows of `rows`: the hours summed row by row, the days from the
+    hours (a batch holds a few hours of a few thousand key x team x model groups)."""
+    hours: dict[tuple, list] = {}
     for row in rows:
-        names = (row[_KEY] or "", row[_TEAM] or "", row[_MODEL] or "")
-        ts = row[_TS]
+        group = (int(row[_TS] // HOUR) * HOUR, row[_KEY] or "", row[_TEAM] or "", row[_MODEL] or "")
         error = 1 if is_error(row[_STATUS], row[_ERROR]) else 0
-        for span in SPANS:
-            key = (span, int(ts // span) * span, *names)
-            acc = sums.get(key)
-            if acc is None:
-                sums[key] = [1, row[_IN], row[_OUT], row[_CACHED], row[_WRITTEN], row[_COST], error]
-            else:
-                acc[0] += 1
-                acc[1] += row[_IN]
-                acc[2] += row[_OUT]
-                acc[3] += row[_CACHED]
-                acc[4] += row[_WRITTEN]
-                acc[5] += row[_COST]
-                acc[6] += error
+        acc = hours.get(group)
+        if acc is None:
+            hours[group] = [1, row[_IN], row[_OUT], row[_CACHED], row[_WRITTEN], row[_COST], error]
+        else:
+            acc[0] += 1
+            acc[1] += row[_IN]
+            acc[2] += row[_OUT]
+            acc[3] += row[_CACHED]
+            acc[4] += row[_WRITTEN]
+            acc[5] += row[_COST]
+            acc[6] += error
+    days: dict[tuple, list] = {}
+    for (hour, *names), sums in hours.items():
+        acc = days.setdefault((hour // DAY * DAY, *names), [0] * len(sums))
+        for i, value in enumerate(sums):
+            acc[i] += value
     # in key order: concurrent writers (gateway replicas on PostgreSQL) lock rollup rows in the
     # same order, so they wait for each other instead of deadlocking
-    return [(*key, *sums[key]) for key in sorted(sums)]
+    return sorted(
+        [(HOUR, *group, *sums) for group, sums in hours.items()]
+        + [(DAY, *group, *sums) for group, sums in days.items()]
+    )
 
 
 def commit_rows(conn: sa.Connection, rows: Sequence[tuple], writer=None) -> int:

@@ -37,12 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import orjson
 import sqlalchemy as sa
 
 from xvckit.store.database import Store
 from xvckit.store.journal import segment_owner
-from xvckit.store.ledger import DAY, clean_row, commit_rows, describe, prune_step, transient, writer_for
+from xvckit.store.ledger import DAY, commit_rows, decode_row, describe, prune_step, transient, writer_for
 
 log = logging.getLogger("xvckit.ledger")
 
@@ -289,8 +290,8 @@ def _rows(data: bytes, path: Path) -> list[tuple]:
     rows = []
     for line in data.splitlines():
         try:
-            rows.append(clean_row(orjson.loads(line)))
-        except orjson.JSONDecodeError:
+            rows.append(decode_row(line))
+        except msgspec.DecodeError:
             log.warning("usage ledger: skipped an unreadable line of %s", path.name)
         except (TypeError, ValueError) as exc:
             log.error("usage ledger: dropped a record of %s: %s", path.name, type(exc).__name__)
