@@ -1,0 +1,34 @@
+"""The build: everything is in pyproject.toml except the modules compiled with mypyc.
+
+Admission runs for every request of a key with limits; compiled, its CPU per request is
+roughly halved (docs/architecture.md, "Compiled admission"). The same source runs as plain
+Python where the build has no C compiler or Python headers, or with XVCKIT_PURE_PYTHON=1.
+"""
+
+import os
+import shutil
+import sysconfig
+from pathlib import Path
+
+from setuptools import setup
+
+COMPILED = ["src/xvckit/gateway/window_log.py", "src/xvckit/gateway/admission.py"]
+
+
+def can_compile() -> bool:
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return shutil.which(compiler) is not None and headers.exists()
+
+
+def extensions() -> list:
+    if os.environ.get("XVCKIT_PURE_PYTHON") or not can_compile():
+        print("xvckit: building without compiled modules (pure Python)")
+        return []
+    from mypyc.build import mypycify
+
+    # Imports outside the compiled modules are typed Any: only these modules must type-check.
+    return mypycify(["--follow-imports=skip", "--ignore-missing-imports", *COMPILED], opt_level="3")
+
+
+setup(ext_modules=extensions())
