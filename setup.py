@@ -21,9 +21,20 @@ def can_compile() -> bool:
     return shutil.which(compiler) is not None and headers.exists()
 
 
+def remove_built() -> None:
+    """An editable install builds in place: without this, an earlier build's extensions would
+    still be imported instead of the source."""
+    for source in map(Path, COMPILED):
+        for built in source.parent.glob(f"{source.stem}.*.so"):
+            built.unlink()
+    for built in Path("src").glob("*__mypyc.*.so"):
+        built.unlink()
+
+
 def extensions() -> list:
     if os.environ.get("XVCKIT_PURE_PYTHON") or not can_compile():
         print("xvckit: building without compiled modules (pure Python)")
+        remove_built()
         return []
     from mypyc.build import mypycify
 
