@@ -35,7 +35,7 @@ def test_the_compiled_modules_are_built_from_the_current_source():
         )
 
 
-def test_admission_passes_its_tests_as_plain_python_too():
+def test_the_compiled_modules_pass_their_tests_as_plain_python_too():
     if not any(compiled(name) for name in COMPILED):
         pytest.skip("admission already runs as plain Python in this suite")
     paths = [str(TESTS), os.environ.get("PYTHONPATH")]
