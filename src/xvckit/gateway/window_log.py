@@ -64,9 +64,6 @@ class WindowLog:
         self._weights[i] = weight
         return True
 
-    def __contains__(self, entry: int) -> bool:
-        return entry - self._dropped >= self._head
-
     def entries(self):
         """(name, stamp, weight) of each entry in the window, oldest first."""
         for i in range(self._head, len(self._stamps)):
