@@ -175,6 +175,23 @@ def test_duplicates_are_ignored_in_a_batch_and_across_batches(store, jdir):
     assert_same(usage_report(store, "key", None), usage_report_raw(store, "key", None))
 
 
+def test_a_batch_of_several_statements_writes_each_new_row_once(store):
+    """SQLite inserts ROWS_PER_STATEMENT rows a statement: old ids, repeats and new rows on
+    both sides of a statement's end, and a remainder shorter than a statement."""
+    n = L.ROWS_PER_STATEMENT
+    old = [record(i) for i in range(0, 2 * n + 7, 3)]
+    assert write_records(store, old) == len(old)
+    batch = [record(i) for i in range(2 * n + 7)]
+    batch[n + 1 : n + 1] = [record(n - 1, input_tokens=7), record(2, input_tokens=7)]
+    batch.append(record(2 * n + 6, input_tokens=7))
+    new = [i for i in range(2 * n + 7) if i % 3]
+    assert write_records(store, batch) == len(new)
+    assert sorted(ledger_request_ids(store)) == sorted(f"req-{i}" for i in range(2 * n + 7))
+    total = usage_report(store, None, None)[0]
+    assert (total["requests"], total["input_tokens"]) == (2 * n + 7, sum(100 + i for i in range(2 * n + 7)))
+    assert_same(usage_report(store, "key", None), usage_report_raw(store, "key", None))
+
+
 async def test_every_field_round_trips_through_the_writer_process(store, jdir):
     full = UsageRecord(
         request_id="req-full",

@@ -16,16 +16,22 @@ unlocked and committed to its end, whichever process wrote it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import mmap
 import os
+import sys
 import time
 from pathlib import Path
 
 import orjson
 
 SEGMENT_BYTES = 8 << 20
+# Linux 5.14+: fault a new segment's pages in, writable, with one call. Left to the first write
+# of each page (~16 rows), the faults cost the gateway ~0.6 us a row: an append's copy into
+# the map took 1.4 us instead of 0.9. Python 3.11's mmap module does not name the constant.
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform == "linux" else None)
 
 
 def journal_dir(data_dir: Path, store_url: str) -> Path:
@@ -93,6 +99,9 @@ class Journal:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         os.ftruncate(self._fd, size)
         self._map = mmap.mmap(self._fd, size)
+        if _MADV_POPULATE_WRITE is not None:
+            with contextlib.suppress(OSError):  # an older kernel: each page faults in when first written
+                self._map.madvise(_MADV_POPULATE_WRITE)
         os.rename(hidden, self.directory / name)
         self._started[started] = self.appended
         self._size = 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import math
 import os
@@ -314,6 +315,10 @@ def main() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(OSError):
         os.nice(5)  # the gateway's requests come first; the backlog waits on disk
+    # A batch's rows (~20,000 tuples) live until it is committed, so collections of the young
+    # generation while it is decoded free nothing: every 50,000 allocations rather than 700
+    # (-0.3 us a row of ~5).
+    gc.set_threshold(50_000)
     settings = orjson.loads(sys.stdin.buffer.readline())
     ended = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.buffer.read(), ended.set()), daemon=True).start()
