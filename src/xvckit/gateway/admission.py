@@ -59,13 +59,20 @@ class Scope(WindowLog):
     its tokens (its count is held to the rpm, its total to the tpm: one log serves both), and
     its budget of the current period."""
 
-    __slots__ = ("_swept_until", "budget", "name")
+    __slots__ = ("_budget_usd", "_limits", "_models", "_rpm", "_swept_until", "_tpm", "budget", "name")
 
     def __init__(self, name: str) -> None:
         super().__init__(WINDOW_S)
         self.name = name  # "key:<id>" or "team:<id>"
         self.budget: Budget | None = None
         self._swept_until = 0.0
+        self._limits: Limits | None = None
+        # The figures of `_limits`, copied when it changes: compiled, reading an attribute of
+        # the scope costs a fraction of reading one of a Limits.
+        self._models: tuple[str, ...] | None = None
+        self._rpm: int | None = None
+        self._tpm: int | None = None
+        self._budget_usd: float | None = None
 
     def reserve(self, limits: Limits, model: str, now: float, tokens: int, usd: float | None) -> Hold:
         """Reserve a request's estimate against each of the limits, or raise the first it would
@@ -74,24 +81,25 @@ class Scope(WindowLog):
         Entries whose minute is over are dropped (by `over`) only when the count with them
         reaches a limit, or a second after they were last dropped: a request that fits while
         they are counted fits without them, and the log stays small."""
-        if limits.models is not None:
-            _check_model(self.name, model, limits.models)
+        if limits is not self._limits:
+            self._limits = limits
+            self._models, self._rpm, self._tpm = limits.models, limits.rpm, limits.tpm
+            self._budget_usd = limits.budget_usd
+        if self._models is not None:
+            _check_model(self.name, model, self._models)
         budget, reserved = None, 0.0
-        if limits.budget_usd is not None:
+        budget_usd = self._budget_usd
+        if budget_usd is not None:
             if usd is None:
                 raise _unpriced(self.name, model)
             reserved = usd
             budget = self.budget
-            if not (
-                budget
-                and budget.period_start <= now < budget.period_end
-                and budget.limit == limits.budget_usd
-            ):
+            if not (budget and budget.period_start <= now < budget.period_end and budget.limit == budget_usd):
                 raise BudgetNotLoaded(self, limits)
             if budget.used + usd > budget.limit:
                 raise _budget_exceeded(self.name, budget, now)
         entry = -1
-        rpm, tpm = limits.rpm, limits.tpm
+        rpm, tpm = self._rpm, self._tpm
         if rpm is not None or tpm is not None:
             if (
                 now >= self._swept_until
