@@ -7,14 +7,14 @@ import pytest
 
 from xvckit.gateway.admission import Admission, BudgetNotLoaded
 from xvckit.gateway.dialects import GatewayError
-from xvckit.gateway.keyring import Principal
+from xvckit.gateway.keyring import Principal, principal
 from xvckit.store.keys import ApiKey, Limits, Team
 
 
-def principal(key_limits: Limits, team_limits: Limits | None = None) -> Principal:
+def caller(admission: Admission, key_limits: Limits, team_limits: Limits | None = None) -> Principal:
     team = Team("team_1", "team", team_limits, 0.0) if team_limits else None
     key = ApiKey("key_1", "key", "member", "hash", "xvc-...", team and team.id, key_limits, None, None, 0.0)
-    return Principal("member", key, team)
+    return principal(key, team, admission.scope)
 
 
 def loader(spent: dict[str, float], calls: list[str]):
@@ -29,10 +29,10 @@ def loader(spent: dict[str, float], calls: list[str]):
 async def test_a_refusal_by_the_team_takes_back_the_keys_reservations():
     calls: list[str] = []
     admission = Admission(loader({}, calls))
-    who = principal(Limits(rpm=10, budget_usd=1.0, budget_period="day"), Limits(rpm=1))
-    first = await admission.admit(who, "m", 100, 0.25)
+    who = caller(admission, Limits(rpm=10, budget_usd=1.0, budget_period="day"), Limits(rpm=1))
+    first = await admission.admit(who.scopes, "m", 100, 0.25)
     with pytest.raises(GatewayError) as refused:
-        await admission.admit(who, "m", 100, 0.25)
+        await admission.admit(who.scopes, "m", 100, 0.25)
     assert refused.value.status == 429 and "team team_1" in refused.value.message
     assert admission.remaining() == {"key:key_1": 0.75}  # only the first request's reservation
     assert admission._scopes["key:key_1"].count == 1
@@ -44,21 +44,22 @@ async def test_a_refusal_by_the_team_takes_back_the_keys_reservations():
 
 async def test_a_budget_is_loaded_before_it_is_enforced():
     admission = Admission(loader({"key:key_1": 0.9}, []))
-    who = principal(Limits(budget_usd=1.0, budget_period="day"))
+    who = caller(admission, Limits(budget_usd=1.0, budget_period="day"))
     with pytest.raises(BudgetNotLoaded):
-        admission.try_admit(who, "m", 10, 0.05)
+        admission.try_admit(who.scopes, "m", 10, 0.05)
     assert admission.remaining() == {}  # not loaded yet: nothing reserved
-    ticket = await admission.admit(who, "m", 10, 0.05)
+    ticket = await admission.admit(who.scopes, "m", 10, 0.05)
     with pytest.raises(GatewayError) as refused:
-        admission.try_admit(who, "m", 10, 0.06)
+        admission.try_admit(who.scopes, "m", 10, 0.06)
     assert refused.value.code == "budget_exceeded"
     admission.settle(ticket, 10, 0.01)
     assert admission.remaining()["key:key_1"] == pytest.approx(0.09)
 
 
 def test_keys_and_teams_without_limits_are_not_admitted_at_all():
-    assert principal(Limits(), Limits()).scopes == ()
-    assert [scope for scope, _ in principal(Limits(), Limits(tpm=5)).scopes] == ["team:team_1"]
+    admission = Admission(loader({}, []))
+    assert caller(admission, Limits(), Limits()).scopes == ()
+    assert [scope.name for scope, _ in caller(admission, Limits(), Limits(tpm=5)).scopes] == ["team:team_1"]
 
 
 async def test_a_new_limit_in_the_same_period_keeps_what_the_period_used():
@@ -66,12 +67,14 @@ async def test_a_new_limit_in_the_same_period_keeps_what_the_period_used():
     period reads the ledger again."""
     calls: list[str] = []
     admission = Admission(loader({"key:key_1": 0.5}, calls))
-    running = await admission.admit(principal(Limits(budget_usd=2.0, budget_period="day")), "m", 10, 0.5)
-    lowered = principal(Limits(budget_usd=1.2, budget_period="day"))  # the key after an edit
+    running = await admission.admit(
+        caller(admission, Limits(budget_usd=2.0, budget_period="day")).scopes, "m", 10, 0.5
+    )
+    lowered = caller(admission, Limits(budget_usd=1.2, budget_period="day"))  # the key after an edit
     with pytest.raises(GatewayError) as refused:
-        await admission.admit(lowered, "m", 10, 0.25)  # 0.5 spent + 0.5 reserved + 0.25 > 1.2
+        await admission.admit(lowered.scopes, "m", 10, 0.25)  # 0.5 spent + 0.5 reserved + 0.25 > 1.2
     assert refused.value.code == "budget_exceeded"
     admission.settle(running, 10, 0.1)
     assert admission.remaining() == {"key:key_1": pytest.approx(0.6)}  # 1.2 - 0.5 - 0.1
-    await admission.admit(lowered, "m", 10, 0.25)
+    await admission.admit(lowered.scopes, "m", 10, 0.25)
     assert calls == ["key:key_1"]

@@ -51,8 +51,8 @@ class Gateway:
         self.store = store
         self.router = Router(config)
         self.upstreams = Upstreams(config.providers, config.gateway)
-        self.keyring = Keyring(store, master_key)
         self.admission = Admission(self._spent_since)
+        self.keyring = Keyring(store, master_key, self.admission.scope)
         self.ledger = _ledger(config, store) if config.ledger.enabled else None
         self.metrics = Metrics()
         prices = price_table({m: p.model_dump(exclude_none=True) for m, p in config.prices.items()})

@@ -7,12 +7,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from xvckit.asgi import Scope
 from xvckit.gateway.dialects import GatewayError
 from xvckit.store import Store
 from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, hash_key, read_version, snapshot
+
+if TYPE_CHECKING:
+    from xvckit.gateway.admission import Scope
 
 log = logging.getLogger("xvckit.gateway")
 
@@ -38,20 +43,14 @@ class Principal:
     role: str
     key: ApiKey | None = None
     team: Team | None = None
+    # What admission holds the caller to: (the state of the key or the team, its limits) for
+    # each of the two that has any limit, the key's first (`principal` makes them).
+    scopes: tuple[tuple[Scope, Limits], ...] = ()
     # Made once, read by every request:
     key_id: str | None = field(init=False, compare=False)
     team_id: str | None = field(init=False, compare=False)
-    # ("key:<id>" / "team:<id>", its limits) for the key and the team if they have any limit:
-    # what admission checks, the key's first
-    scopes: tuple[tuple[str, Limits], ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        scopes = []
-        if self.key is not None and self.key.limits.limited:
-            scopes.append((f"key:{self.key.id}", self.key.limits))
-        if self.team is not None and self.team.limits.limited:
-            scopes.append((f"team:{self.team.id}", self.team.limits))
-        object.__setattr__(self, "scopes", tuple(scopes))
         object.__setattr__(self, "key_id", self.key.id if self.key else None)
         object.__setattr__(self, "team_id", self.team.id if self.team else None)
 
@@ -60,9 +59,23 @@ class Principal:
         return f"key:{self.key.id}" if self.key else "admin"
 
 
+ScopeFor = Callable[[str], "Scope"]  # "key:<id>" or "team:<id>" -> its scope (`Admission.scope`)
+
+
+def principal(key: ApiKey, team: Team | None, scope_for: ScopeFor) -> Principal:
+    """A virtual key's caller, with the admission scopes of the key and its team."""
+    scopes = []
+    if key.limits.limited:
+        scopes.append((scope_for(f"key:{key.id}"), key.limits))
+    if team is not None and team.limits.limited:
+        scopes.append((scope_for(f"team:{team.id}"), team.limits))
+    return Principal(key.role, key, team, tuple(scopes))
+
+
 class Keyring:
-    def __init__(self, store: Store, master_key: str) -> None:
+    def __init__(self, store: Store, master_key: str, scope_for: ScopeFor) -> None:
         self._store = store
+        self._scope_for = scope_for
         self._master = Principal("admin")
         self._master_hash = hash_key(master_key)
         self._keys: dict[str, Principal] = {}  # by the key's hash, made at each reload
@@ -83,7 +96,7 @@ class Keyring:
     async def reload(self) -> None:
         keys, self._teams, self._version = await asyncio.to_thread(snapshot, self._store)
         self._keys = {
-            digest: Principal(key.role, key, self.team(key.team_id)) for digest, key in keys.items()
+            digest: principal(key, self.team(key.team_id), self._scope_for) for digest, key in keys.items()
         }
 
     async def _refresh_forever(self) -> None:

@@ -155,9 +155,9 @@ class Proxy:
                 estimate = estimate_parts(payload, deployment.model)
                 tokens, usd = sum(estimate), self.prices.estimate_usd(deployment.model, *estimate)
                 try:
-                    ex.ticket = self.admission.try_admit(who, ex.model, tokens, usd)
+                    ex.ticket = self.admission.try_admit(who.scopes, ex.model, tokens, usd)
                 except BudgetNotLoaded:
-                    ex.ticket = await self.admission.admit(who, ex.model, tokens, usd)
+                    ex.ticket = await self.admission.admit(who.scopes, ex.model, tokens, usd)
             if entry_key is not None:
                 hit = await self.cache.get(entry_key)
                 if hit is not None and hit.status == 200:
