@@ -54,7 +54,7 @@ class Journal:
         self.appended = 0  # bytes, over every segment of this process
         self._fd = -1
         self._map: mmap.mmap | None = None
-        self._size = 0
+        self._size = 0  # of the segment's map
         self._started: dict[int, int] = {}  # segment start ns -> `appended` when it started
 
     def open(self) -> None:
@@ -64,15 +64,11 @@ class Journal:
     def append(self, row: tuple) -> None:
         line = orjson.dumps(row)
         size = len(line)
-        start = self._size
-        if start + size >= len(self._map):
+        if self._map.tell() + size >= self._size:
             self._close_segment()  # unlocks it: the ledger writer finishes and deletes it
             self._start_segment(max(self.segment_bytes, size + 1))
-            start = 0
-        end = start + size
-        self._map[start:end] = line
-        self._map[end] = 10  # b"\n", stored last
-        self._size = end + 1
+        self._map.write(line)  # the map's own position: ~0.2 us less than a slice assignment
+        self._map.write_byte(10)  # b"\n", stored last
         self.appended += size + 1
 
     def close(self) -> None:
@@ -104,10 +100,11 @@ class Journal:
                 self._map.madvise(_MADV_POPULATE_WRITE)
         os.rename(hidden, self.directory / name)
         self._started[started] = self.appended
-        self._size = 0
+        self._size = size
 
     def _close_segment(self) -> None:
+        used = self._map.tell()
         self._map.close()
-        os.ftruncate(self._fd, self._size)
+        os.ftruncate(self._fd, used)
         os.close(self._fd)
         self._fd = -1
