@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=1000, help="virtual keys (default 1000)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (default 2)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
     parser.add_argument("--sim-cmd", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
