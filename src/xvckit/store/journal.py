@@ -28,10 +28,12 @@ from pathlib import Path
 import orjson
 
 SEGMENT_BYTES = 8 << 20
-# Linux 5.14+: fault a new segment's pages in, writable, with one call. Left to the first write
-# of each page (~16 rows), the faults cost the gateway ~0.6 us a row: an append's copy into
-# the map took 1.4 us instead of 0.9. Python 3.11's mmap module does not name the constant.
+# Linux 5.14+: fault a segment's pages in, writable, a chunk at a time ahead of the appends.
+# Left to the first write of each page (~16 rows), the faults cost the gateway ~0.6 us a row:
+# an append's copy into the map took 1.4 us instead of 0.9. A chunk takes ~0.2 ms (a whole
+# segment at once held the event loop ~7 ms). Python 3.11's mmap module does not name it.
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform == "linux" else None)
+POPULATE_BYTES = 256 << 10
 
 
 def journal_dir(data_dir: Path, store_url: str) -> Path:
@@ -55,6 +57,7 @@ class Journal:
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._size = 0  # of the segment's map
+        self._populated = 0  # the map's bytes faulted in
         self._started: dict[int, int] = {}  # segment start ns -> `appended` when it started
 
     def open(self) -> None:
@@ -64,9 +67,13 @@ class Journal:
     def append(self, row: tuple) -> None:
         line = orjson.dumps(row)
         size = len(line)
-        if self._map.tell() + size >= self._size:
-            self._close_segment()  # unlocks it: the ledger writer finishes and deletes it
-            self._start_segment(max(self.segment_bytes, size + 1))
+        end = self._map.tell() + size
+        if end >= self._populated:
+            if end >= self._size:
+                self._close_segment()  # unlocks it: the ledger writer finishes and deletes it
+                self._start_segment(max(self.segment_bytes, size + 1))
+                end = size
+            self._populate(end + 1)
         self._map.write(line)  # the map's own position: ~0.2 us less than a slice assignment
         self._map.write_byte(10)  # b"\n", stored last
         self.appended += size + 1
@@ -95,12 +102,18 @@ class Journal:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         os.ftruncate(self._fd, size)
         self._map = mmap.mmap(self._fd, size)
-        if _MADV_POPULATE_WRITE is not None:
-            with contextlib.suppress(OSError):  # an older kernel: each page faults in when first written
-                self._map.madvise(_MADV_POPULATE_WRITE)
         os.rename(hidden, self.directory / name)
         self._started[started] = self.appended
         self._size = size
+        self._populated = 0
+
+    def _populate(self, end: int) -> None:
+        """Fault in the map's pages up to the chunk that holds `end`."""
+        stop = min(self._size, (end // POPULATE_BYTES + 1) * POPULATE_BYTES)
+        if _MADV_POPULATE_WRITE is not None:
+            with contextlib.suppress(OSError):  # an older kernel: each page faults in when first written
+                self._map.madvise(_MADV_POPULATE_WRITE, self._populated, stop - self._populated)
+        self._populated = stop
 
     def _close_segment(self) -> None:
         used = self._map.tell()
