@@ -17,7 +17,7 @@ from xvckit.store import Store
 from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, hash_key, read_version, snapshot
 
 if TYPE_CHECKING:
-    from xvckit.gateway.admission import Scope
+    from xvckit.gateway.admission import Scope as AdmissionScope
 
 log = logging.getLogger("xvckit.gateway")
 
@@ -45,7 +45,7 @@ class Principal:
     team: Team | None = None
     # What admission holds the caller to: (the state of the key or the team, its limits) for
     # each of the two that has any limit, the key's first (`principal` makes them).
-    scopes: tuple[tuple[Scope, Limits], ...] = ()
+    scopes: tuple[tuple[AdmissionScope, Limits], ...] = ()
     # Made once, read by every request:
     key_id: str | None = field(init=False, compare=False)
     team_id: str | None = field(init=False, compare=False)
@@ -59,7 +59,7 @@ class Principal:
         return f"key:{self.key.id}" if self.key else "admin"
 
 
-ScopeFor = Callable[[str], "Scope"]  # "key:<id>" or "team:<id>" -> its scope (`Admission.scope`)
+ScopeFor = Callable[[str], "AdmissionScope"]  # "key:<id>" or "team:<id>" -> its scope (`Admission.scope`)
 
 
 def principal(key: ApiKey, team: Team | None, scope_for: ScopeFor) -> Principal:
