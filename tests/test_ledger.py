@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Callable
 
+import msgspec
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -333,6 +334,27 @@ def test_a_journaled_value_of_the_wrong_kind_drops_that_record_alone(store, jdir
     drain(store, jdir)
     assert sorted(ledger_request_ids(store)) == ["req-1", "req-3"]
     assert "dropped a record" in caplog.text
+
+
+def test_a_line_to_clean_in_a_batch_keeps_every_row_of_it(store, jdir):
+    """The batch is decoded one line at a time once a line needs `clean_row`: nothing is lost."""
+    journal = Journal(jdir)
+    journal.open()
+    journal.append(record(1, latency_ms=1.5).row())
+    journal.append(record(2, endpoint="x" * 40, latency_ms=float("nan")).row())
+    journal.append(record(3, latency_ms=2.5).row())
+    journal.close()
+    drain(store, jdir)
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(L.usage.c.request_id, L.usage.c.endpoint, L.usage.c.latency_ms)).all()
+    assert sorted(rows) == [("req-1", "chat", 1.5), ("req-2", "x" * 32, 0.0), ("req-3", "chat", 2.5)]
+
+
+def test_a_batch_decodes_to_its_lines_decoded_one_by_one():
+    lines = [orjson.dumps(record(n, cached_tokens=n, ttft_ms=n or None).row()) for n in range(5)]
+    assert L.decode_rows(b"\n".join(lines) + b"\n") == [L.decode_row(line) for line in lines]
+    with pytest.raises(msgspec.DecodeError):
+        L.decode_rows(lines[0] + b"\n" + orjson.dumps(_with(endpoint="x" * 40)) + b"\n")
 
 
 def _storable_value(column: sa.Column):

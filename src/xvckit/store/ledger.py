@@ -279,6 +279,13 @@ def _storable_type(column: sa.Column):
 _storable_row = msgspec.json.Decoder(tuple[tuple(_storable_type(usage.c[name]) for name in RAW_COLUMNS)])
 
 
+def decode_rows(data: bytes) -> list[tuple]:
+    """Journal lines, every one of them in one call in C (~1 us a row less than a call per
+    line); raises msgspec.DecodeError if any line is not JSON or needs `clean_row`: then
+    decode them one by one with `decode_row`."""
+    return _storable_row.decode_lines(data)
+
+
 def decode_row(line: bytes) -> tuple:
     """A journal line (a JSON array in RAW_COLUMNS order) as the database takes it: as it is
     when every value already fits its column, else through `clean_row`. Raises ValueError

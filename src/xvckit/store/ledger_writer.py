@@ -44,7 +44,16 @@ import sqlalchemy as sa
 
 from xvckit.store.database import Store
 from xvckit.store.journal import segment_owner
-from xvckit.store.ledger import DAY, commit_rows, decode_row, describe, prune_step, transient, writer_for
+from xvckit.store.ledger import (
+    DAY,
+    commit_rows,
+    decode_row,
+    decode_rows,
+    describe,
+    prune_step,
+    transient,
+    writer_for,
+)
 
 log = logging.getLogger("xvckit.ledger")
 
@@ -288,6 +297,10 @@ class JournalWriter:
 def _rows(data: bytes, path: Path) -> list[tuple]:
     """The journal's lines as clean rows (the gateway journals values as they are: cleaning
     them is the writer's work, off the request path)."""
+    try:
+        return decode_rows(data)
+    except msgspec.DecodeError:
+        pass  # a line to clean or to skip somewhere in the batch: line by line
     rows = []
     for line in data.splitlines():
         try:
