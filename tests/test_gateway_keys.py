@@ -16,7 +16,7 @@ from conftest import MASTER_KEY
 from test_gateway_e2e import HI, sim_providers
 from xvckit.store import keys
 from xvckit.store.keys import Limits
-from xvckit.store.ledger import usage_report
+from xvckit.store.ledger import ledger_records, usage_report
 
 # One output token costs $0.001 and input is free, so a request's cost is its output tokens.
 PRICED = {"prices": {"gpt-4o-mini": {"input": 0, "output": 1000}}}
@@ -192,3 +192,20 @@ def test_grafana_dashboard_reads_metrics_the_gateway_exports(gw):
     families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
     missing = {name for name in families if f"# TYPE {name} " not in exported}
     assert not missing, f"dashboard queries metrics the gateway does not export: {missing}"
+
+
+def test_a_reused_request_id_is_answered_and_ledgered_for_each_request(gw):
+    """A caller's `x-request-id` comes back on its answer; sent twice (a retry), it is two
+    requests in the ledger, each under the gateway's own id."""
+    _, raw = new_key(gw)
+    answers = [
+        client(gw, raw).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=HI, max_tokens=5, extra_headers={"x-request-id": "trace-42"}
+        )
+        for _ in range(2)
+    ]
+    assert [answer.headers["x-request-id"] for answer in answers] == ["trace-42", "trace-42"]
+    flush_ledger(gw)
+    records = ledger_records(gw.store)
+    assert [r.client_request_id for r in records] == ["trace-42", "trace-42"]
+    assert len({r.request_id for r in records}) == 2 and all(r.request_id.startswith("req_") for r in records)

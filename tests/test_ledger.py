@@ -117,6 +117,7 @@ def drain(store: Store, directory, **options) -> JournalWriter:
 def test_the_gateways_row_is_in_the_ledgers_column_order():
     """The gateway builds its row as a plain tuple (the hot path); every value in its column."""
     ex = Exchange("req-order", "messages", arrived=BASE + 1.5, client="cli/1", key_id="k", team_id="t")
+    ex.client_request_id = "trace-7"
     ex.model, ex.provider, ex.upstream_model, ex.status, ex.error = "m", "p", "u", 529, "overloaded"
     ex.usage = Usage(input_tokens=11, output_tokens=12, cached_tokens=13, cache_write_tokens=14)
     ex.ttft_ms, ex.upstream_ms, ex.overhead_ms, ex.retries = 2.5, 3.5, 0.5, 2
@@ -145,6 +146,7 @@ def test_the_gateways_row_is_in_the_ledgers_column_order():
         cache_hit=True,
         client="cli/1",
         cost_saved_usd=0.75,
+        client_request_id="trace-7",
     )
     assert record == expected and record.latency_ms >= 0
 
@@ -414,6 +416,14 @@ def test_a_journal_line_decodes_to_what_clean_row_makes_of_it(row):
     got = L.decode_row(line)
     assert got == expected
     assert [type(v) for v in got] == [type(v) for v in expected]
+
+
+def test_a_journal_line_of_an_older_gateway_gets_the_defaults_of_the_columns_added_since():
+    """A journal left by a gateway from before `cost_saved_usd` and `client_request_id` (an
+    upgrade after a crash) still commits: the missing columns take their defaults."""
+    for missing in (1, 2):
+        got = L.decode_row(orjson.dumps(STORABLE[:-missing]))
+        assert got == (*STORABLE[:-missing], *(0.0, None)[-missing:])
 
 
 CRASH_WRITER = textwrap.dedent(

@@ -24,7 +24,7 @@ from xvckit.providers.prices import DEFAULT as DEFAULT_PRICES
 from xvckit.store import Store, local_dir
 from xvckit.store.journal import journal_dir
 from xvckit.store.keys import Limits, create_key
-from xvckit.store.ledger import ledger_request_ids
+from xvckit.store.ledger import ledger_records
 
 MASTER = "xvc-crash-test-master"
 
@@ -99,7 +99,7 @@ def test_sigkill_loses_no_completed_request(sim, tmp_path, store_url):
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(timeout=30)
     store = Store.open(store_url)
-    ids = ledger_request_ids(store)
+    ids = [record.client_request_id for record in ledger_records(store)]
     store.close()
     assert len(ids) == len(set(ids)), "a record was written twice"
     assert set(ids) == completed | {"crash-1000"}

@@ -22,13 +22,19 @@ _PROCESS_TAG = f"{int.from_bytes(os.urandom(3)):06x}"
 _sequence = itertools.count(int.from_bytes(os.urandom(2)))
 
 
-def request_id(incoming: bytes | None) -> str:
-    """Keep a caller's sane `x-request-id` (so traces join up), else make one: time-ordered,
-    so the ledger's unique index grows at its end instead of touching a random page per row;
-    a per-process random tag and a counter keep ids from two gateways apart."""
+def request_id() -> str:
+    """The gateway's id of a request: time-ordered, so the ledger's unique index grows at its
+    end instead of touching a random page per row; a per-process random tag and a counter keep
+    ids from two gateways apart."""
+    return f"req_{time.time_ns() // 1000:014x}{_PROCESS_TAG}{next(_sequence) & 0xFFFF:04x}"
+
+
+def client_request_id(incoming: bytes | None) -> str | None:
+    """A caller's sane `x-request-id`, answered with and recorded so traces join up. Not the
+    ledger's key: a caller may send the same one again (its retry is another request)."""
     if incoming and len(incoming) <= 128 and all(b in _VALID_ID for b in incoming):
         return incoming.decode()
-    return f"req_{time.time_ns() // 1000:014x}{_PROCESS_TAG}{next(_sequence) & 0xFFFF:04x}"
+    return None
 
 
 @dataclass(slots=True)
@@ -57,6 +63,12 @@ class Exchange:
     cache_hit: bool = False
     cost_saved_usd: float = 0.0
     cost_usd: float = 0.0  # set when the request is settled
+    client_request_id: str | None = None
+
+    @property
+    def trace_id(self) -> str:
+        """The id the caller sees (`x-request-id`, error bodies): its own, else the gateway's."""
+        return self.client_request_id or self.request_id
 
     @property
     def elapsed_s(self) -> float:
@@ -91,6 +103,7 @@ class Exchange:
             self.cache_hit,
             self.client,
             self.cost_saved_usd,
+            self.client_request_id,
         )
 
     def log(self) -> None:

@@ -21,7 +21,7 @@ from xvckit.gateway.admission import Admission, BudgetNotLoaded
 from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
-from xvckit.gateway.exchange import Exchange, request_id
+from xvckit.gateway.exchange import Exchange, client_request_id, request_id
 from xvckit.gateway.http1 import Response, Upstream
 from xvckit.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
 from xvckit.gateway.idempotency import conflict_error, in_progress_error, request_hash, scoped_key
@@ -104,7 +104,8 @@ class Proxy:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         headers = dict(scope["headers"])
-        ex = Exchange(request_id(headers.get(b"x-request-id")), endpoint.name)
+        ex = Exchange(request_id(), endpoint.name)
+        ex.client_request_id = client_request_id(headers.get(b"x-request-id"))
         ex.client = headers.get(b"user-agent", b"").decode("latin-1")[:200] or None
         watch: DisconnectWatch | None = None
         owned: str | None = None  # the Idempotency-Key this request answers for (finish or abandon)
@@ -262,7 +263,7 @@ class Proxy:
         ex.status, ex.cache_hit, ex.cost_saved_usd = status, True, entry.cost_usd
         if status != 200:
             ex.error = f"upstream_{status}"
-        headers += [(b"x-request-id", ex.request_id.encode()), (b"x-xvckit-cache", how)]
+        headers += [(b"x-request-id", ex.trace_id.encode()), (b"x-xvckit-cache", how)]
         ex.overhead_ms = _ms_since(ex.started)
         headers.append(ex.overhead_header())
         self._finish(ex)
@@ -414,7 +415,7 @@ class Proxy:
         if broken:
             ex.error = broken.code
             held += endpoint.dialect.stream_error_event(
-                broken.status, broken.message, broken.code, ex.request_id
+                broken.status, broken.message, broken.code, ex.trace_id
             )
         self._finish(ex)
         await send({"type": "http.response.body", "body": held, "more_body": False})
@@ -625,7 +626,7 @@ def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes) -> Usage
 
 def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, bytes]]:
     headers = [
-        (b"x-request-id", ex.request_id.encode()),
+        (b"x-request-id", ex.trace_id.encode()),
         (b"x-xvckit-deployment", f"{ex.provider}/{ex.upstream_model}".encode()),
     ]
     for name, value in response.headers:
@@ -637,11 +638,11 @@ def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, byt
 
 
 async def _send_error(send: Send, dialect: Dialect, exc: GatewayError, ex: Exchange) -> None:
-    body = dialect.error_body(exc.status, exc.message, exc.code, ex.request_id)
+    body = dialect.error_body(exc.status, exc.message, exc.code, ex.trace_id)
     headers = [
         (b"content-type", JSON),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", ex.request_id.encode()),
+        (b"x-request-id", ex.trace_id.encode()),
         ex.overhead_header(),
         *((name.encode(), value.encode()) for name, value in exc.headers.items()),
     ]

@@ -69,6 +69,7 @@ class Store:
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             metadata.create_all(engine)
             with engine.begin() as conn:
+                _add_new_columns(conn)
                 found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
                 if found is None:
                     conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -86,6 +87,18 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _add_new_columns(conn: sa.Connection) -> None:
+    """Columns declared since the database was made (each nullable or with a default, at the
+    end of its table): `create_all` makes only the tables that are missing."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

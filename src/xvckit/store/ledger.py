@@ -68,6 +68,9 @@ usage = sa.Table(
     sa.Column("cache_hit", sa.Boolean, nullable=False),
     sa.Column("client", sa.String(256)),
     sa.Column("cost_saved_usd", sa.Double, nullable=False, server_default="0"),
+    # The caller's own `x-request-id`, which it may send again (a retry): `request_id` is the
+    # gateway's, one per request.
+    sa.Column("client_request_id", sa.String(128)),
     # Only the time index: every other index takes a random page per row written (a WAL page
     # each on SQLite). Per-key and per-team figures come from the rollup; budgets start on
     # whole days, so they never read raw rows.
@@ -129,6 +132,7 @@ class UsageRecord:
     cache_hit: bool = False
     client: str | None = None  # user agent
     cost_saved_usd: float = 0.0  # what a cache hit would have cost upstream
+    client_request_id: str | None = None  # the caller's `x-request-id`, if it sent one
 
     @property
     def is_error(self) -> bool:
@@ -171,6 +175,7 @@ RAW_COLUMNS = (
     "cache_hit",
     "client",
     "cost_saved_usd",
+    "client_request_id",
 )
 assert set(RAW_COLUMNS) == {c.name for c in usage.columns} - {"id"} == set(_FIELDS)
 _TS, _KEY, _TEAM, _MODEL, _STATUS, _ERROR = (
@@ -200,7 +205,7 @@ def _padded(row: tuple) -> tuple:
     return row if len(row) >= len(RAW_COLUMNS) else (*row, *_ADDED_DEFAULTS[len(row) - len(RAW_COLUMNS) :])
 
 
-_ADDED_DEFAULTS = (0.0,)  # cost_saved_usd
+_ADDED_DEFAULTS = (0.0, None)  # cost_saved_usd, client_request_id
 
 
 def row_of(record: UsageRecord) -> tuple:
@@ -234,6 +239,7 @@ def clean_row(row: Sequence) -> tuple:
         cache_hit,
         client,
         cost_saved_usd,
+        client_request_id,
     ) = _padded(tuple(row))
     return (
         _text(request_id, 128),
@@ -258,6 +264,7 @@ def clean_row(row: Sequence) -> tuple:
         bool(cache_hit),
         _text(client, 256),
         _number(cost_saved_usd),
+        _text(client_request_id, 128),
     )
 
 
