@@ -8,8 +8,9 @@ endif
 
 .PHONY: run test bench bench-ledger bench-context bench-instructions lint format
 
-# setup.py compiles these with mypyc: an edit to one of them needs a new build
-COMPILED := src/xvckit/gateway/window_log.py src/xvckit/gateway/admission.py
+# setup.py compiles these with mypyc (pyproject.toml, tool.xvckit.compiled): an edit to one of
+# them needs a new build
+COMPILED := $(shell python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['xvckit']['compiled'])")
 
 $(BIN)/.installed: pyproject.toml setup.py $(COMPILED)
 	python3 -m venv $(VENV)

@@ -1,4 +1,5 @@
-"""The build: everything is in pyproject.toml except the modules compiled with mypyc.
+"""The build: everything is in pyproject.toml; this compiles the modules it lists under
+`tool.xvckit.compiled` with mypyc.
 
 Admission runs for every request of a key with limits; compiled, it takes about a third
 less CPU (docs/architecture.md, "Compiled admission"). The same source runs as plain
@@ -8,11 +9,13 @@ Python where the build has no C compiler or Python headers, or with XVCKIT_PURE_
 import os
 import shutil
 import sysconfig
+import tomllib
 from pathlib import Path
 
 from setuptools import setup
 
-COMPILED = ["src/xvckit/gateway/window_log.py", "src/xvckit/gateway/admission.py"]
+PYPROJECT = Path(__file__).parent / "pyproject.toml"
+COMPILED = tomllib.loads(PYPROJECT.read_text())["tool"]["xvckit"]["compiled"]
 
 
 def can_compile() -> bool:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import tomllib
 from pathlib import Path
 
-COMPILED = ("xvckit.gateway.window_log", "xvckit.gateway.admission")
+_PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
+COMPILED = tuple(
+    path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+    for path in tomllib.loads(_PYPROJECT.read_text())["tool"]["xvckit"]["compiled"]
+)
 
 
 class SourceFinder:
