@@ -11,6 +11,8 @@ import sys
 import textwrap
 import time
 
+import orjson
+
 from xvckit.store import Store
 from xvckit.store.journal import Journal, segment_owner
 from xvckit.store.ledger import UsageRecord, ledger_request_ids, row_of
@@ -71,6 +73,33 @@ def test_a_torn_last_line_is_skipped(tmp_path, store_url, caplog):
     assert ledger_request_ids(store) == ["whole"]
     assert "torn last line" in caplog.text
     assert list((tmp_path / "journal").iterdir()) == []
+    store.close()
+
+
+def test_a_line_still_being_copied_is_not_taken_even_with_its_newline_stored(tmp_path, store_url):
+    """An append is one copy into the map, whose bytes may land in any order: a reader that
+    finds the newline stored before the middle of the line stops at the middle's zeros."""
+    store = Store.open(store_url)
+    journal = Journal(tmp_path / "journal")
+    journal.open()
+    journal.append(row_of(UsageRecord("whole", "chat")))
+    (segment,) = (tmp_path / "journal").glob("segment-*")
+    line = orjson.dumps(row_of(UsageRecord("copied", "chat")), option=orjson.OPT_APPEND_NEWLINE)
+    middle = slice(len(line) // 3, 2 * len(line) // 3)
+    gap = bytearray(line)
+    gap[middle] = bytes(middle.stop - middle.start)
+    with open(segment, "r+b", buffering=0) as handle:  # the same pages the journal's map holds
+        handle.seek(journal.appended)
+        handle.write(gap)
+        writer = JournalWriter(store, tmp_path / "journal", os.getpid())
+        writer.step()
+        assert ledger_request_ids(store) == ["whole"]
+        handle.seek(journal.appended + middle.start)
+        handle.write(line[middle])  # the copy completes
+    writer.step()
+    assert sorted(ledger_request_ids(store)) == ["copied", "whole"]
+    writer.close()
+    journal.close()
     store.close()
 
 

@@ -118,7 +118,7 @@ def test_the_gateways_row_is_in_the_ledgers_column_order():
     """The gateway builds its row as a plain tuple (the hot path); every value in its column."""
     ex = Exchange("req-order", "messages", arrived=BASE + 1.5, client="cli/1", key_id="k", team_id="t")
     ex.client_request_id = "trace-7"
-    ex.model, ex.provider, ex.upstream_model, ex.status, ex.error = "m", "p", "u", 529, "overloaded"
+    ex.model, ex.deployment, ex.status, ex.error = "m", "p/u", 529, "overloaded"
     ex.usage = Usage(input_tokens=11, output_tokens=12, cached_tokens=13, cache_write_tokens=14)
     ex.ttft_ms, ex.upstream_ms, ex.overhead_ms, ex.retries = 2.5, 3.5, 0.5, 2
     ex.cache_hit, ex.cost_saved_usd = True, 0.75

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from xvckit.gateway.admission import Ticket
 from xvckit.gateway.dispatch import Attempt
+from xvckit.gateway.routing import Deployment
 from xvckit.providers import Usage
 
 access_log = logging.getLogger("xvckit.access")
@@ -49,6 +50,7 @@ class Exchange:
     model: str | None = None
     provider: str | None = None
     upstream_model: str | None = None
+    deployment: str | None = None  # "provider/upstream_model"
     stream: bool = False
     status: int = 0
     error: str | None = None
@@ -74,6 +76,14 @@ class Exchange:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 
+    def served_by(self, deployment: Deployment) -> None:
+        """The deployment that answers: the routed one, then the one whose attempt answered."""
+        self.provider, self.upstream_model, self.deployment = (
+            deployment.provider.name,
+            deployment.model,
+            deployment.name,
+        )
+
     def overhead_header(self) -> tuple[bytes, bytes]:
         return (b"x-xvckit-overhead-ms", f"{self.overhead_ms:.3f}".encode())
 
@@ -87,7 +97,7 @@ class Exchange:
             self.key_id,
             self.team_id,
             self.model,
-            f"{self.provider}/{self.upstream_model}" if self.provider else None,
+            self.deployment,
             self.status,
             self.error,
             u.input_tokens,
@@ -95,7 +105,7 @@ class Exchange:
             u.cached_tokens,
             u.cache_write_tokens,
             cost_usd,
-            self.elapsed_s * 1000,
+            (time.perf_counter() - self.started) * 1000,
             self.ttft_ms,
             self.upstream_ms,
             self.overhead_ms,

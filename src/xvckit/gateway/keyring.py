@@ -46,13 +46,19 @@ class Principal:
     # What admission holds the caller to: (the state of the key or the team, its limits) for
     # each of the two that has any limit, the key's first (`principal` makes them).
     scopes: tuple[tuple[AdmissionScope, Limits], ...] = ()
-    # Made once, read by every request:
+    # Made once, read by every request (which then need not touch the key itself):
     key_id: str | None = field(init=False, compare=False)
     team_id: str | None = field(init=False, compare=False)
+    priority: int = field(init=False, compare=False)  # 0 batch, 1 interactive (`x-xvckit-priority`)
+    may_lapse: bool = field(init=False, compare=False)  # revoked, or with an expiry to check
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key_id", self.key.id if self.key else None)
+        key = self.key
+        object.__setattr__(self, "key_id", key.id if key else None)
         object.__setattr__(self, "team_id", self.team.id if self.team else None)
+        object.__setattr__(self, "priority", 0 if key and key.priority == "batch" else 1)
+        lapses = key is not None and (key.revoked_at is not None or key.expires_at is not None)
+        object.__setattr__(self, "may_lapse", lapses)
 
     @property
     def actor(self) -> str:
@@ -135,10 +141,14 @@ class Keyring:
                     401, f"malformed API key: xvckit keys start with '{KEY_PREFIX}'", "invalid_api_key"
                 )
             raise GatewayError(401, "invalid API key", "invalid_api_key")
-        key = found.key
-        if key.revoked_at is not None:
-            raise GatewayError(401, f"API key {key.id} was revoked", "revoked_api_key")
-        if key.expires_at is not None and key.expires_at <= time.time():
-            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.expires_at))
-            raise GatewayError(401, f"API key {key.id} expired at {expired}", "expired_api_key")
+        if found.may_lapse:
+            _check_usable(found.key)
         return found
+
+
+def _check_usable(key: ApiKey) -> None:
+    if key.revoked_at is not None:
+        raise GatewayError(401, f"API key {key.id} was revoked", "revoked_api_key")
+    if key.expires_at is not None and key.expires_at <= time.time():
+        expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.expires_at))
+        raise GatewayError(401, f"API key {key.id} expired at {expired}", "expired_api_key")

@@ -118,11 +118,8 @@ class Proxy:
             body = await self._read_json_body(scope, receive, headers.get(b"content-type", b""))
             payload = _parse_object(body)
             deployment = self.router.resolve(payload.get("model"))
-            ex.model, ex.provider, ex.upstream_model = (
-                payload["model"],
-                deployment.provider.name,
-                deployment.model,
-            )
+            ex.model = payload["model"]
+            ex.served_by(deployment)
             if deployment.provider.kind != endpoint.provider_kind and not endpoint.crosses:
                 raise GatewayError(
                     400,
@@ -151,10 +148,10 @@ class Proxy:
                 if wanted
                 else None
             )
-            estimate = None  # (input tokens, output allowance): reserved by admission and by pacing
+            tokens = None  # input tokens + output allowance: reserved by admission and by pacing
             if who.scopes:  # the master key has no key or team to hold to
-                estimate = estimate_parts(payload, deployment.model)
-                tokens, usd = sum(estimate), self.prices.estimate_usd(deployment.model, *estimate)
+                given, allowed = estimate_parts(payload, deployment.model)
+                tokens, usd = given + allowed, self.prices.estimate_usd(deployment.model, given, allowed)
                 try:
                     ex.ticket = self.admission.try_admit(who.scopes, ex.model, tokens, usd)
                 except BudgetNotLoaded:
@@ -175,7 +172,8 @@ class Proxy:
             # client's retry is to find the answer.
             watch = None if owned else DisconnectWatch(scope, receive)
             priority = _priority(headers.get(b"x-xvckit-priority"), who)
-            tokens = sum(estimate or estimate_parts(payload, deployment.model))  # a cache hit needs none
+            if tokens is None:  # not counted before the cache was asked: a hit needs none
+                tokens = sum(estimate_parts(payload, deployment.model))
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
             if complete and ex.upstream_model == deployment.model:  # not a fallback's answer
@@ -325,7 +323,7 @@ class Proxy:
             ex.upstream_ms = _ms_since(ex.upstream_started)
             raise
         ex.attempt, ex.retries = attempt, attempt.retries
-        ex.provider, ex.upstream_model = attempt.deployment.provider.name, attempt.deployment.model
+        ex.served_by(attempt.deployment)
         upstream_kind = attempt.deployment.provider.kind
         response = attempt.response
         try:
@@ -471,7 +469,7 @@ def _priority(asked: bytes | None, who: Principal) -> int:
     """Interactive (1) goes before batch (0): the request's `x-xvckit-priority`, else the key's."""
     if asked is not None:
         return 0 if asked.strip().lower() == b"batch" else 1
-    return 0 if who.key is not None and who.key.priority == "batch" else 1
+    return who.priority
 
 
 def _cache_wanted(
@@ -627,7 +625,7 @@ def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes) -> Usage
 def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"x-request-id", ex.trace_id.encode()),
-        (b"x-xvckit-deployment", f"{ex.provider}/{ex.upstream_model}".encode()),
+        (b"x-xvckit-deployment", ex.deployment.encode()),
     ]
     for name, value in response.headers:
         if name == b"x-request-id":
