@@ -8,11 +8,10 @@ the database commit that follows moments later is the durable copy). The unused 
 segment reads as zero bytes until the segment is closed and cut to its length, and a JSON
 line holds no zero byte: a reader stops at the first zero and takes whole lines only, so it
 never takes a line whose copy was cut short (whatever order the copy stored its bytes in,
-its newline included). Each process
-appends to segment files of its own, each locked with `flock` from before it is visible
-under its name until the process moves on to the next one, closes or dies. The ledger
-writer (store/ledger_writer.py) commits the rows and deletes a segment once it is
-unlocked and committed to its end, whichever process wrote it.
+its newline included). Each process appends to segment files of its own, each locked with
+`flock` from before it is visible under its name until the process moves on to the next
+one, closes or dies. The ledger writer (store/ledger_writer.py) commits the rows and
+deletes a segment once it is unlocked and committed to its end, whichever process wrote it.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ class Journal:
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._size = 0  # of the segment's map
-        self._used = 0  # of the segment's bytes
+        self._used = 0  # the segment's bytes written
         self._populated = 0  # the map's bytes faulted in
         self._started: dict[int, int] = {}  # segment start ns -> `appended` when it started
 
