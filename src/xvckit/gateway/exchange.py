@@ -105,7 +105,7 @@ class Exchange:
             u.cached_tokens,
             u.cache_write_tokens,
             cost_usd,
-            (time.perf_counter() - self.started) * 1000,
+            self.elapsed_s * 1000,
             self.ttft_ms,
             self.upstream_ms,
             self.overhead_ms,
