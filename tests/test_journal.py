@@ -46,6 +46,31 @@ def test_segments_rotate_and_only_the_current_one_is_locked(tmp_path):
     assert all(line.startswith(b'["r",') for p in segments for line in p.read_bytes().splitlines())
 
 
+def test_the_next_segment_waits_hidden_and_locked_until_needed_and_goes_at_close(tmp_path):
+    journal = Journal(tmp_path, segment_bytes=200)
+    journal.open()
+    journal.append(("r", 0, "chat"))
+    deadline = time.monotonic() + 10
+    while not (spares := list(tmp_path.glob(".segment-*.new"))) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(spares) == 1 and locked(spares[0]), "made ready, locked, under a hidden name"
+    assert len(list(tmp_path.glob("segment-*.jsonl"))) == 1
+    journal.close()
+    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("segment-*.jsonl")]
+
+
+def test_a_line_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path):
+    journal = Journal(tmp_path, segment_bytes=200)
+    journal.open()
+    rows = [("small", 1), ("large", "x" * 1000), ("small", 2)]
+    for row in rows:
+        journal.append(row)
+    journal.close()
+    lines = [line for p in sorted(tmp_path.glob("segment-*.jsonl")) for line in p.read_bytes().splitlines()]
+    assert [tuple(orjson.loads(line)) for line in lines] == rows
+    assert list(tmp_path.glob(".segment-*")) == []
+
+
 def test_a_living_gateways_segment_is_left_to_its_own_writer(tmp_path, store_url):
     store = Store.open(store_url)
     alive = Journal(tmp_path / "journal")
@@ -113,7 +138,11 @@ GATEWAY = textwrap.dedent(
     async def main():
         ledger = Ledger(Store.open(sys.argv[1]), Journal(Path(sys.argv[2])))
         ledger.start()
-        for i in range(25):
+        ledger.record(UsageRecord("k-0", "chat", status=200).row())
+        while ledger.committed < ledger.journal.appended:  # the writer is at work
+            await asyncio.sleep(0.01)
+        assert list(Path(sys.argv[2]).glob(".segment-*.new")), "the spare segment is made"
+        for i in range(1, 25):
             ledger.record(UsageRecord(f"k-{i}", "chat", status=200).row())
         print(ledger._proc.pid, flush=True)
         await asyncio.sleep(3600)

@@ -147,6 +147,7 @@ class JournalWriter:
             if stop:
                 gone_since = min(gone_since, time.monotonic())
                 if not self._owner_segments() or time.monotonic() - gone_since > LEFTOVER_WAIT_S:
+                    self._remove_stillborn()  # the spare segment of an owner that was killed
                     return
             self._prune()
             time.sleep(IDLE_S)
@@ -170,8 +171,8 @@ class JournalWriter:
         return worked
 
     def _remove_stillborn(self) -> None:
-        """A segment is created under a hidden name and renamed once locked; a process killed
-        in between leaves an empty hidden file, unlocked."""
+        """A segment is created under a hidden name and renamed once locked and needed; a
+        process killed in between leaves a hidden file, unlocked (empty, or a spare segment)."""
         for path in self.directory.glob(".segment-*.new"):
             fd = os.open(path, os.O_RDONLY)
             try:
