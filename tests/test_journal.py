@@ -56,7 +56,7 @@ def test_the_next_segment_waits_hidden_and_locked_until_needed_and_goes_at_close
     assert len(spares) == 1 and locked(spares[0]), "made ready, locked, under a hidden name"
     assert len(list(tmp_path.glob("segment-*.jsonl"))) == 1
     journal.close()
-    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("segment-*.jsonl")]
+    assert list(tmp_path.glob(".segment-*")) == [], "the spare goes with the journal"
 
 
 def test_a_line_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path):
