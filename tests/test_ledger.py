@@ -275,6 +275,27 @@ async def test_a_writer_that_cannot_start_is_retried_with_growing_delays(store, 
     assert ledger_request_ids(store) == ["req-1"]
 
 
+async def test_a_writer_that_exits_before_it_reads_its_settings_is_started_again(store, jdir, monkeypatch):
+    """Its stdin is closed before the gateway has written to it: a broken pipe, not an error."""
+    monkeypatch.setattr("xvckit.store.ledger_feed.RESTART_DELAY_S", 0.05)
+    monkeypatch.setattr(
+        "xvckit.store.ledger_feed.WRITER_COMMAND", [sys.executable, "-c", "raise SystemExit(3)"]
+    )
+
+    def slow_dumps(value) -> bytes:  # the writer is gone by the time its settings are written
+        time.sleep(0.5)
+        return orjson.dumps(value)
+
+    monkeypatch.setattr(
+        "xvckit.store.ledger_feed.orjson", type("Slow", (), {"dumps": staticmethod(slow_dumps)})
+    )
+    ledger = Ledger(store, Journal(jdir))
+    ledger.start()
+    await asyncio.sleep(0.7)  # its exit is seen; the next one starts 0.05 s later, and dies too
+    assert ledger.restarts >= 2
+    await ledger.close(timeout_s=1)
+
+
 def flaky_commits(monkeypatch, fail: Callable[[], bool], error: Exception) -> None:
     real = W.commit_rows
 

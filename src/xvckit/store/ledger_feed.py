@@ -133,8 +133,11 @@ class Ledger:
             "owner_pid": os.getpid(),
             "retention_days": self.retention_days,
         }
-        self._proc.stdin.write(orjson.dumps(settings) + b"\n")  # not argv: the URL may hold a password
-        self._proc.stdin.flush()
+        # Not argv: the URL may hold a password. A writer that died at once closed the pipe: its
+        # exit is seen on its stdout like any other, and it is started again.
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.write(orjson.dumps(settings) + b"\n")
+            self._proc.stdin.flush()
         self._exited = self._loop.create_future()
         fd = self._proc.stdout.fileno()
         os.set_blocking(fd, False)
