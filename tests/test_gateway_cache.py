@@ -258,7 +258,7 @@ def test_a_hit_is_in_the_ledger_with_the_cost_it_saved(gw):
     assert saved.cache_hit and saved.status == 200
     assert saved.cost_usd == 0
     assert saved.cost_saved_usd == pytest.approx(tokens * 0.001)
-    metrics = httpx.get(f"{gw.url}/metrics").text
+    metrics = httpx.get(f"{gw.url}/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"}).text
     assert 'xvckit_cache_hits_total{model="gpt-4o-mini"} 1.0' in metrics
 
 

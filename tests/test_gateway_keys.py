@@ -155,7 +155,7 @@ def test_rotation_replaces_the_secret(gw):
 def test_metrics_exposition(gw):
     _, raw = new_key(gw, limits=Limits(budget_usd=1.0, budget_period="day"))
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=4)
-    text = httpx.get(f"{gw.url}/metrics").text
+    text = httpx.get(f"{gw.url}/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"}).text
     assert 'xvckit_requests_total{key="' in text and 'model="gpt-4o-mini"' in text
     assert "xvckit_overhead_seconds_bucket" in text and "xvckit_time_to_first_token_seconds" in text
     assert 'xvckit_tokens_total{kind="output",model="gpt-4o-mini"} 4.0' in text
@@ -168,7 +168,10 @@ def test_ledger_backlog_in_readyz_and_metrics_and_a_dead_writer_restarts(gw, mon
     client(gw, MASTER_KEY).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=4)
     flush_ledger(gw)
     assert httpx.get(f"{gw.url}/readyz").json()["ledger_backlog_bytes"] == 0
-    assert "xvckit_ledger_backlog_bytes 0.0" in httpx.get(f"{gw.url}/metrics").text
+    assert (
+        "xvckit_ledger_backlog_bytes 0.0"
+        in httpx.get(f"{gw.url}/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"}).text
+    )
     ledger = gw.gateway.ledger
     ledger._proc.kill()  # a crash of the writer process, not of the gateway
     deadline = time.monotonic() + 10
@@ -185,7 +188,7 @@ def test_ledger_backlog_in_readyz_and_metrics_and_a_dead_writer_restarts(gw, mon
 def test_grafana_dashboard_reads_metrics_the_gateway_exports(gw):
     _, raw = new_key(gw, limits=Limits(budget_usd=1.0, budget_period="day"))
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, stream=False, max_tokens=4)
-    exported = httpx.get(f"{gw.url}/metrics").text
+    exported = httpx.get(f"{gw.url}/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"}).text
     dashboard = (Path(__file__).parent.parent / "deploy" / "grafana" / "xvckit-gateway.json").read_text()
     used = set(re.findall(r"xvckit_[a-z_]+", dashboard)) - {"xvckit_gateway"}
     assert used, "the dashboard queries no xvckit metric"

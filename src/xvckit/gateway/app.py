@@ -11,6 +11,7 @@ from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
+from xvckit.gateway.admission_redis import RedisAdmission
 from xvckit.gateway.balancing import Balancer
 from xvckit.gateway.cache import RedisResponseCache, ResponseCache
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
@@ -51,14 +52,20 @@ class Gateway:
         self.store = store
         self.router = Router(config)
         self.upstreams = Upstreams(config.providers, config.gateway)
-        self.admission = Admission(self._spent_since)
+        redis = config.redis
+        # Limits shared by the replicas through Redis; each holds 1/replicas of them without it.
+        self.admission = (
+            RedisAdmission(redis.url, self._spent_since, replicas=redis.replicas)
+            if redis
+            else Admission(self._spent_since)
+        )
         self.keyring = Keyring(store, master_key, self.admission.scope)
         self.ledger = _ledger(config, store) if config.ledger.enabled else None
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.models)
         prices = price_table({m: p.model_dump(exclude_none=True) for m, p in config.prices.items()})
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
         self.admin = create_admin_app(store, self.keyring)
-        self.pacer = RedisPacer(config.redis.url) if config.redis else Pacer()
+        self.pacer = RedisPacer(redis.url, local_share=1 / redis.replicas) if redis else Pacer()
         cache_bytes = int(config.cache.max_mb * 1024 * 1024)
         entry_bytes = int(config.cache.max_entry_mb * 1024 * 1024)
         if config.redis:  # shared by the replicas; each falls back to its own when Redis is away
@@ -102,9 +109,7 @@ class Gateway:
             elif path.startswith("/admin"):
                 await self.admin(scope, receive, send)
             elif path == "/metrics":
-                backlog = self.ledger.backlog_bytes if self.ledger else None
-                body = self.metrics.render(self.admission.remaining(), backlog)
-                await respond(send, 200, body, _METRICS_TYPE)
+                await self._metrics(scope, send)
             else:
                 await _not_found(scope, send, endpoint)
         elif kind == "lifespan":
@@ -121,6 +126,8 @@ class Gateway:
         """After uvicorn has drained in-flight requests: flush the ledger, close connections."""
         await self.upstreams.close()
         await self.pacer.aclose()
+        if isinstance(self.admission, RedisAdmission):
+            await self.admission.aclose()
         await self.cache.aclose()
         await self.idempotency.aclose()
         if self.ledger:
@@ -165,6 +172,19 @@ class Gateway:
             }
         await respond(send, 200, orjson.dumps(body))
 
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        """The Prometheus exposition, for the master key and admin keys: it names every key and
+        team, and their budgets."""
+        try:
+            if self.keyring.authenticate(scope).role != "admin":
+                raise GatewayError(403, "/metrics needs an admin key or the master key", "permission_denied")
+        except GatewayError as exc:
+            await respond(send, exc.status, OPENAI.error_body(exc.status, exc.message, exc.code, ""))
+            return
+        backlog = self.ledger.backlog_bytes if self.ledger else None
+        body = await self.metrics.exposition(self.admission.remaining(), backlog)
+        await respond(send, 200, body, _METRICS_TYPE)
+
     async def _ready(self, send: Send) -> None:
         """Ready when the store answers and at least one model routes to a provider."""
         problems = []
@@ -178,6 +198,7 @@ class Gateway:
         degraded = []  # still serving: a replica on its own state beats no replica
         for part, what in (
             (self.pacer, "pacing"),
+            (self.admission, f"key and team limits (1/{getattr(self.admission, 'replicas', 1)} of each)"),
             (self.cache, "response cache"),
             (self.idempotency, "idempotency"),
         ):

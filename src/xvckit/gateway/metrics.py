@@ -4,21 +4,33 @@ The hot path only adds to plain dicts and lists (a few hundred nanoseconds a req
 the exposition is built from them when /metrics is scraped. prometheus_client's own
 metric objects take a lock and a label lookup per update, which cost the gateway ~8% of
 its CPU per request.
+
+Label values come from the configuration and the store only: a model is labelled by its
+configured name, or by the pattern of the glob route that served it, never by the name a
+client sent (a client may send a megabyte of it, a different one each time). The
+exposition is rendered in a thread from a copy taken on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from xvckit.config import ModelRoute
 from xvckit.gateway.exchange import Exchange
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+OTHER = "other"  # the label of a model name no route matches
+NO_MODEL = "-"  # a request that failed before its model was known
+# Client model names whose label is remembered: short ones, and only so many of them.
+_REMEMBERED_NAME_CHARS = 200
+_REMEMBERED_NAMES = 10_000
 
 
 class _Histogram:
@@ -32,6 +44,11 @@ class _Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
+
+    def copy(self) -> _Histogram:
+        copied = _Histogram(self.bounds)
+        copied.counts, copied.total = self.counts[:], self.total
+        return copied
 
     def buckets(self) -> list[tuple[str, int]]:
         running = 0
@@ -54,24 +71,45 @@ class _PerModel:
         self.cache_hits = 0
         self.cost_saved = 0.0
 
+    def copy(self) -> _PerModel:
+        copied = _PerModel()
+        copied.latency, copied.ttft, copied.tokens = self.latency.copy(), self.ttft.copy(), self.tokens[:]
+        copied.cache_hits, copied.cost_saved = self.cache_hits, self.cost_saved
+        return copied
+
 
 _TOKEN_KINDS = ("input", "output", "cached", "cache_write")
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, routes: Iterable[ModelRoute] = ()) -> None:
         self.requests: defaultdict[tuple[str, int, str | None, str | None], int] = defaultdict(int)
         self.models: dict[str, _PerModel] = {}
         self.overhead = _Histogram(_OVERHEAD_BUCKETS)
         self.cost: defaultdict[tuple[str, str | None], float] = defaultdict(float)
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.budget_remaining: dict[str, float] = {}
         self.in_flight = 0
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
+        routes = list(routes)
+        self._globs = [route for route in routes if route.is_glob]
+        # requested name -> label: every exact route, and the glob-routed names seen (bounded)
+        self._labels = {route.name: route.name for route in routes if not route.is_glob}
+
+    def model_label(self, model: str | None) -> str:
+        """The label a requested model is counted under: its exact route's name, else the
+        pattern of the first glob route that matches it (as the router tries them), else `other`."""
+        if model is None:
+            return NO_MODEL
+        label = self._labels.get(model)
+        if label is None:
+            label = next((route.name for route in self._globs if route.matches(model)), OTHER)
+            if len(model) <= _REMEMBERED_NAME_CHARS and len(self._labels) < _REMEMBERED_NAMES:
+                self._labels[model] = label
+        return label
 
     def observe(self, ex: Exchange, cost_usd: float) -> None:
-        model = ex.model or "-"
+        model = self._labels.get(ex.model)  # type: ignore[arg-type]  # None is no key: model_label's
+        if model is None:
+            model = self.model_label(ex.model)
         self.requests[(model, ex.status, ex.team_id, ex.key_id)] += 1
         stats = self.models.get(model)
         if stats is None:
@@ -93,20 +131,37 @@ class Metrics:
             stats.cache_hits += 1
             stats.cost_saved += ex.cost_saved_usd
 
-    def render(self, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None) -> bytes:
+    async def exposition(self, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None) -> bytes:
+        """The text exposition. Only the copy is made on the event loop (its size bounded by the
+        routes, keys and teams); the text is built in a thread."""
+        snapshot = _Snapshot(self, budget_remaining, ledger_backlog_bytes)
+        return await asyncio.to_thread(generate_latest, snapshot)  # type: ignore[arg-type]
+
+
+class _Snapshot:
+    """The counters at one moment, and the exposition made from them (prometheus_client's
+    collector protocol: `generate_latest` calls `collect`)."""
+
+    def __init__(
+        self, metrics: Metrics, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None
+    ) -> None:
+        self.requests = dict(metrics.requests)
+        self.models = [(model, stats.copy()) for model, stats in metrics.models.items()]
+        self.overhead = metrics.overhead.copy()
+        self.cost = dict(metrics.cost)
+        self.upstream_errors = dict(metrics.upstream_errors)
+        self.in_flight = metrics.in_flight
         self.budget_remaining = budget_remaining
         self.ledger_backlog_bytes = ledger_backlog_bytes
-        return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
-        """The exposition, built at scrape time (prometheus_client's custom-collector protocol)."""
         requests = CounterMetricFamily(
             "xvckit_requests", "Requests answered", labels=["model", "status", "team", "key"]
         )
-        for (model, status, team, key), value in list(self.requests.items()):
+        for (model, status, team, key), value in self.requests.items():
             requests.add_metric([model, str(status), team or "-", key or "-"], value)
         yield requests
-        models = list(self.models.items())
+        models = self.models
         yield _histograms("xvckit_request_seconds", "Total request time", [(m, s.latency) for m, s in models])
         yield _histograms(
             "xvckit_time_to_first_token_seconds",
@@ -122,7 +177,7 @@ class Metrics:
                 if value:
                     tokens.add_metric([model, kind], value)
         yield tokens
-        cost = {(model, team or "-"): value for (model, team), value in list(self.cost.items())}
+        cost = {(model, team or "-"): value for (model, team), value in self.cost.items()}
         yield _counter("xvckit_cost_usd", "Cost in USD", ["model", "team"], cost)
         yield _counter(
             "xvckit_upstream_errors", "Upstream failures by type", ["provider", "type"], self.upstream_errors
@@ -150,7 +205,7 @@ class Metrics:
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=labels)
-    for key, value in list(values.items()):
+    for key, value in values.items():
         family.add_metric(key, value)
     return family
 
