@@ -9,6 +9,9 @@ import time
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# the moments a date can name (years 1 to 9999), in epoch seconds; beyond them is a mistake
+EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC).timestamp()
+LATEST = dt.datetime.max.replace(tzinfo=dt.UTC).timestamp()
 
 
 def parse_duration(text: str) -> float | None:
@@ -22,7 +25,10 @@ def parse_moment(text: str, now: float | None = None) -> float:
     offset). ValueError, with the accepted forms, otherwise."""
     ago = parse_duration(text)
     if ago is not None:
-        return (time.time() if now is None else now) - ago
+        moment = (time.time() if now is None else now) - ago
+        if moment < EARLIEST:
+            raise ValueError(f"{text!r} reaches back before the year 1")
+        return moment
     value = text.strip()
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)

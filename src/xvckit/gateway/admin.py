@@ -1,7 +1,10 @@
 """The admin REST API under /admin (FastAPI; OpenAPI at /admin/docs).
 
 Roles: the master key and `admin` keys may do everything; a `team-admin` key manages its
-own team's keys and sees its team's usage; a `member` key sees its own key and usage.
+own team's keys and sees its team's usage; a `member` key sees its own key and usage. No key
+sees, rotates or revokes a key of a higher role (admin > team-admin > member), and a lookup
+by name finds only keys the caller may see, so a 404 never tells what exists beyond them.
+Input is checked at the edge: a value the store could not hold is a 4xx naming the field.
 Store work runs in worker threads; a key change reloads the gateway's keyring at once.
 """
 
@@ -12,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -22,13 +25,17 @@ from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.store import Store, audit, keys
 from xvckit.store.ledger import usage_report
 from xvckit.store.secrets import SecretBox, put_secret
+from xvckit.timespec import EARLIEST, LATEST
+
+# epoch seconds a query may name: what a date can say (a wider number is a mistake)
+Moment = Annotated[float | None, Query(ge=EARLIEST, le=LATEST, allow_inf_nan=False)]
 
 
 class LimitsIn(BaseModel):
     models: list[str] | None = Field(None, description="allowed models; globs allowed")
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    budget_usd: float | None = Field(None, ge=0)
+    rpm: int | None = Field(None, gt=0, le=keys.MAX_INT)
+    tpm: int | None = Field(None, gt=0, le=keys.MAX_INT)
+    budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     budget_period: Literal["day", "week", "month"] = "month"
 
     def limits(self) -> keys.Limits:
@@ -45,7 +52,9 @@ class KeyIn(LimitsIn):
     name: str = Field(min_length=1, max_length=200)
     team: str | None = Field(None, description="team id or name")
     role: Literal["admin", "team-admin", "member"] = "member"
-    expires_in_s: float | None = Field(None, gt=0, description="lifetime in seconds")
+    expires_in_s: float | None = Field(
+        None, gt=0, le=keys.MAX_LIFETIME_S, allow_inf_nan=False, description="lifetime in seconds"
+    )
     priority: Literal["interactive", "batch"] | None = Field(
         None, description="batch waits behind interactive"
     )
@@ -72,6 +81,16 @@ def caller(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(caller)]
 
 
+def sees(who: Principal, key: keys.ApiKey) -> bool:
+    """A caller sees its own key; an admin every other; a team-admin its team's keys of no
+    higher role; a member nothing else."""
+    if key.id == who.key_id:
+        return True
+    if who.role == "member" or keys.outranks(key.role, who.role):
+        return False
+    return who.role == "admin" or key.team_id == who.team_id
+
+
 def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
     app = FastAPI(
         title="xvckit admin API",
@@ -94,15 +113,10 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
             raise HTTPException(403, "this needs an admin key")
 
     async def visible_key(who: Principal, ref: str) -> keys.ApiKey:
-        key = await run(keys.get_key, ref)
-        allowed = (
-            who.role == "admin"
-            or (who.role == "team-admin" and key.team_id == who.team_id)
-            or (who.key is not None and key.id == who.key.id)
-        )
-        if not allowed:
-            raise HTTPException(404, f"no key {ref!r}")
-        return key
+        return keys.one_key(ref, [k for k in await run(keys.find_keys, ref) if sees(who, k)])
+
+    async def visible_keys(who: Principal, team_id: str | None) -> list[dict]:
+        return [k.public() for k in await run(keys.list_keys, team_id) if sees(who, k)]
 
     @app.exception_handler(UserError)
     async def user_error(_request: Request, exc: UserError) -> JSONResponse:
@@ -115,13 +129,7 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
 
     @app.get("/admin/keys", summary="List keys (never the keys themselves)")
     async def list_keys(who: Caller) -> list[dict]:
-        if who.role == "admin":
-            found = await run(keys.list_keys)
-        elif who.role == "team-admin":
-            found = await run(keys.list_keys, who.team_id)
-        else:
-            found = [who.key]
-        return [k.public() for k in found]
+        return await visible_keys(who, None if who.role == "admin" else who.team_id)
 
     @app.post(
         "/admin/keys", status_code=201, summary="Create a key; the response is the only time it is shown"
@@ -185,15 +193,14 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
         team = await run(keys.get_team, ref)
         if who.role != "admin" and team.id != who.team_id:
             raise HTTPException(404, f"no team {ref!r}")
-        members = await run(keys.list_keys, team.id)
-        return {**team.public(), "keys": [k.public() for k in members]}
+        return {**team.public(), "keys": await visible_keys(who, team.id)}
 
     @app.get("/admin/usage", summary="Usage totals and breakdowns")
     async def usage(
         who: Caller,
         by: Literal["key", "team", "model", "day"] | None = None,
-        since: float | None = None,
-        until: float | None = None,
+        since: Moment = None,
+        until: Moment = None,
     ) -> list[dict]:
         filters: dict[str, str | None] = {}
         if who.role == "team-admin":
@@ -203,7 +210,7 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
         return await run(usage_report, by, since, until, **filters)
 
     @app.get("/admin/audit", summary="Audit entries, newest last")
-    async def audit_list(who: Caller, limit: int = 100) -> list[dict]:
+    async def audit_list(who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         require_admin(who)
         return [e.to_json() for e in await run(audit.entries, limit=limit)]
 

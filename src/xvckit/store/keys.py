@@ -3,13 +3,20 @@ admin actions on them, each one audited.
 
 Keys carry 256 random bits, so a plain SHA-256 is the right hash: nothing to brute-force,
 and a lookup stays one dict access in the gateway.
+
+A reference to a key or a team is an id (`key_...`, `team_...`), which matches only the id,
+or a name, which can never look like an id; a key's name is unique within its team (or
+among the keys of no team), a team's among teams. So an id always finds its one key, and a
+name finds at most one key per team.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +34,9 @@ PERIODS: tuple[str, ...] = ("day", "week", "month")
 PRIORITIES: tuple[str, ...] = ("interactive", "batch")
 CACHE_MODES: tuple[str, ...] = ("on", "off", "deterministic")
 KEYS_VERSION = "keys_version"
+MAX_INT = 2**31 - 1  # rpm and tpm are INTEGER columns: 32 bits on PostgreSQL
+MAX_LIFETIME_S = 100 * 366 * 86400  # a later expiry is no expiry, and past what clocks print
+_ID_PREFIXES = ("key_", "team_")
 
 teams_table = sa.Table(
     "teams",
@@ -152,16 +162,37 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
+def outranks(role: str, other: str) -> bool:
+    """True when `role` is above `other`: admin > team-admin > member."""
+    return ROLES.index(role) < ROLES.index(other)
+
+
+def check_name(name: str, kind: str) -> str:
+    """A key's or a team's name: 1 to 200 printable characters that cannot be taken for an
+    id, so a lookup by id can never meet a name."""
+    if not 1 <= len(name) <= 200:
+        raise UserError(f"{kind} name must have 1 to 200 characters")
+    if not _printable(name):
+        raise UserError(f"{kind} name must not contain control characters")
+    if name.lower().startswith(_ID_PREFIXES):
+        raise UserError(f"{kind} name {name!r} looks like an id (key_..., team_...); choose another")
+    return name
+
+
+def _printable(text: str) -> bool:
+    return not any(unicodedata.category(c) == "Cc" for c in text)
+
+
 def validate_limits(limits: Limits) -> Limits:
     if limits.budget_usd is not None:
-        if limits.budget_usd < 0:
-            raise UserError("budget must be zero or more (USD)")
+        if not (math.isfinite(limits.budget_usd) and limits.budget_usd >= 0):
+            raise UserError("budget must be a finite amount of zero or more (USD)")
         if limits.budget_period not in PERIODS:
             raise UserError(f"budget period must be one of {', '.join(PERIODS)}")
     for name in ("rpm", "tpm"):
         value = getattr(limits, name)
-        if value is not None and value <= 0:
-            raise UserError(f"{name} must be a positive whole number")
+        if value is not None and not 0 < value <= MAX_INT:
+            raise UserError(f"{name} must be a whole number from 1 to {MAX_INT}")
     return limits
 
 
@@ -200,6 +231,7 @@ def _limits_from(row) -> Limits:
 
 
 def create_team(store: Store, name: str, limits: Limits, actor: str) -> Team:
+    check_name(name, "team")
     validate_limits(limits)
     team = Team(_new_id("team"), name, limits, time.time())
     with _admin_change(store, actor, "team.create", team.id, {"name": name, **limits.as_row()}) as conn:
@@ -220,11 +252,12 @@ def update_team(store: Store, ref: str, limits: Limits, actor: str) -> Team:
 
 
 def get_team(store: Store, ref: str) -> Team:
-    """A team by id or by name."""
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(teams_table).where((teams_table.c.id == ref) | (teams_table.c.name == ref))
-        ).first()
+    """A team by id (`team_...`) or else by name."""
+    row = None
+    if _printable(ref):
+        column = teams_table.c.id if ref.startswith("team_") else teams_table.c.name
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.select(teams_table).where(column == ref)).first()
     if row is None:
         raise UserError(f"no team {ref!r}")
     return _team_from(row)
@@ -251,6 +284,7 @@ def create_key(
     cache: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key; the raw key is returned once and never stored."""
+    check_name(name, "key")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     if priority not in (None, *PRIORITIES):
@@ -258,6 +292,8 @@ def create_key(
     if cache not in (None, *CACHE_MODES):
         raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}")
     validate_limits(limits)
+    if expires_at is not None and not expires_at <= time.time() + MAX_LIFETIME_S:
+        raise UserError(f"a key's lifetime must be at most {MAX_LIFETIME_S // 86400} days")
     team_id = get_team(store, team).id if team else None
     if role == "team-admin" and team_id is None:
         raise UserError("a team-admin key needs a team (--team)")
@@ -276,8 +312,18 @@ def create_key(
         cache=cache,
     )
     with _admin_change(store, actor, "key.create", key.id, _audit_detail(key)) as conn:
+        _check_name_free(conn, name, team_id)
         conn.execute(keys_table.insert().values(_key_row(key)))
     return key, raw
+
+
+def _check_name_free(conn, name: str, team_id: str | None) -> None:
+    """Names are unique within a team, revoked keys included (a name stays one key's in the
+    usage and the audit trail). Race-free: the admin transaction holds the audit lock."""
+    team = keys_table.c.team_id == team_id if team_id else keys_table.c.team_id.is_(None)
+    if conn.execute(sa.select(keys_table.c.id).where(keys_table.c.name == name, team).limit(1)).first():
+        where = "in its team" if team_id else "among the keys of no team"
+        raise UserError(f"a key named {name!r} exists already {where}; choose another name")
 
 
 def _key_row(key: ApiKey) -> dict:
@@ -303,17 +349,28 @@ def _audit_detail(key: ApiKey) -> dict:
     return detail
 
 
-def get_key(store: Store, ref: str) -> ApiKey:
-    """A key by id, or by name when the name is unique."""
+def find_keys(store: Store, ref: str) -> list[ApiKey]:
+    """The key with id `ref` (`key_...`), else the keys named `ref` (at most one a team)."""
+    if not _printable(ref):
+        return []
+    column = keys_table.c.id if ref.startswith("key_") else keys_table.c.name
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(keys_table).where((keys_table.c.id == ref) | (keys_table.c.name == ref))
-        ).all()
-    if not rows:
+        return [_key_from(r) for r in conn.execute(sa.select(keys_table).where(column == ref))]
+
+
+def one_key(ref: str, found: list[ApiKey]) -> ApiKey:
+    """The one key a reference found, or a UserError saying none or which teams have one."""
+    if not found:
         raise UserError(f"no key {ref!r}")
-    if len(rows) > 1:
-        raise UserError(f"{len(rows)} keys are named {ref!r}; use the key id")
-    return _key_from(rows[0])
+    if len(found) > 1:
+        teams = ", ".join(sorted(k.team_id or "no team" for k in found))
+        raise UserError(f"{len(found)} keys are named {ref!r} ({teams}); use the key id")
+    return found[0]
+
+
+def get_key(store: Store, ref: str) -> ApiKey:
+    """A key by id, or by name when one key has that name."""
+    return one_key(ref, find_keys(store, ref))
 
 
 def list_keys(store: Store, team_id: str | None = None, include_revoked: bool = True) -> list[ApiKey]:
