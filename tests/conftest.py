@@ -97,11 +97,15 @@ def store_url(request, tmp_path) -> str:
     url = request.getfixturevalue("postgres_database")
     if url.startswith("unavailable: "):
         require_service("PostgreSQL", url.removeprefix("unavailable: "))
-    from xvckit.store.schema import metadata
+    import sqlalchemy as sa
 
-    store = Store.open(url)
-    metadata.drop_all(store.engine)
-    store.close()
+    from xvckit.store import engine_for
+
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
     return url
 
 

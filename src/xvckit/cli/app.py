@@ -10,6 +10,7 @@ from xvckit import __version__
 from xvckit.cli import (
     audit_cmd,
     config_cmd,
+    db_cmd,
     context_cmd,
     doctor_cmd,
     gateway_cmd,
@@ -34,6 +35,7 @@ app.add_typer(keys_cmd.keys_app, name="keys")
 app.add_typer(keys_cmd.teams_app, name="teams")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
+app.add_typer(db_cmd.app, name="db")
 app.add_typer(doctor_cmd.app, name="doctor")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)

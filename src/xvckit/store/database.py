@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from xvckit.config import Config, load
 from xvckit.config.schema import DEFAULT_DATA_DIR
 from xvckit.errors import UserError
-from xvckit.store.schema import SCHEMA_VERSION, meta, metadata
+from xvckit.store import migrate
 
 # sqlite3 binds a None or a bool only after an adapter lookup that raises and clears a formatted
 # AttributeError; an adapter for each makes that one dict lookup and binds the same values (the
@@ -52,8 +52,23 @@ def _engine_url(url: str) -> str:
     return url
 
 
-def _safe(url: str) -> str:
-    return sa.make_url(url).render_as_string(hide_password=True)
+def safe_url(url: str) -> str:
+    """A store URL fit to print: the password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<not a database URL>"
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for a store URL (SQLite with WAL and a busy timeout), its schema untouched."""
+    try:
+        engine = sa.create_engine(_engine_url(url), pool_pre_ping=True, hide_parameters=True)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        raise StoreError(f"cannot open store {safe_url(url)}: {_first_line(exc)}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 class Store:
@@ -63,18 +78,13 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
+        """The store at `url`, its schema brought up to date first."""
+        engine = engine_for(url)
         try:
-            engine = sa.create_engine(_engine_url(url), pool_pre_ping=True, hide_parameters=True)
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _sqlite_pragmas)
-            metadata.create_all(engine)
-            with engine.begin() as conn:
-                _add_new_columns(conn)
-                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-                if found is None:
-                    conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            migrate.upgrade(engine)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"cannot open store {_safe(_engine_url(url))}: {_first_line(exc)}") from None
+            engine.dispose()
+            raise StoreError(f"cannot open store {safe_url(url)}: {_first_line(exc)}") from None
         return cls(engine, url)
 
     def ping(self) -> None:
@@ -87,18 +97,6 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _add_new_columns(conn: sa.Connection) -> None:
-    """Columns declared since the database was made (each nullable or with a default, at the
-    end of its table): `create_all` makes only the tables that are missing."""
-    inspector = sa.inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present:
-                ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -4,8 +4,6 @@ import secrets
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
-
 metadata = sa.MetaData()
 
 meta = sa.Table(
