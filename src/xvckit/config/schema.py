@@ -40,6 +40,14 @@ class GatewaySettings(Strict):
     retry_budget: float = Field(0.2, ge=0, le=1, description="retries as a share of requests, at most")
     retry_base_s: float = Field(0.25, gt=0, description="backoff before the first retry (doubles, jittered)")
     retry_cap_s: float = Field(8, gt=0, description="longest backoff between two attempts")
+    upstream_deadline_s: float = Field(
+        1800, gt=0, description="longest one upstream call may take, to its last byte (streams too): 504"
+    )
+    max_upstream_head_kb: float = Field(64, gt=0, description="largest upstream response head: 502")
+    max_upstream_body_mb: float = Field(64, ge=1, description="largest unstreamed upstream answer: 502")
+    max_upstream_event_mb: float = Field(
+        4, gt=0, description="largest single event of an upstream stream: the stream ends in an error event"
+    )
     routing: Literal["headroom", "latency", "cost", "weighted"] = Field(
         "headroom", description="how to order several deployments of one model name"
     )

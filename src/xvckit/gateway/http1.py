@@ -15,9 +15,13 @@ This client does only what the gateway needs:
   sent EOF (or anything) while idle is dropped; a reused connection that fails before a single
   response byte arrived (the server closed it as we sent) is retried once on a new connection;
 - one timer per connection, re-armed lazily, serves the read timeout (the longest silence while
-  a response is due) and the idle timeout; data arrival only stamps the time;
+  a response is due), the call's deadline (from sending the request to the response's last
+  byte, however steadily it trickles) and the idle timeout; data arrival only stamps the time;
 - reading pauses while more than `_HIGH_WATER` body bytes wait for a slow consumer of
-  `Response.chunks()`.
+  `Response.chunks()`;
+- a response head over `max_head_bytes`, or a body taken whole by `read()` over
+  `max_body_bytes`, ends the call (`TooLarge`): an upstream cannot make the gateway buffer
+  without bound.
 
 Errors are `Upstream` subclasses whose messages name the origin and the cause, never a header,
 a target or a body (they may hold keys).
@@ -56,6 +60,24 @@ class Timeout(Upstream):
     the read timeout while a response (headers or body) was due."""
 
 
+class DeadlineExceeded(Timeout):
+    """The response was not complete within the call's deadline (it may have kept sending)."""
+
+    def __init__(self, message: str, deadline_s: float) -> None:
+        super().__init__(message)
+        self.deadline_s = deadline_s
+
+
+class TooLarge(Upstream):
+    """A part of the response (`what`: "a response head", "a response body", "an SSE event") is
+    larger than `limit` bytes."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} is over the limit of {limit} bytes")
+        self.what = what
+        self.limit = limit
+
+
 class Disconnected(Upstream):
     """The connection ended before the response was complete."""
 
@@ -70,6 +92,10 @@ class _Stale(Disconnected):
 
 class _Unsolicited(Exception):
     """Bytes of a response nobody asked for (raised inside the parser's callback)."""
+
+
+class _BodyTooLarge(Exception):
+    """More body than `read()` may take (raised inside the parser's callback)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +267,8 @@ class _Connection(asyncio.Protocol):
     """One connection to an origin: an asyncio protocol and the parser's callbacks."""
 
     __slots__ = (
+        "_deadline",
+        "_head_bytes",
         "_headers",
         "_informational",
         "_keep_alive",
@@ -277,6 +305,8 @@ class _Connection(asyncio.Protocol):
         self._timer_at = 0.0
         self._uses = 0
         self._received = False  # any byte of the current response
+        self._head_bytes = 0  # bytes received while the current response's head is incomplete
+        self._deadline = 0.0  # loop time by which the current response must be complete
         self._headers: list[tuple[bytes, bytes]] = []
         self._informational = False
         self._keep_alive = False
@@ -288,10 +318,13 @@ class _Connection(asyncio.Protocol):
         response = Response(self)
         self.response = response
         self._received = False
+        self._head_bytes = 0
         self._uses += 1
         now = self.loop.time()
         self.last_activity = now
-        self._arm(now + self._pool.read_timeout_s)
+        pool = self._pool
+        self._deadline = now + pool.deadline_s
+        self._arm(now + pool.first_wait_s)
         try:
             transport = self.transport
             if transport is None or transport.is_closing():
@@ -385,12 +418,21 @@ class _Connection(asyncio.Protocol):
         now = self.loop.time()
         response = self.response
         if response is not None:
-            if response._done or self.reading_paused:
-                return  # nothing due from the server; re-armed by the next exchange or resume
-            deadline = self.last_activity + self._pool.read_timeout_s
-            if deadline <= now + _SLACK_S:
-                self.fail(Timeout(f"{self.origin} sent nothing for {self._pool.read_timeout_s:g}s"))
+            if response._done:
+                return  # nothing due from the server; re-armed by the next exchange
+            pool = self._pool
+            if self._deadline <= now + _SLACK_S:
+                message = f"{self.origin} did not complete its response within {pool.deadline_s:g}s"
+                self.fail(DeadlineExceeded(message, pool.deadline_s))
                 return
+            deadline = self._deadline
+            if not self.reading_paused:  # paused: the caller is slow, not the server
+                silence_ends = self.last_activity + pool.read_timeout_s
+                if silence_ends <= now + _SLACK_S:
+                    self.fail(Timeout(f"{self.origin} sent nothing for {pool.read_timeout_s:g}s"))
+                    return
+                if silence_ends < deadline:
+                    deadline = silence_ends
         elif self.pooled:
             deadline = self.idle_since + self._pool.idle_timeout_s
             if deadline <= now + _SLACK_S:
@@ -440,8 +482,20 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _Unsolicited):
                 self.fail(ProtocolError(f"{self.origin} sent more than one response"))
+            elif isinstance(exc.__context__, _BodyTooLarge):
+                self.fail(TooLarge("a response body", self._pool.max_body_bytes))
             else:
                 self.fail(ProtocolError(f"malformed response from {self.origin}: {exc}"))
+        else:
+            if not response._headers_done:
+                self._head_pending(len(data))
+
+    def _head_pending(self, received: int) -> None:
+        """Count the bytes of a head still incomplete (the parser holds an unfinished header
+        whole, so counting what it hands out would not bound it)."""
+        self._head_bytes += received
+        if self._head_bytes > self._pool.max_head_bytes:
+            self.fail(TooLarge("a response head", self._pool.max_head_bytes))
 
     def eof_received(self) -> bool:
         return False  # the transport closes itself; connection_lost decides what it means
@@ -499,9 +553,18 @@ class _Connection(asyncio.Protocol):
         response = self.response
         response._parts.append(body)  # type: ignore[union-attr]
         response._size += len(body)  # type: ignore[union-attr]
-        if response._size > _HIGH_WATER and not response._accumulate and not self.reading_paused:  # type: ignore[union-attr]
-            self.pause_reading()
+        if response._size > _HIGH_WATER:  # type: ignore[union-attr]
+            self._piled_up(response)  # type: ignore[arg-type]
         response._wake()  # type: ignore[union-attr]
+
+    def _piled_up(self, response: Response) -> None:
+        """Over `_HIGH_WATER` body bytes wait: for a slow reader of `chunks()` (reading pauses
+        until it takes them), or for `read()`, which takes the whole body up to the limit."""
+        if not response._accumulate:
+            if not self.reading_paused:
+                self.pause_reading()
+        elif response._size > self._pool.max_body_bytes:
+            raise _BodyTooLarge
 
     def on_message_complete(self) -> None:
         if self._informational:
@@ -532,9 +595,18 @@ class Pool:
         max_idle_per_origin: int = 256,
         idle_timeout_s: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
+        deadline_s: float = 3600.0,
+        max_head_bytes: int = 64 * 1024,
+        max_body_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        """`deadline_s`: from sending a request to its response's last byte; `max_body_bytes`
+        bounds a body taken by `read()` (checked once over 256 KiB wait, so no lower than that)."""
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.deadline_s = deadline_s
+        self.first_wait_s = min(read_timeout_s, deadline_s)  # the timer first set for a call
+        self.max_head_bytes = max_head_bytes
+        self.max_body_bytes = max_body_bytes
         self.max_idle_per_origin = max_idle_per_origin
         self.idle_timeout_s = idle_timeout_s
         self._ssl_context = ssl_context

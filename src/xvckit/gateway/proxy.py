@@ -22,7 +22,7 @@ from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_st
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.exchange import Exchange, client_request_id, request_id
-from xvckit.gateway.http1 import Response, Upstream
+from xvckit.gateway.http1 import Response, TooLarge, Upstream
 from xvckit.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
 from xvckit.gateway.idempotency import conflict_error, in_progress_error, request_hash, scoped_key
 from xvckit.gateway.keyring import Keyring, Principal
@@ -388,7 +388,12 @@ class Proxy:
         translate = None
         if upstream_kind != endpoint.provider_kind:
             translate = crossing.stream_translator(endpoint.provider_kind, ex.model, not hide_usage)
-        reader = _StreamReader(upstream_kind == "openai", hide_usage and translate is None, translate)
+        reader = _StreamReader(
+            upstream_kind == "openai",
+            hide_usage and translate is None,
+            self.dispatcher.upstreams.max_event_bytes,
+            translate,
+        )
         held = b""
         broken: GatewayError | None = None
         try:
@@ -492,15 +497,21 @@ def _cache_wanted(
 class _StreamReader:
     """Reads usage and the end marker out of an upstream stream (in the upstream's dialect),
     drops the usage chunk the gateway asked an OpenAI upstream for when the client did not,
-    and translates each event when the client speaks the other dialect."""
+    and translates each event when the client speaks the other dialect. An event that grows
+    past `max_event` bytes without ending ends the stream (`TooLarge`)."""
 
-    __slots__ = ("_hide_usage", "_openai", "_splitter", "_translate", "complete", "usage")
+    __slots__ = ("_hide_usage", "_max_event", "_openai", "_splitter", "_translate", "complete", "usage")
 
     def __init__(
-        self, openai_upstream: bool, hide_usage: bool, translate: Callable[[bytes], bytes] | None = None
+        self,
+        openai_upstream: bool,
+        hide_usage: bool,
+        max_event: int,
+        translate: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._openai = openai_upstream
         self._hide_usage = hide_usage
+        self._max_event = max_event
         self._translate = translate
         self._splitter = EventSplitter()
         self.usage = Usage()
@@ -509,6 +520,9 @@ class _StreamReader:
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
         if not events:
+            # An unfinished event outgrows the limit only in feeds that complete none: checked here.
+            if len(self._splitter.pending) > self._max_event:
+                raise TooLarge("an SSE event", self._max_event)
             return b""
         keep = [event for event in events if self._keep(event)]
         if self._translate is not None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from xvckit.asgi import Scope
 from xvckit.config import GatewaySettings, Provider
 from xvckit.gateway.dialects import GatewayError
-from xvckit.gateway.http1 import ConnectFailed, Origin, Pool, Response, Timeout, Upstream, split_url
+from xvckit.gateway.http1 import (
+    ConnectFailed,
+    DeadlineExceeded,
+    Origin,
+    Pool,
+    Response,
+    Timeout,
+    TooLarge,
+    Upstream,
+    split_url,
+)
 from xvckit.providers import anthropic
 
 # Client headers that mean something to the provider and carry no client credential.
@@ -21,11 +31,17 @@ class Upstreams:
             p.name: _PASS_THROUGH | {h.lower().encode() for h in p.forward_headers} for p in providers
         }
         self._keys = {p.name: _key_headers(p) for p in providers}
+        self.max_event_bytes = int(settings.max_upstream_event_mb * 1024 * 1024)  # one SSE event
         self.pool: Pool | None = None
 
     async def start(self) -> None:
+        settings = self._settings
         self.pool = Pool(
-            connect_timeout_s=self._settings.connect_timeout_s, read_timeout_s=self._settings.read_timeout_s
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            deadline_s=settings.upstream_deadline_s,
+            max_head_bytes=int(settings.max_upstream_head_kb * 1024),
+            max_body_bytes=int(settings.max_upstream_body_mb * 1024 * 1024),
         )
 
     async def close(self) -> None:
@@ -85,8 +101,20 @@ def failure(exc: Upstream, name: str) -> GatewayError:
     if isinstance(exc, ConnectFailed):
         reason = (exc.os_error.strerror if exc.os_error and exc.os_error.strerror else None) or str(exc)
         return GatewayError(502, f"upstream '{name}' is unreachable: {reason}", "upstream_unreachable")
+    if isinstance(exc, DeadlineExceeded):
+        return GatewayError(
+            504,
+            f"upstream '{name}' did not complete its answer within {exc.deadline_s:g} s",
+            "upstream_timeout",
+        )
     if isinstance(exc, Timeout):
         return GatewayError(504, f"upstream '{name}' did not answer in time", "upstream_timeout")
+    if isinstance(exc, TooLarge):
+        return GatewayError(
+            502,
+            f"upstream '{name}' sent {exc.what} over the gateway's limit of {exc.limit} bytes",
+            "upstream_too_large",
+        )
     return GatewayError(
         502, f"upstream '{name}' closed the connection or answered badly", "upstream_disconnected"
     )
