@@ -82,8 +82,8 @@ def test_config_init_writes_a_valid_example(tmp_path, monkeypatch):
 
     from xvckit.cli import app
 
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-a")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-b")
+    monkeypatch.setenv("XVCKIT_UPSTREAM_OPENAI_KEY", "sk-a")
+    monkeypatch.setenv("XVCKIT_UPSTREAM_ANTHROPIC_KEY", "sk-b")
     path = tmp_path / "xvckit.yaml"
     runner = CliRunner()
     assert runner.invoke(app, ["config", "init", str(path)]).exit_code == 0

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+import ssl
 import time
 import urllib.parse
 from collections import deque
@@ -30,6 +31,7 @@ log = logging.getLogger("xvckit.http")
 KEEP_ALIVE_S = 75.0
 HEAD_TIMEOUT_S = 30.0  # from a request's first byte to the end of its head (slow-head clients)
 MAX_HEAD_BYTES = 64 * 1024
+TLS_SHUTDOWN_S = 1.0  # how long a TLS close waits for the client's close_notify
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 # A scope extension: `scope["extensions"][ON_DISCONNECT](callback)` has `callback()` called once
@@ -80,9 +82,12 @@ class HttpServer:
         shutdown_grace_s: float | None = None,
         keep_alive_s: float = KEEP_ALIVE_S,
         head_timeout_s: float = HEAD_TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.host = host
+        self.ssl_context = ssl_context  # HTTPS when given
+        self.scheme = "https" if ssl_context else "http"
         self.shutdown_grace_s = shutdown_grace_s
         self.keep_alive_s = keep_alive_s
         self.head_timeout_s = head_timeout_s
@@ -97,7 +102,7 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        return url_of(self.host, self.port)
+        return self.scheme + url_of(self.host, self.port).removeprefix("http")
 
     async def start(self) -> None:
         try:
@@ -106,8 +111,21 @@ class HttpServer:
             self._socket.close()  # not left listening: clients are refused, not queued
             raise
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), sock=self._socket, backlog=4096)
+        self._server = await loop.create_server(
+            lambda: _Connection(self), sock=self._socket, backlog=4096, **self._tls_options()
+        )
         self._sweep()
+
+    def _tls_options(self) -> dict:
+        """A handshake is bounded like a request head; a close waits little for the client's
+        close_notify (an idle pooled client sends none: a stop would wait out the grace)."""
+        if self.ssl_context is None:
+            return {}
+        return {
+            "ssl": self.ssl_context,
+            "ssl_handshake_timeout": self.head_timeout_s,
+            "ssl_shutdown_timeout": TLS_SHUTDOWN_S,
+        }
 
     def _sweep(self) -> None:
         """Close the connections idle for `keep_alive_s`: one timer for the server, not one
@@ -294,7 +312,7 @@ class _Connection(asyncio.Protocol):
             "asgi": ASGI,
             "http_version": version,
             "method": parser.get_method().decode("ascii"),
-            "scheme": "http",
+            "scheme": self.server.scheme,
             "path": path,
             "raw_path": raw_path,
             "query_string": url.query or b"",

@@ -3,14 +3,19 @@ provider is configured, the simulator behind the gateway so everything works off
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
+import ssl
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from xvckit.asgi import Server
 from xvckit.config import Config, from_mapping
+from xvckit.config.loader import MASTER_KEY_ENV, refuse_gateway_keys
+from xvckit.config.schema import Tls
 from xvckit.errors import UserError
 from xvckit.gateway import Gateway
 from xvckit.http_server import HttpServer
@@ -20,6 +25,7 @@ from xvckit.store.secrets import resolve_secret_refs
 log = logging.getLogger("xvckit")
 
 MASTER_KEY_FILE = "master.key"
+CONFIG_MASTER_KEY = "admin.master_key"
 SIM_CONTROL_HEADERS = ("x-sim-fail", "x-sim-output-tokens", "x-sim-latency-ms")
 
 
@@ -28,10 +34,11 @@ def data_dir(config: Config) -> Path:
 
 
 def master_key(config: Config) -> tuple[str, str]:
-    """The admin key and where it came from: config or environment, else a key generated
-    once and kept 0600 beside the database, so tools keep working across restarts."""
+    """The admin key and where it came from: $XVCKIT_MASTER_KEY or the config, else a key
+    generated once and kept 0600 beside the database, so tools keep working across restarts."""
     if config.admin.master_key is not None:
-        return config.admin.master_key.get_secret_value(), "XVCKIT_MASTER_KEY / admin.master_key"
+        key = config.admin.master_key.get_secret_value()
+        return key, MASTER_KEY_ENV if os.environ.get(MASTER_KEY_ENV) == key else CONFIG_MASTER_KEY
     path = data_dir(config) / MASTER_KEY_FILE
     if path.exists():
         return path.read_text().strip(), str(path)
@@ -79,11 +86,9 @@ def with_simulator(config: Config, sim_url: str) -> Config:
     return from_mapping(data, source="built-in simulator")
 
 
-def bind(
-    app, host: str, port: int, shutdown_grace_s: float | None = None, server: type = HttpServer
-) -> HttpServer | Server:
+def bind(app, host: str, port: int, server: type = HttpServer, **options) -> HttpServer | Server:
     try:
-        return server(app, host, port, shutdown_grace_s=shutdown_grace_s)
+        return server(app, host, port, **options)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
@@ -91,19 +96,71 @@ def bind(
 def gateway_server(
     config: Config, key: str, host: str | None = None, port: int | None = None, source: str = "defaults"
 ) -> HttpServer:
-    """The gateway on its store, with `secret:` keys decrypted and the load audited."""
+    """The gateway on its store, with `secret:` keys decrypted, none of them one of the
+    gateway's own keys, and the load audited."""
+    settings = config.gateway
+    ssl_context = tls_context(settings.tls)
     store = Store.open(config.storage.url)
     config = resolve_secret_refs(config, store)
+    refuse_gateway_keys(config, key, source)
     detail = {"providers": [p.name for p in config.providers], "models": [m.name for m in config.models]}
     audit.append(store, "gateway", "config.load", source, detail)
-    gateway = Gateway(config, key, store)
-    settings = config.gateway
+    host = host or settings.host
+    if ssl_context is None and not is_loopback(host):
+        log.warning(
+            "listening on %s without TLS: keys and prompts cross the network in clear text; "
+            "set gateway.tls or put a TLS proxy in front (docs/scaling.md)",
+            host,
+        )
     return bind(
-        gateway,
-        host or settings.host,
+        Gateway(config, key, store),
+        host,
         settings.port if port is None else port,
         shutdown_grace_s=settings.shutdown_grace_s,
+        ssl_context=ssl_context,
+        body_timeout_s=settings.body_timeout_s,
+        body_min_rate=settings.body_min_rate_kb_s * 1024,
+        max_connections_per_client=settings.max_connections_per_client,
     )
+
+
+def tls_context(tls: Tls | None) -> ssl.SSLContext | None:
+    """The server side of HTTPS, TLS 1.2 or later; None for plain HTTP."""
+    if tls is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_file.expanduser(), tls.key_file.expanduser(), password=_no_password)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(
+            f"gateway.tls: cannot load {tls.cert_file} with {tls.key_file}: {exc.strerror or exc}"
+        ) from None
+    return context
+
+
+def _no_password() -> bytes:
+    """An encrypted key would make OpenSSL prompt on the terminal, which a service has not."""
+    raise UserError("gateway.tls.key_file: the key is encrypted; give an unencrypted one (mode 0600)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redacted(url: str) -> str:
+    """The URL with its password (a PostgreSQL or Redis URL's) replaced by `***`, to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def simulator_server() -> Server:
@@ -112,14 +169,29 @@ def simulator_server() -> Server:
     return bind(SimApp(SimSettings()), "127.0.0.1", 0, server=Server)
 
 
-def export_lines(gateway_url: str, key: str) -> list[str]:
-    """What a user pastes so the SDKs, Claude Code, Cursor and aider use the gateway."""
+def export_lines(gateway_url: str, key: str, source: str) -> list[str]:
+    """What a user pastes so the SDKs, Claude Code, Cursor and aider use the gateway. A key the
+    user supplied is referred to by its variable, never printed: only one generated here is."""
+    value = f'"${MASTER_KEY_ENV}"'
+    if source == MASTER_KEY_ENV:
+        intro = f"the master key is ${MASTER_KEY_ENV} ({key_hint(key)}); paste these lines into your shell:"
+    elif source == CONFIG_MASTER_KEY:
+        intro = f"the master key is {source} ({key_hint(key)}): set {MASTER_KEY_ENV} to it, then paste:"
+    else:
+        intro = f"the key below is the master key (from {source}); paste these lines into your shell:"
+        value = key
     return [
+        f"# {intro}",
         f"export OPENAI_BASE_URL={gateway_url}/v1",
-        f"export OPENAI_API_KEY={key}",
+        f"export OPENAI_API_KEY={value}",
         f"export ANTHROPIC_BASE_URL={gateway_url}",
-        f"export ANTHROPIC_API_KEY={key}",
+        f"export ANTHROPIC_API_KEY={value}",
     ]
+
+
+def key_hint(key: str) -> str:
+    """Enough of a key to tell which one it is; nothing of a short, hand-chosen one."""
+    return f"{key[:8]}..." if len(key) >= 32 else f"{len(key)} characters"
 
 
 def setup_logging(level: str) -> None:

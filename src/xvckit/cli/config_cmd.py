@@ -8,6 +8,7 @@ import typer
 
 from xvckit import config as cfg
 from xvckit.cli.options import ConfigOption
+from xvckit.config.loader import refuse_gateway_keys
 
 app = typer.Typer(help="Write and validate xvckit.yaml.", no_args_is_help=True)
 
@@ -28,7 +29,10 @@ def init(
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and summarise it (no secret is printed)."""
     loaded = cfg.load(config, required=True)
+    path = cfg.resolve_path(config)
+    master = loaded.admin.master_key
+    refuse_gateway_keys(loaded, master.get_secret_value() if master else None, str(path))
     typer.echo(
-        f"ok: {cfg.resolve_path(config)}: {len(loaded.providers)} provider(s), "
+        f"ok: {path}: {len(loaded.providers)} provider(s), "
         f"{len(loaded.models)} model route(s), storage {loaded.storage.url.split(':', 1)[0]}"
     )

@@ -30,7 +30,8 @@ def serve(
     stack.setup_logging(log_level)
     key, source = stack.master_key(loaded)
     server = stack.gateway_server(loaded, key, host, port, source=str(cfg.resolve_path(config)))
-    typer.echo(f"# xvckit gateway on {server.url} (store {loaded.storage.url}; master key from {source})")
+    store = stack.redacted(loaded.storage.url)
+    typer.echo(f"# xvckit gateway on {server.url} (store {store}; master key from {source})")
     asgi.run(server)
 
 
@@ -69,10 +70,9 @@ def up(
     )
     servers.append(gateway)
     lines = [
-        f"# xvckit gateway on {gateway.url}, store {loaded.storage.url}",
+        f"# xvckit gateway on {gateway.url}, store {stack.redacted(loaded.storage.url)}",
         *(f"# {note}" for note in notes),
-        f"# the key below is the master key (from {source}); paste these lines into your shell:",
-        *stack.export_lines(gateway.url, key),
+        *stack.export_lines(gateway.url, key, source),
         "# Ctrl-C stops the gateway after in-flight requests finish.",
     ]
     typer.echo("\n".join(lines))

@@ -65,6 +65,27 @@ def from_mapping(data: Any, *, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {format_errors(exc)}") from None
 
 
+def refuse_gateway_keys(config: Config, master_key: str | None, source: str) -> None:
+    """Refuse a provider key that is one of the gateway's own (a pasted `export
+    OPENAI_API_KEY=xvc-...` read back by `env:OPENAI_API_KEY`): it would be sent upstream."""
+    from xvckit.store.keys import KEY_PREFIX  # not at the top: the store imports the config
+
+    for i, provider in enumerate(config.providers):
+        for j, key in enumerate(provider.api_keys):
+            value = key.get_secret_value()
+            if value == master_key:
+                what = "this gateway's master key"
+            elif value.startswith(KEY_PREFIX):
+                what = f"an xvckit key ({KEY_PREFIX}...)"
+            else:
+                continue
+            raise ConfigError(
+                f"{source}: providers[{i}].api_keys[{j}]: is {what}, not a key of the provider: "
+                f"refusing to send it to {provider.base_url}; give the provider's own key "
+                "(the exports `xvckit up` prints are for the gateway's clients)"
+            )
+
+
 def format_errors(exc: ValidationError) -> str:
     """One line per problem, each starting with the field path (`providers[0].kind`)."""
     lines = []

@@ -6,6 +6,7 @@ import fnmatch
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -15,8 +16,15 @@ DEFAULT_STORAGE_URL = f"sqlite:///{DEFAULT_DATA_DIR}/xvckit.db"
 
 
 def _http(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
+    """An absolute http(s) URL. No user:password: the HTTP client cannot send them, so every
+    request would fail while /readyz said ready (a key belongs in `api_keys` or `headers`)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold user:password; put the key in api_keys or headers")
+    if parts.port == 0:  # .port itself raises ValueError when out of range or not a number
+        raise ValueError("port 0 is not a port to connect to")
     return value
 
 
@@ -24,6 +32,13 @@ class Strict(BaseModel):
     """Unknown keys are typos: reject them instead of silently ignoring them."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Tls(Strict):
+    """HTTPS served by the gateway itself (TLS 1.2 or later), so keys never cross a network in clear."""
+
+    cert_file: Path = Field(description="PEM certificate, its chain after it")
+    key_file: Path = Field(description="PEM private key of the certificate")
 
 
 class GatewaySettings(Strict):
@@ -51,6 +66,7 @@ class GatewaySettings(Strict):
     routing: Literal["headroom", "latency", "cost", "weighted"] = Field(
         "headroom", description="how to order several deployments of one model name"
     )
+    tls: Tls | None = Field(None, description="serve HTTPS with this certificate; None: plain HTTP")
 
 
 class Provider(Strict):
