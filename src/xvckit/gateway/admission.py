@@ -216,6 +216,10 @@ class Admission:
         """Budget left per scope, for metrics."""
         return {name: s.budget.limit - s.budget.used for name, s in self._scopes.items() if s.budget}
 
+    def scopes_made(self) -> list[Scope]:
+        """Every scope made so far (`RedisAdmission` shares what they admitted when Redis is back)."""
+        return list(self._scopes.values())
+
     async def _load_budget(self, scope: Scope, limits: Limits) -> None:
         """Read the spend of the scope's budget period from the ledger, once for all the
         requests that wait for it. A new limit for the same period only replaces the limit:
