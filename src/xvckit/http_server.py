@@ -31,6 +31,12 @@ log = logging.getLogger("xvckit.http")
 KEEP_ALIVE_S = 75.0
 HEAD_TIMEOUT_S = 30.0  # from a request's first byte to the end of its head (slow-head clients)
 MAX_HEAD_BYTES = 64 * 1024
+# A request body must arrive within BODY_TIMEOUT_S of its head, plus a second for every
+# BODY_MIN_RATE bytes received (Apache's mod_reqtimeout rule): a large body on a slow link
+# gets the time it needs, a byte now and then does not hold a connection open.
+BODY_TIMEOUT_S = 30.0
+BODY_MIN_RATE = 8 * 1024
+MAX_CONNECTIONS_PER_CLIENT = 256  # open connections from one address; 0: no cap
 TLS_SHUTDOWN_S = 1.0  # how long a TLS close waits for the client's close_notify
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
@@ -83,6 +89,9 @@ class HttpServer:
         keep_alive_s: float = KEEP_ALIVE_S,
         head_timeout_s: float = HEAD_TIMEOUT_S,
         ssl_context: ssl.SSLContext | None = None,
+        body_timeout_s: float = BODY_TIMEOUT_S,
+        body_min_rate: float = BODY_MIN_RATE,
+        max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
     ) -> None:
         self.app = app
         self.host = host
@@ -91,8 +100,12 @@ class HttpServer:
         self.shutdown_grace_s = shutdown_grace_s
         self.keep_alive_s = keep_alive_s
         self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.body_min_rate = body_min_rate  # bytes per second
+        self.max_connections_per_client = max_connections_per_client
         self.stopping = False
         self.connections: set[_Connection] = set()
+        self._per_client: dict[str, int] = {}  # open connections by client address (when capped)
         self._socket = listening_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         self._server: asyncio.Server | None = None
@@ -128,15 +141,31 @@ class HttpServer:
         }
 
     def _sweep(self) -> None:
-        """Close the connections idle for `keep_alive_s`: one timer for the server, not one
-        armed and cancelled per response (~2 us each on uvloop)."""
+        """Close the connections idle for `keep_alive_s`, and refuse request bodies arriving
+        too slowly: one timer for the server, not one armed and cancelled per request (~2 us
+        each on uvloop)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         for connection in list(self.connections):
             since = connection.idle_since
-            if since is not None and now - since >= self.keep_alive_s:
+            if since is None:
+                connection.check_body_pace(now)
+            elif now - since >= self.keep_alive_s:
                 connection.transport.close()
         self._sweeper = loop.call_later(min(1.0, self.keep_alive_s / 4), self._sweep)
+
+    def client_opened(self, address: str) -> bool:
+        """Count a connection from `address`; True when that is more than it may have open."""
+        count = self._per_client.get(address, 0) + 1
+        self._per_client[address] = count
+        return count > self.max_connections_per_client
+
+    def client_closed(self, address: str) -> None:
+        count = self._per_client[address] - 1
+        if count:
+            self._per_client[address] = count
+        else:
+            del self._per_client[address]
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the grace period), close."""
@@ -224,7 +253,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.client = transport.get_extra_info("peername")[:2]
         self.local = transport.get_extra_info("sockname")[:2]
-        self.server.connections.add(self)
+        server = self.server
+        if server.max_connections_per_client and server.client_opened(self.client[0]):
+            self._refuse(503, b"too many connections from this address")
+            return
+        server.connections.add(self)
         self._idle()
 
     def data_received(self, data: bytes) -> None:
@@ -256,7 +289,10 @@ class _Connection(asyncio.Protocol):
         self._refuse(408, b"request head not received in time")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
+        if server.max_connections_per_client:
+            server.client_closed(self.client[0])
         if self.head_timer is not None:
             self.head_timer.cancel()
         for cycle in (self.active, self.incoming, *self.queued):
@@ -335,10 +371,12 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         cycle = self.incoming
+        size = len(body)
+        cycle.received += size
         if cycle.complete:
             return  # answered already: the rest of its body is read and dropped
         cycle.chunks.append(body)
-        cycle.buffered += len(body)
+        cycle.buffered += size
         cycle.wake()
         if cycle.buffered > BODY_HIGH_WATER and not self.paused_by_body:
             self.paused_by_body = True
@@ -349,6 +387,24 @@ class _Connection(asyncio.Protocol):
         self.incoming.wake()
 
     # the rest
+
+    def check_body_pace(self, now: float) -> None:
+        """From the server's sweep: refuse (408) a request body that arrives too slowly. Its
+        clock starts at the first sweep that sees it arriving and stops while the server is
+        not reading (the app has not taken what came, a pipelined request waits, or the
+        client waits for `100 Continue`), which is not the client's doing."""
+        cycle = self.incoming
+        if cycle is None or not cycle.more_body:
+            return
+        if self.paused_by_body or self.queued or cycle.expect_continue:
+            cycle.body_since = None
+            return
+        if cycle.body_since is None:
+            cycle.body_since = now
+            return
+        server = self.server
+        if now - cycle.body_since > server.body_timeout_s + cycle.received / server.body_min_rate:
+            self._refuse(408, b"request body not received in time")
 
     def close_when_idle(self) -> None:
         """The server is stopping: close now if idle, else once the current answer is out."""
@@ -421,6 +477,7 @@ class _Cycle:
 
     __slots__ = (
         "body_done",
+        "body_since",
         "buffered",
         "chunked",
         "chunks",
@@ -434,6 +491,7 @@ class _Cycle:
         "keep_alive",
         "more_body",
         "on_gone",
+        "received",
         "scope",
         "started",
         "status",
@@ -449,6 +507,8 @@ class _Cycle:
         self.head_only = scope["method"] == "HEAD"  # or a status without a body
         self.chunks: list[bytes] = []
         self.buffered = 0
+        self.received = 0  # body bytes, all of them
+        self.body_since: float | None = None  # loop time the sweep first saw the body arriving
         self.more_body = True
         self.disconnected = False
         self.event: asyncio.Event | None = None

@@ -63,6 +63,15 @@ class GatewaySettings(Strict):
     max_upstream_event_mb: float = Field(
         4, gt=0, description="largest single event of an upstream stream: the stream ends in an error event"
     )
+    body_timeout_s: float = Field(
+        30, gt=0, description="time for a request body after its head, +1 s per body_min_rate_kb_s KiB: 408"
+    )
+    body_min_rate_kb_s: float = Field(
+        8, gt=0, description="each this many KiB of request body received add 1 s to body_timeout_s"
+    )
+    max_connections_per_client: int = Field(
+        256, ge=0, description="open connections per client address, more get 503 (0: no cap; behind a proxy)"
+    )
     routing: Literal["headroom", "latency", "cost", "weighted"] = Field(
         "headroom", description="how to order several deployments of one model name"
     )
