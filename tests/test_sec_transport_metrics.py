@@ -11,6 +11,7 @@ import pytest
 
 from conftest import MASTER_KEY
 from test_gateway_e2e import HI, sim_providers
+from xvckit.config import ModelRoute
 from xvckit.gateway import metrics
 
 
@@ -99,3 +100,16 @@ def test_the_exposition_is_built_off_the_event_loop(gw, monkeypatch):
         finally:
             release.set()
         assert scraped.result().status_code == 200
+
+
+def test_model_labels_are_route_names_or_other():
+    """What the HTTP test cannot reach: a name no route matches (the proxy counts a request
+    only after routing it) is `other`; a request that failed before its model was read is `-`."""
+    routes = [ModelRoute(name="gpt-4o", provider="p"), ModelRoute(name="claude-*", provider="p")]
+    labels = metrics.Metrics(routes)
+    assert [labels.model_label(m) for m in ("gpt-4o", "claude-x" * 1000, "llama", None)] == [
+        "gpt-4o",
+        "claude-*",
+        "other",
+        "-",
+    ]
