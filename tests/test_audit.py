@@ -131,7 +131,13 @@ def test_tail_removed_then_appended_stays_detected(store):
 
 def test_head_record_removed_or_forged(store):
     fill(store, 2)
-    sql(store, "UPDATE xvckit_meta SET value = :v WHERE key = 'audit_head'", v="2:" + "ab" * 32)
+    forged = "ab" * 32
+    sql(store, "UPDATE xvckit_meta SET value = :v WHERE key = 'audit_head'", v=f"2:{forged}")
+    assert audit.verify(store).reason.startswith("head record not signed")
+    sql(store, "UPDATE xvckit_meta SET value = :v WHERE key = 'audit_head'", v=f"2:{forged}:{'cd' * 32}")
+    assert audit.verify(store).reason.startswith("head record's signature does not match")
+    signed = f"2:{forged}:{audit._mac(audit.head_key(store), 2, forged)}"  # as only the key's holder can
+    sql(store, "UPDATE xvckit_meta SET value = :v WHERE key = 'audit_head'", v=signed)
     assert audit.verify(store).reason.startswith("head record does not match")
     sql(store, "DELETE FROM xvckit_meta WHERE key = 'audit_head'")
     assert audit.verify(store).reason.startswith("head record missing")

@@ -53,11 +53,18 @@ def list_entries(
 def verify(
     config: ConfigOption = None,
     as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
+    sign_head: bool = typer.Option(
+        False,
+        "--sign-head",
+        help="first sign a head that xvckit 0.1 left unsigned, if every entry checks out "
+        "(once, after that upgrade; recorded in the trail)",
+    ),
 ) -> None:
-    """Check the hash chain; exit 1 and name the first broken entry if a row was changed or removed."""
+    """Check the hash chain and its signed head; exit 1 and name the first broken entry if a row
+    was changed or removed, or the head moved."""
     _, store = stores.open_store(config)
     try:
-        result = audit.verify(store)
+        result = audit.sign_head(store, audit.default_actor()) if sign_head else audit.verify(store)
     finally:
         store.close()
     typer.echo(json.dumps(result.to_json()) if as_json else result.describe())

@@ -8,8 +8,15 @@ matches), a removed row (an id gap and a broken `prev_hash` link) and a removed 
 head names an entry that is gone).
 
 A plain hash chain proves that rows were not changed by anyone who did not also recompute
-every later hash and the head; it is tamper-evidence against edits made with SQL, not a
-signature.
+every later hash and the head. The head closes that gap: it carries an HMAC of the last id
+and hash under a key derived from the store's secret key (`XVCKIT_SECRET_KEY` or the key
+file, see `secrets`), which the database does not hold. So whoever can write the database
+but not read that key cannot cut the newest entries and move the head back, and cannot
+empty the trail either: without a head, an empty trail verifies only on a store holding no
+teams, keys or secrets (each is made with an entry). A head that a transaction cannot vouch
+for is never signed by it (appending would launder a cut): the trail goes on, its head
+unsigned, and `verify` says so until someone holding the key checks and signs it
+(`sign_head`, recorded in the trail).
 
 Vocabulary (free-form, but keep to it):
 
@@ -18,7 +25,7 @@ Vocabulary (free-form, but keep to it):
   `gateway` (the service itself, e.g. `config.load` at start).
 - actions: `<object>.<verb>`, lower case: `key.create`, `key.update`, `key.revoke`,
   `key.rotate`, `team.create`, `team.update`, `team.delete`, `config.load`,
-  `config.rewrite`, `secret.put`, `secret.delete`.
+  `config.rewrite`, `secret.put`, `secret.delete`, `audit.sign_head`.
 
 No secret is ever stored here: `detail` values under names like key/secret/token/password
 and any string that looks like an API key (`sk-...`, `xvc-...`) are replaced by
@@ -32,6 +39,7 @@ import datetime as dt
 import enum
 import getpass
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -53,6 +61,9 @@ HEAD_KEY = "audit_head"
 REDACTED = "[redacted]"
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
 _PG_LOCK_ID = 0x78766B6175646974  # "xvkaudit": the advisory lock that serialises appends
+_HEAD = re.compile(r"(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?")  # id:hash[:hmac]
+_SIGNING = "xvckit.audit.signing"  # in a transaction's conn.info: the key for its heads, or None
+_MADE_WITH_AN_ENTRY = ("teams", "api_keys", "secrets")  # tables only ever written with an entry
 
 audit_log = sa.Table(
     "audit_log",
@@ -113,6 +124,31 @@ class VerifyResult:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Head:
+    """The head record: the last entry's id and hash, and their HMAC (None: written unsigned,
+    by xvckit 0.1 or by someone without the key)."""
+
+    id: int
+    hash: str
+    mac: str | None
+
+    def signed_with(self, key: bytes) -> bool:
+        return self.mac is not None and hmac.compare_digest(self.mac, _mac(key, self.id, self.hash))
+
+
+def _mac(key: bytes, entry_id: int, digest: str) -> str:
+    return hmac.new(key, f"{entry_id}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def head_key(store) -> bytes:
+    """The key that signs the head, derived from the store's secret key (kept outside the
+    database: `XVCKIT_SECRET_KEY`, else the key file beside a SQLite store or in the data dir)."""
+    from xvckit.store.secrets import SecretBox  # secrets appends entries: imported when used
+
+    return SecretBox.for_store(store).derive("audit-head")
+
+
 # --- writing --------------------------------------------------------------------------------------
 
 
@@ -137,19 +173,39 @@ def transaction(store) -> Iterator[Connection]:
 
     SQLite takes the database write lock up front (BEGIN IMMEDIATE), PostgreSQL a
     transaction-scoped advisory lock, so concurrent appends from any number of threads
-    or processes line up and the chain never forks.
+    or processes line up and the chain never forks, and whatever a transaction reads
+    before it writes (a name still free?) is still true when it commits.
     """
+    key = head_key(store)
     with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
         try:
+            conn.info[_SIGNING] = _signing_key(conn, key)
             yield conn
         except BaseException:
             conn.rollback()
             raise
+        finally:
+            conn.info.pop(_SIGNING, None)
         conn.commit()
+
+
+def _signing_key(conn: Connection, key: bytes) -> bytes | None:
+    """The key to sign this transaction's heads with, or None when the head it extends is one
+    this process cannot vouch for (signing it would launder a cut)."""
+    head = _read_head(conn)
+    if head is None:
+        return key if _pristine(conn) else None
+    return key if head.signed_with(key) else None
+
+
+def _pristine(conn: Connection) -> bool:
+    """No entry, and none of the rows only ever made with one: a new store, not an emptied trail."""
+    tables = [audit_log, *(metadata.tables[name] for name in _MADE_WITH_AN_ENTRY)]
+    return not any(conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() for t in tables)
 
 
 def append(store, actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> AuditEntry:
@@ -162,6 +218,8 @@ def append_in(
     conn: Connection, actor: str, action: str, target: str, detail: dict[str, Any] | None = None
 ) -> AuditEntry:
     """Append one entry on a connection opened by `transaction` (its lock must be held)."""
+    if _SIGNING not in conn.info:
+        raise ValueError("audit.append_in needs a connection opened by audit.transaction")
     if not _ACTION.fullmatch(action or ""):
         raise ValueError(f"audit action must look like 'object.verb' in lower case, not {action!r}")
     actor = scrub_text(actor)[:200]
@@ -174,8 +232,9 @@ def append_in(
         last = conn.execute(
             sa.select(audit_log.c.id, audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1)
         ).first()
-        head = (last.id, last.hash) if last else (0, GENESIS_HASH)
-    entry_id, prev_hash = head[0] + 1, head[1]
+        entry_id, prev_hash = (last.id + 1, last.hash) if last else (1, GENESIS_HASH)
+    else:
+        entry_id, prev_hash = head.id + 1, head.hash
     ts = _format_ts(dt.datetime.now(dt.UTC))
     digest = entry_hash(entry_id, ts, actor, action, target, detail_json, prev_hash)
     conn.execute(
@@ -190,7 +249,7 @@ def append_in(
             hash=digest,
         )
     )
-    _write_head(conn, entry_id, digest)
+    _write_head(conn, entry_id, digest, conn.info[_SIGNING])
     detail_out = json.loads(detail_json)
     return AuditEntry(entry_id, _parse_ts(ts), actor, action, target, detail_out, prev_hash, digest)
 
@@ -325,17 +384,35 @@ def verify(store, *, batch: int = 5000) -> VerifyResult:
 
     Reads one consistent snapshot, so appends made during the walk cannot look like damage.
     """
+    key = head_key(store)
     with store.engine.connect() as conn:
         _begin_snapshot(conn)
         try:
-            head = _read_head(conn, strict=False)
-            return _walk(conn, head, batch)
+            return _walk(conn, _read_head(conn, strict=False), key, batch)
         finally:
             conn.rollback()
 
 
-def _walk(conn: Connection, head: tuple[int, str] | str | None, batch: int) -> VerifyResult:
-    head_id = head[0] if isinstance(head, tuple) else None
+def sign_head(store, actor: str, *, batch: int = 5000) -> VerifyResult:
+    """Vouch for a head written without this key, once every entry up to it checks out, and
+    record that (`audit.sign_head`); then verify. Only for a head whose writer is known (xvckit
+    0.1 before an upgrade, a process given another key): it cannot tell a cut tail."""
+    key = head_key(store)
+    with transaction(store) as conn:
+        head = _read_head(conn)
+        if head is not None and not head.signed_with(key):
+            walked = _walk(conn, head, None, batch)
+            if not walked.ok:
+                return walked
+            conn.info[_SIGNING] = key
+            append_in(conn, actor, "audit.sign_head", f"audit:#{head.id}", {"head_id": head.id})
+    return verify(store, batch=batch)
+
+
+def _walk(conn: Connection, head: _Head | str | None, key: bytes | None, batch: int) -> VerifyResult:
+    """The chain checked entry by entry, then against its head, whose signature is checked
+    with `key` (None: the head is taken as written)."""
+    head_id = head.id if isinstance(head, _Head) else None
     expected_id, prev_hash, checked = 1, GENESIS_HASH, 0
 
     def broken(entry_id: int, reason: str) -> VerifyResult:
@@ -363,17 +440,30 @@ def _walk(conn: Connection, head: tuple[int, str] | str | None, batch: int) -> V
     if head is None:
         if checked:
             return broken(last_id, "head record missing from xvckit_meta (the end cannot be confirmed)")
+        if not _pristine(conn):
+            return broken(1, "emptied: no entries and no head, but the store has teams, keys or secrets")
         return VerifyResult(True, 0, None)
     if isinstance(head, str):
         return broken(last_id + 1 if checked else 1, f"head record unreadable: {head}")
-    if head[0] > last_id:
-        gone = f"#{last_id + 1}" if head[0] == last_id + 1 else f"#{last_id + 1}..#{head[0]}"
-        return broken(last_id + 1, f"removed: the last entr{'y' if head[0] == last_id + 1 else 'ies'} {gone}")
-    if head[0] < last_id:
-        return broken(head[0] + 1, f"appended outside xvckit: the head record ends at #{head[0]}")
-    if head[1] != prev_hash:
+    if key is not None and not head.signed_with(key):
+        return broken(last_id + 1, _UNSIGNED if head.mac is None else _MISSIGNED)
+    if head.id > last_id:
+        gone = f"#{last_id + 1}" if head.id == last_id + 1 else f"#{last_id + 1}..#{head.id}"
+        return broken(last_id + 1, f"removed: the last entr{'y' if head.id == last_id + 1 else 'ies'} {gone}")
+    if head.id < last_id:
+        return broken(head.id + 1, f"appended outside xvckit: the head record ends at #{head.id}")
+    if head.hash != prev_hash:
         return broken(last_id, "head record does not match the last entry (last entry replaced)")
     return VerifyResult(True, checked, head_id)
+
+
+_WITHOUT_KEY = (
+    "written without this secret key: by someone editing the database, by a process given another "
+    "XVCKIT_SECRET_KEY, or by xvckit 0.1; only if you know it was one of the last two: "
+    "`xvckit audit verify --sign-head`"
+)
+_UNSIGNED = f"head record not signed, {_WITHOUT_KEY}"
+_MISSIGNED = f"head record's signature does not match, {_WITHOUT_KEY}"
 
 
 def _pages(conn: Connection, batch: int) -> Iterator[list[Any]]:
@@ -397,20 +487,21 @@ def _begin_snapshot(conn: Connection) -> None:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
-def _read_head(conn: Connection, *, strict: bool = True) -> tuple[int, str] | str | None:
+def _read_head(conn: Connection, *, strict: bool = True) -> _Head | str | None:
     value = conn.execute(sa.select(meta.c.value).where(meta.c.key == HEAD_KEY)).scalar()
     if value is None:
         return None
-    number, _, digest = value.partition(":")
-    if number.isdigit() and re.fullmatch(r"[0-9a-f]{64}", digest):
-        return int(number), digest
+    match = _HEAD.fullmatch(value)
+    if match:
+        return _Head(int(match[1]), match[2], match[3])
     if strict:
         raise UserError(f"the audit head in xvckit_meta is damaged ({HEAD_KEY}); run `xvckit audit verify`")
-    return "not '<id>:<sha256>'"
+    return "not '<id>:<sha256>:<hmac>'"
 
 
-def _write_head(conn: Connection, entry_id: int, digest: str) -> None:
-    value = f"{entry_id}:{digest}"
+def _write_head(conn: Connection, entry_id: int, digest: str, key: bytes | None) -> None:
+    """The head after `entry_id`, signed with `key` (None: left unsigned, see `_signing_key`)."""
+    value = f"{entry_id}:{digest}" + (f":{_mac(key, entry_id, digest)}" if key else "")
     updated = conn.execute(meta.update().where(meta.c.key == HEAD_KEY).values(value=value)).rowcount
     if not updated:
         conn.execute(meta.insert().values(key=HEAD_KEY, value=value))

@@ -17,6 +17,7 @@ import binascii
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import os
 import re
 import secrets as _random
@@ -79,12 +80,13 @@ class ImportResult:
 class SecretBox:
     """AES-GCM with one 256-bit key. Its repr, str and pickled form never show the key."""
 
-    __slots__ = ("_aead", "key_id", "source")
+    __slots__ = ("_aead", "_key", "key_id", "source")
 
     def __init__(self, key: bytes, source: str = "given") -> None:
         if len(key) != 32:
             raise SecretKeyError(f"secret key from {source} must be 32 bytes, not {len(key)}")
         self._aead = AESGCM(key)
+        self._key = key
         self.key_id = key_fingerprint(key)
         self.source = source
 
@@ -105,6 +107,10 @@ class SecretBox:
     @classmethod
     def generate(cls) -> SecretBox:
         return cls(AESGCM.generate_key(bit_length=256), "generated")
+
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for another use (the audit head's HMAC), so the key itself only seals."""
+        return hmac.new(self._key, b"xvckit/derive/" + purpose.encode(), hashlib.sha256).digest()
 
     def encrypt(self, name: str, value: str) -> tuple[bytes, bytes]:
         """(nonce, ciphertext with tag) for a value stored under `name`."""
