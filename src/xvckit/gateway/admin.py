@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -126,6 +127,14 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": {"message": exc.detail}}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """Each problem with where it is and what is wrong, not the value given: a NaN or an
+        infinity could not be written as JSON (FastAPI's own answer would be a 500)."""
+        detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail)
+        return JSONResponse({"error": {"message": message}, "detail": detail}, status_code=422)
 
     @app.get("/admin/keys", summary="List keys (never the keys themselves)")
     async def list_keys(who: Caller) -> list[dict]:
