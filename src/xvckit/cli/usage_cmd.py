@@ -24,6 +24,8 @@ HEADERS = {
     "cost_usd": "cost",
     "errors": "errors",
 }
+# a cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class By(StrEnum):
@@ -69,9 +71,17 @@ def usage(
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([*group, *COLUMNS])
         for row in rows:
-            writer.writerow([*("" if row[g] is None else row[g] for g in group), *(row[c] for c in COLUMNS)])
+            writer.writerow([*(_csv_text(row[g]) for g in group), *(row[c] for c in COLUMNS)])
     else:
         _table(rows, group, _period(start, end))
+
+
+def _csv_text(value: str | None) -> str:
+    """A text cell a spreadsheet will not run: one that starts like a formula gets a leading
+    quote (OWASP's advice against CSV injection; model names come from clients)."""
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _time(option: str, text: str | None, now: float) -> float | None:
