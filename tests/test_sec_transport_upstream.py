@@ -25,8 +25,31 @@ FILLER = b"x" * 65536
 # What a gateway without limits takes in before this upstream stops sending and holds the
 # connection open (kept small: this machine is shared).
 STOP_AT = 64 << 20
-ANSWER = b'{"id": "x", "object": "chat.completion", "choices": []}'
-ANSWER_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(ANSWER)
+ANSWERS = {  # a complete answer in each dialect
+    "openai": orjson.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ),
+    "anthropic": orjson.dumps(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-haiku-4-5",
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+    ),
+}
 LIMITS = {
     "max_upstream_head_kb": 64,
     "max_upstream_body_mb": 1,
@@ -44,6 +67,7 @@ class _Misbehave(socketserver.BaseRequestHandler):
         while b"\r\n\r\n" not in head:
             head += sock.recv(65536)
         head, _, body = head.partition(b"\r\n\r\n")
+        self.dialect = "anthropic" if b" /v1/messages " in head.split(b"\r\n", 1)[0] else "openai"
         fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
         length = int(fields.get(b"content-length", b"0"))
         while len(body) < length:
@@ -61,12 +85,16 @@ class _Misbehave(socketserver.BaseRequestHandler):
         endless(sock, b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: ")
 
     def ok(self, sock: socket.socket) -> None:
-        sock.sendall(ANSWER_HEAD + ANSWER)
+        sock.sendall(self.answer_head() + ANSWERS[self.dialect])
+
+    def answer_head(self) -> bytes:
+        length = len(ANSWERS[self.dialect])
+        return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % length
 
     def trickle(self, sock: socket.socket) -> None:
         """A valid answer, a byte every 0.1 s: never silent for long, never done in time."""
-        sock.sendall(ANSWER_HEAD)
-        for byte in ANSWER:
+        sock.sendall(self.answer_head())
+        for byte in ANSWERS[self.dialect]:
             sock.sendall(bytes([byte]))
             time.sleep(0.1)
 
