@@ -28,7 +28,7 @@ def test_team_keys_budgets_and_usage_commands_work_on_a_fresh_data_folder(tmp_pa
         **{k: v for k, v in os.environ.items() if not k.startswith(("XVCKIT_", "XDG_"))},
         "HOME": str(home),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "OPENAI_API_KEY": "sk-provider-key-for-the-readme-test",
+        "XVCKIT_UPSTREAM_OPENAI_KEY": "sk-provider-key-for-the-readme-test",
     }
     key_id = None
     for line in _shell_block("Team keys, budgets and usage"):
