@@ -56,7 +56,9 @@ def new_key(replicas, **kwargs) -> str:
     return raw
 
 
-async def spread(replicas, raws: list[str], n: int, headers: dict | None = None) -> list[str]:
+async def spread(
+    replicas, raws: list[str], n: int, headers: dict | None = None, request: dict = REQUEST
+) -> list[str]:
     """`n` concurrent requests, the i-th with key i % len(raws) on replica i % len(replicas):
     each "ok" or the message of its 429."""
     clients = {
@@ -68,7 +70,7 @@ async def spread(replicas, raws: list[str], n: int, headers: dict | None = None)
     async def one(i: int) -> str:
         target = clients[raws[i % len(raws)], replicas[i % len(replicas)].url]
         try:
-            await target.chat.completions.create(**REQUEST, extra_headers=headers)
+            await target.chat.completions.create(**request, extra_headers=headers)
         except openai.RateLimitError as exc:
             return exc.message
         return "ok"
@@ -137,6 +139,25 @@ async def test_a_budget_is_seeded_from_the_ledger_once_a_period(replicas, redis_
     outcomes = await spread(replicas, [raw], 9)
     assert outcomes.count("ok") == 2  # $0.03 spent before
     refusals(outcomes, "budget exhausted for key")
+
+
+async def test_settles_reach_redis(replicas, redis_url, redis_prefix):
+    """A request's real tokens and cost replace its estimate in Redis: the next one, on another
+    replica, finds room that two estimates would not leave."""
+    request = {**REQUEST, "max_tokens": 50}
+    estimate = sum(estimate_parts(dict(request), "gpt-4o-mini"))
+    limits = Limits(tpm=2 * estimate - 1, budget_usd=1.0, budget_period="day")
+    raw = new_key(replicas, name="settled", limits=limits)
+    short = {"x-sim-output-tokens": "1"}  # ~15 tokens and $0.001 where ~70 and $0.05 were reserved
+    assert await spread(replicas[:1], [raw], 1, short, request) == ["ok"]
+    for _ in range(40):
+        outcome = (await spread(replicas[1:2], [raw], 1, short, request))[0]
+        if outcome == "ok":
+            break
+        assert "tokens per minute limit" in outcome
+        await asyncio.sleep(0.05)
+    assert outcome == "ok"
+    assert await shared_spend(redis_url, redis_prefix, 0.002)
 
 
 # --- Redis away ---------------------------------------------------------------------------------
