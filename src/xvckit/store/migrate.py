@@ -10,6 +10,7 @@ PostgreSQL), so a gateway, its ledger writer and the CLI starting together migra
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+log = logging.getLogger("xvckit.store")
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin and dialect notes are not news
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _VERSION_TABLE = "alembic_version"
@@ -42,9 +46,11 @@ def upgrade(engine: Engine) -> bool:
     from alembic import command
 
     with _migration_lock(engine), engine.begin() as conn:
-        if _current_in(conn) == head():  # another process did it while this one waited
+        before = _current_in(conn)
+        if before == head():  # another process did it while this one waited
             return False
         command.upgrade(_config(conn), "head")
+    log.info("store schema upgraded from %s to %s", before or "unversioned", head())
     return True
 
 
