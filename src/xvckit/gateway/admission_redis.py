@@ -330,7 +330,7 @@ class RedisAdmission:
         return await self.local.admit(self._own_share(scopes), model, estimate_tokens, estimate_usd)
 
     def settle(self, ticket: Ticket | SharedTicket, tokens: int, cost_usd: float) -> None:
-        if type(ticket) is SharedTicket:
+        if isinstance(ticket, SharedTicket):
             self._leased.pop(ticket, None)
             self._link.spawn(self._settle_shared(ticket, tokens, cost_usd))
             return
@@ -362,7 +362,7 @@ class RedisAdmission:
         now = time.time()
         checked: list[_Checked] = []
         keys: list[str] = []
-        args: list[object] = []
+        args: list[str | int | float] = []
         for scope, limits in scopes:
             if limits.models is not None:
                 _check_model(scope.name, model, limits.models)
@@ -420,7 +420,14 @@ class RedisAdmission:
 
     async def _settle_shared(self, ticket: SharedTicket, tokens: int, cost_usd: float) -> None:
         if not self._link.degraded:
-            args = [ticket.member, ticket.tokens, tokens, ticket.usd, repr(cost_usd), *ticket.leased]
+            args: list[str | int | float] = [
+                ticket.member,
+                ticket.tokens,
+                tokens,
+                ticket.usd,
+                repr(cost_usd),
+                *ticket.leased,
+            ]
             try:
                 await self._settle(keys=ticket.keys, args=args)
                 if self._unshared:
@@ -442,7 +449,7 @@ class RedisAdmission:
             if not due or self._link.local():
                 continue
             keys: list[str] = []
-            args: list[object] = [self._lease_ms, self._keep_ms]
+            args: list[str | int | float] = [self._lease_ms, self._keep_ms]
             for ticket in due:
                 for i, leased in enumerate(ticket.leased):
                     if leased:
@@ -505,7 +512,7 @@ class RedisAdmission:
         their costs to the shared spend; the next outage reads the ledger again."""
         now = time.time()
         for scope in self.local.scopes_made():
-            args: list[object] = [self._keep_ms]
+            args: list[str | int | float] = [self._keep_ms]
             for entry, stamp, tokens in scope.entries():
                 left = math.ceil((stamp + WINDOW_S - now) * 1000)
                 if left > 0:
