@@ -10,7 +10,6 @@ import secrets
 import ssl
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from xvckit.asgi import Server
 from xvckit.config import Config, from_mapping
@@ -151,16 +150,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def redacted(url: str) -> str:
-    """The URL with its password (a PostgreSQL or Redis URL's) replaced by `***`, to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    return parts._replace(netloc=netloc).geturl()
 
 
 def simulator_server() -> Server:

@@ -25,12 +25,13 @@ def serve(
 ) -> None:
     """Serve the gateway with the given configuration."""
     from xvckit import asgi, stack  # the server's imports cost a second; other commands skip them
+    from xvckit.store import safe_url
 
     loaded = cfg.load(config, required=True)
     stack.setup_logging(log_level)
     key, source = stack.master_key(loaded)
     server = stack.gateway_server(loaded, key, host, port, source=str(cfg.resolve_path(config)))
-    store = stack.redacted(loaded.storage.url)
+    store = safe_url(loaded.storage.url)
     typer.echo(f"# xvckit gateway on {server.url} (store {store}; master key from {source})")
     asgi.run(server)
 
@@ -48,6 +49,7 @@ def up(
 ) -> None:
     """Start the gateway on the embedded store, with a simulator if no provider is configured."""
     from xvckit import asgi, stack
+    from xvckit.store import safe_url
 
     loaded = cfg.load(config)
     if data_dir is not None:
@@ -70,7 +72,7 @@ def up(
     )
     servers.append(gateway)
     lines = [
-        f"# xvckit gateway on {gateway.url}, store {stack.redacted(loaded.storage.url)}",
+        f"# xvckit gateway on {gateway.url}, store {safe_url(loaded.storage.url)}",
         *(f"# {note}" for note in notes),
         *stack.export_lines(gateway.url, key, source),
         "# Ctrl-C stops the gateway after in-flight requests finish.",
