@@ -5,7 +5,9 @@ own team's keys and sees its team's usage; a `member` key sees its own key and u
 sees, rotates or revokes a key of a higher role (admin > team-admin > member), and a lookup
 by name finds only keys the caller may see, so a 404 never tells what exists beyond them.
 Input is checked at the edge: a value the store could not hold is a 4xx naming the field.
-Store work runs in worker threads; a key change reloads the gateway's keyring at once.
+The key is checked before anything else is read, so without a usable one every route answers
+the same 401, whatever it names or sends. Store work runs in worker threads; a key change
+reloads the gateway's keyring at once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from xvckit.asgi import ASGIApp, Receive, Scope, Send
 from xvckit.errors import UserError
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.keyring import Keyring, Principal
@@ -28,6 +32,8 @@ from xvckit.store.ledger import usage_report
 from xvckit.store.secrets import SecretBox, put_secret
 from xvckit.timespec import EARLIEST, LATEST
 
+_CALLER = "xvckit.admin.caller"  # in the scope: the principal `authenticated_first` found
+_PUBLIC = frozenset({"/admin/openapi.json", "/admin/docs"})
 # epoch seconds a query may name: what a date can say (a wider number is a mistake)
 Moment = Annotated[float | None, Query(ge=EARLIEST, le=LATEST, allow_inf_nan=False)]
 
@@ -73,10 +79,7 @@ class SecretIn(BaseModel):
 
 
 def caller(request: Request) -> Principal:
-    try:
-        return request.app.state.keyring.authenticate(request.scope)
-    except GatewayError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+    return request.scope[_CALLER]
 
 
 Caller = Annotated[Principal, Depends(caller)]
@@ -92,14 +95,34 @@ def sees(who: Principal, key: keys.ApiKey) -> bool:
     return who.role == "admin" or key.team_id == who.team_id
 
 
-def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message}}, status_code=status)
+
+
+def authenticated_first(app: ASGIApp, keyring: Keyring) -> ASGIApp:
+    """`app` behind a key check made before its route, body or query is read: a caller
+    without a usable key learns nothing from a 404, a 405 or a validation error."""
+
+    async def admin(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] not in _PUBLIC:
+            try:
+                scope[_CALLER] = keyring.authenticate(scope)
+            except GatewayError as exc:
+                await error(exc.status, exc.message)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return admin
+
+
+def create_admin_app(store: Store, keyring: Keyring) -> ASGIApp:
     app = FastAPI(
         title="xvckit admin API",
         docs_url="/admin/docs",
         openapi_url="/admin/openapi.json",
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
-    app.state.keyring = keyring
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, store, *args, **kwargs)
@@ -121,12 +144,11 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
 
     @app.exception_handler(UserError)
     async def user_error(_request: Request, exc: UserError) -> JSONResponse:
-        status = 404 if str(exc).startswith("no ") else 400
-        return JSONResponse({"error": {"message": str(exc)}}, status_code=status)
+        return error(404 if str(exc).startswith("no ") else 400, str(exc))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": {"message": exc.detail}}, status_code=exc.status_code)
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and the router's own (404, 405)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, exc.detail)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -235,4 +257,4 @@ def create_admin_app(store: Store, keyring: Keyring) -> FastAPI:
         await run(put_secret, box, name, body.value, who.actor)
         return {"name": name, "stored": True}
 
-    return app
+    return authenticated_first(app, keyring)
