@@ -56,7 +56,7 @@ def test_a_key_works_and_is_ledgered_under_its_team(gw):
 
 
 async def test_fifty_concurrent_first_requests_on_a_one_request_budget(gw):
-    _, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="day"))
+    _, raw = new_key(gw, limits=Limits(budget_usd=0.01, budget_period="day"))
     aclient = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=raw, max_retries=0)
 
     async def one():
@@ -77,7 +77,7 @@ async def test_fifty_concurrent_first_requests_on_a_one_request_budget(gw):
 
 
 def test_team_budget_is_shared_by_its_keys(gw):
-    keys.create_team(gw.store, "red", Limits(budget_usd=0.015, budget_period="month"), "test")
+    keys.create_team(gw.store, "red", Limits(budget_usd=0.01, budget_period="month"), "test")
     _, first = new_key(gw, team="red", name="a")
     _, second = new_key(gw, team="red", name="b")
     client(gw, first).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=10)
@@ -86,7 +86,7 @@ def test_team_budget_is_shared_by_its_keys(gw):
 
 
 def test_budget_spent_before_a_restart_still_counts(gw, sim, make_gateway, store_url):
-    _, raw = new_key(gw, limits=Limits(budget_usd=0.015, budget_period="week"))
+    _, raw = new_key(gw, limits=Limits(budget_usd=0.01, budget_period="week"))
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=10)
     flush_ledger(gw)  # as a stopping gateway does
     restarted = make_gateway({**sim_providers(sim), **PRICED}, storage_url=store_url)

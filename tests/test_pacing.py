@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from xvckit.gateway.pacing import (
     Lane,
     LaneDisabled,
+    NeverFits,
     Pacer,
     QueueTimeout,
     header_map,
@@ -276,7 +277,8 @@ def test_no_window_ever_holds_more_than_the_limit(rpm, tpm, calls):
 
         async def one(at: float, tokens: int, priority: int) -> None:
             await asyncio.sleep(at)
-            grant = await pacer.acquire(LANE, tokens, priority, deadline=10_000)
+            fitting = min(tokens, tpm) if tpm else tokens  # a call over the tpm is refused (NeverFits)
+            grant = await pacer.acquire(LANE, fitting, priority, deadline=10_000)
             admitted.append((loop.time(), grant.tokens))
 
         await asyncio.gather(*(one(*c) for c in calls))
@@ -412,17 +414,22 @@ def test_cancelled_waiter_leaves_the_queue():
     assert queued == 0
 
 
-def test_call_larger_than_the_tpm_waits_for_an_empty_window():
+def test_call_larger_than_the_tpm_is_refused_at_once():
+    """Queued, it would hold every call behind it for a whole window (issue 19, hole 7)."""
+
     async def scenario():
+        loop = asyncio.get_running_loop()
         pacer = virtual_pacer(guard_s=0.0)
         pacer.configure(LANE, None, 1000)
         await pacer.acquire(LANE, 300, 0, deadline=1000)
-        grant = await pacer.acquire(LANE, 5000, 0, deadline=1000)
-        return grant
+        with pytest.raises(NeverFits, match="5000 tokens, more than the limit of 1000"):
+            pacer.try_acquire(LANE, 5000, 0)
+        with pytest.raises(NeverFits):
+            await pacer.acquire(LANE, 5000, 0, deadline=1000)
+        return loop.time(), await pacer.acquire(LANE, 700, 0, deadline=1000)
 
-    grant = run_virtual(scenario())
-    assert grant.admitted_at == pytest.approx(60, abs=1e-3)
-    assert grant.tokens == 1000
+    refused_at, grant = run_virtual(scenario())
+    assert refused_at == 0 and grant.admitted_at == 0
 
 
 def test_settle_frees_tokens_for_the_queue():

@@ -5,6 +5,7 @@ simulator speaking the other dialect."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from xvckit.providers.sse import EventSplitter, event_field, event_json
 from xvckit.providers.translate import (
     DEFAULT_MAX_TOKENS,
     AnthropicToOpenAIStream,
+    InvalidRequest,
     OpenAIToAnthropicStream,
     anthropic_to_openai_error,
     anthropic_to_openai_request,
@@ -1263,16 +1265,33 @@ def test_upstream_errors_reach_each_sdk_as_its_own_exceptions(
 
 
 def test_malformed_bodies_do_not_crash_the_translators() -> None:
-    """Wrong types are left for the upstream to refuse; translating never raises."""
-    odd = {
-        "messages": ["x", {"role": "user", "content": 5}],
-        "metadata": "x",
-        "response_format": "text",
-        "tools": "no",
-    }
-    assert openai_to_anthropic_request(odd, CLAUDE)["messages"] == []
-    weird = {**odd, "system": 3, "output_config": [], "tool_choice": "auto"}
-    assert anthropic_to_openai_request(weird, GPT)["messages"] == []
+    """A field the translation reads, of the wrong type, raises InvalidRequest (the gateway's
+    400, naming the field); what it does not read passes; translating answers never raises."""
+    odd = {"messages": ["x", {"role": "user", "content": "hi"}], "metadata": "x", "response_format": "text"}
+    assert openai_to_anthropic_request(odd, CLAUDE)["messages"] == [{"role": "user", "content": "hi"}]
+    weird = {**odd, "output_config": [], "tool_choice": "auto"}
+    assert anthropic_to_openai_request(weird, GPT)["messages"] == [{"role": "user", "content": "hi"}]
+    for wrong, field in [
+        ({"messages": [{"role": "user", "content": 5}]}, "'messages[].content'"),
+        ({"tools": "no"}, "'tools' must be a list"),
+        ({"messages": [{"role": "assistant", "tool_calls": 5}]}, "'messages[].tool_calls'"),
+        ({"max_tokens": "many"}, "'max_tokens' must be a positive integer"),
+    ]:
+        with pytest.raises(InvalidRequest, match=re.escape(field)):
+            openai_to_anthropic_request(wrong, CLAUDE)
+    tool_result = {"type": "tool_result", "tool_use_id": "t", "content": 5}
+    for wrong, field in [
+        ({"messages": [{"role": "user", "content": [tool_result]}]}, "'messages[].content[].content'"),
+        ({"system": 3}, "'system' must be a string or a list"),
+        (
+            {"messages": [{"role": "assistant", "content": [{"type": "text", "text": 5}]}]},
+            "text' must be a string",
+        ),
+        ({"stop_sequences": 5}, "'stop_sequences' must be a list"),
+        ({"tools": [{"name": "t"}], "tool_choice": {"type": ["tool"]}}, "'tool_choice.type'"),
+    ]:
+        with pytest.raises(InvalidRequest, match=re.escape(field)):
+            anthropic_to_openai_request(wrong, GPT)
     assert openai_to_anthropic_response({"choices": []}, CLAUDE)["content"] == []
     assert anthropic_to_openai_response({}, GPT, created=0)["choices"][0]["message"]["content"] is None
     assert AnthropicToOpenAIStream(GPT).feed(b"data: not json\n\n") == b""

@@ -267,13 +267,19 @@ def _rate_limited(scope: str, wait: float, limit: int, what: str) -> GatewayErro
     )
 
 
+# On a budget refusal: what the budget has left (USD), so that the proxy can cut the request's
+# output to what that pays for (and the client can see it).
+BUDGET_LEFT_HEADER = "x-xvckit-budget-left-usd"
+
+
 def _budget_exceeded(scope: str, budget: Budget, now: float) -> GatewayError:
+    left = budget.limit - budget.used
     return GatewayError(
         429,
         f"budget exhausted for {_label(scope)}: ${budget.used:.4f} of "
         f"${budget.limit:.4f} used this period; resets at {_iso(budget.period_end)}",
         "budget_exceeded",
-        _retry_after(budget.period_end - now),
+        {**_retry_after(budget.period_end - now), BUDGET_LEFT_HEADER: f"{left if left > 0 else 0.0:.9f}"},
     )
 
 

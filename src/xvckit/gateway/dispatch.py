@@ -16,7 +16,7 @@ from xvckit.config import GatewaySettings
 from xvckit.gateway.balancing import Balancer
 from xvckit.gateway.dialects import GatewayError
 from xvckit.gateway.http1 import Response, Upstream
-from xvckit.gateway.pacing import Grant, Lane, LaneDisabled, Pacer, QueueTimeout, header_map
+from xvckit.gateway.pacing import Grant, Lane, LaneDisabled, NeverFits, Pacer, QueueTimeout, header_map
 from xvckit.gateway.resilience import RETRYABLE_STATUS, CircuitBreaker, RetryBudget, backoff_s
 from xvckit.gateway.routing import Deployment, Router
 from xvckit.gateway.upstream import Upstreams, failure
@@ -98,23 +98,32 @@ class Dispatcher:
                         "no_upstream_key",
                     )
                     break
-                grant = self.pacer.try_acquire(lane, tokens, priority)
-                if grant is None:
-                    try:
+                try:
+                    grant = self.pacer.try_acquire(lane, tokens, priority)
+                    if grant is None:
                         grant = await self.pacer.acquire(
                             lane, tokens, priority, max(0.0, deadline - time.monotonic())
                         )
-                    except LaneDisabled:
-                        continue
-                    except QueueTimeout as exc:
-                        last = GatewayError(
-                            429,
-                            f"'{deployment.name}' is at its rate limit; waiting would take about "
-                            f"{exc.retry_after_s:.0f} s",
-                            "rate_limit_queue_timeout",
-                            {"retry-after": str(max(1, round(exc.retry_after_s)))},
-                        )
-                        break
+                except LaneDisabled:
+                    continue
+                except QueueTimeout as exc:
+                    last = GatewayError(
+                        429,
+                        f"'{deployment.name}' is at its rate limit; waiting would take about "
+                        f"{exc.retry_after_s:.0f} s",
+                        "rate_limit_queue_timeout",
+                        {"retry-after": str(max(1, round(exc.retry_after_s)))},
+                    )
+                    break
+                except NeverFits as exc:
+                    last = GatewayError(
+                        400,
+                        f"the request may use up to {exc.tokens} tokens (its input and its output "
+                        f"limit, max_tokens), more than the {exc.tpm} tokens a minute that "
+                        f"'{deployment.name}' allows: lower max_tokens or shorten the input",
+                        "exceeds_rate_limit",
+                    )
+                    break
                 attempts += 1
                 calls += 1
                 sent = time.monotonic()

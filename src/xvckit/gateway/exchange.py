@@ -66,6 +66,11 @@ class Exchange:
     cost_saved_usd: float = 0.0
     cost_usd: float = 0.0  # set when the request is settled
     client_request_id: str | None = None
+    authenticated: bool = False  # its key was accepted (False: no key, or one refused)
+    input_estimate: int = 0  # the input tokens estimated before the call (charged for a broken stream)
+    max_tokens_capped: int | None = None  # the output limit the caller's budget cut the request to
+    responded: bool = False  # the response head went out
+    finished: bool = False  # settled, ledgered and counted (once)
 
     @property
     def trace_id(self) -> str:
@@ -117,6 +122,9 @@ class Exchange:
         )
 
     def log(self) -> None:
+        """The access log line. What a client chose (its model name) is printed escaped when it
+        holds anything but printable characters: a newline or a space could forge a line or a
+        field."""
         if access_log.isEnabledFor(logging.INFO):
             u = self.usage
             access_log.info(
@@ -124,9 +132,9 @@ class Exchange:
                 "total_ms=%.1f ttft_ms=%s overhead_ms=%.3f%s",
                 self.request_id,
                 self.endpoint,
-                self.model,
+                _escaped(self.model),
                 self.provider,
-                self.key_id or "master",
+                self.key_id or ("master" if self.authenticated else "anonymous"),
                 self.status,
                 self.stream,
                 u.input_tokens,
@@ -137,3 +145,9 @@ class Exchange:
                 self.overhead_ms,
                 f" error={self.error}" if self.error else "",
             )
+
+
+def _escaped(value: str | None) -> str | None:
+    if value is None or (value.isprintable() and " " not in value):
+        return value
+    return ascii(value)

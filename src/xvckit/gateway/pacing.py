@@ -37,7 +37,10 @@ within a priority (the head blocks the rest: a large call is not starved by smal
 pump task per busy lane sleeps until the head fits or the earliest queued deadline. A call
 whose expected wait (behind every call queued ahead of it, a window per full limit) already
 exceeds its deadline fails at once with `QueueTimeout(retry_after_s)`; so does one still
-queued when its deadline passes (e.g. overtaken by higher priorities).
+queued when its deadline passes (e.g. overtaken by higher priorities). A call whose estimate
+is more than the lane's whole tokens-per-minute limit could never fit: it fails at once with
+`NeverFits` (queued, it would hold every call behind it until the window emptied), and so
+does a queued one whose lane learns a limit below it.
 
 Learning (`observe`): the limits in the headers lower (never raise) the configured ones. The
 provider's `remaining` tells of usage the pacer did not make (another client of the same key,
@@ -128,6 +131,16 @@ class QueueTimeout(Exception):
         self.retry_after_s = max(0.0, retry_after_s)
         self.reason = reason
         super().__init__(f"{lane}: {reason}; retry in {self.retry_after_s:.1f} s")
+
+
+class NeverFits(Exception):
+    """The call's estimate is more than the lane's tokens-per-minute limit: it can never fit."""
+
+    def __init__(self, lane: Lane, tokens: int, tpm: int) -> None:
+        self.lane = lane
+        self.tokens = tokens
+        self.tpm = tpm
+        super().__init__(f"{lane}: {tokens} tokens, more than the limit of {tpm} a minute")
 
 
 class LaneDisabled(Exception):
@@ -307,6 +320,8 @@ class Pacer:
         state = self._state(lane)
         if state.disabled is not None or state.live:
             return None
+        if too_large := _never_fits(state, tokens):
+            raise too_large
         now = self.clock()
         found = self._attempt_local(state, max(0, int(tokens)), priority, now, now)
         return found if isinstance(found, Grant) else None
@@ -317,12 +332,15 @@ class Pacer:
         `tokens`: the estimate (`estimate_parts`, summed); `priority`: higher goes first (FIFO within
         one); `deadline`: the longest the caller will wait, in seconds from now. Raises
         `QueueTimeout` at once when the expected wait is longer, or when the deadline passes
-        while queued; `LaneDisabled` when the lane is (or gets) disabled.
+        while queued; `LaneDisabled` when the lane is (or gets) disabled; `NeverFits` when the
+        call is more than the lane's tokens-per-minute limit.
         """
         state = self._state(lane)
         if state.disabled is not None:
             raise LaneDisabled(lane, state.disabled)
         tokens = max(0, int(tokens))
+        if too_large := _never_fits(state, tokens):
+            raise too_large
         now = self.clock()
         if not state.live:
             grant = await self._attempt(state, tokens, priority, now, now)
@@ -402,6 +420,11 @@ class Pacer:
             head = state.queue[0]
             if head.gone or head.future.done():
                 heapq.heappop(state.queue)
+                continue
+            if too_large := _never_fits(state, head.tokens):  # the lane learned a lower limit
+                heapq.heappop(state.queue)
+                self._drop(state, head)
+                head.future.set_exception(too_large)
                 continue
             grant = await self._attempt(state, head.tokens, head.priority, now, head.queued_at)
             if not isinstance(grant, Grant):
@@ -487,8 +510,8 @@ class Pacer:
 
     def _counted(self, state: _LaneState, tokens: int) -> int:
         """The tokens a call is held to: the estimate, scaled up when the lane's calls have been
-        using more than estimated; a call larger than the whole tpm waits for an empty window
-        instead of forever."""
+        using more than estimated; a call that scaling (or a degraded replica's share of the
+        limit) makes larger than the tpm waits for an empty window instead of forever."""
         if state.scale > 1.0:
             tokens = math.ceil(tokens * state.scale)
         tpm = self._rpm_tpm(state)[1]
@@ -745,6 +768,14 @@ class Pacer:
         if state is None:
             state = self._lanes[lane] = _LaneState(lane, WindowLog(self.window_s + self.guard_s))
         return state
+
+
+def _never_fits(state: _LaneState, tokens: int) -> NeverFits | None:
+    """The error for a call more than the lane's whole tokens-per-minute limit (the limit in
+    force, not a degraded replica's share of it: that one passes), else None."""
+    if state.tpm and tokens > state.tpm:
+        return NeverFits(state.lane, tokens, state.tpm)
+    return None
 
 
 def _external(limit: Limit | None, ours: int, slack: float) -> int:

@@ -8,7 +8,9 @@ the moment they arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,7 +19,7 @@ import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway import crossing
-from xvckit.gateway.admission import Admission, BudgetNotLoaded
+from xvckit.gateway.admission import BUDGET_LEFT_HEADER, Admission, BudgetNotLoaded
 from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
@@ -28,12 +30,13 @@ from xvckit.gateway.idempotency import conflict_error, in_progress_error, reques
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.routing import Deployment, Router
-from xvckit.gateway.token_estimate import estimate_parts
+from xvckit.gateway.token_estimate import estimate_parts, output_ceiling, streamed_output_tokens
 from xvckit.gateway.upstream import failure
 from xvckit.http_server import ON_DISCONNECT
 from xvckit.providers import Usage, anthropic, openai
-from xvckit.providers.prices import PriceTable
+from xvckit.providers.prices import PER, PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
+from xvckit.providers.translate import InvalidRequest
 from xvckit.store.ledger_feed import Ledger
 
 log = logging.getLogger("xvckit.gateway")
@@ -42,6 +45,16 @@ log = logging.getLogger("xvckit.gateway")
 MAX_KEPT_BYTES = 16 << 20
 # Statuses of answers a retry must not get again: the retry should call upstream.
 _RETRYABLE = frozenset({408, 409, 429})
+# orjson encodes JSON at most this deep, and the gateway encodes a request again (the cache
+# key, a changed body, a translation): a deeper one is refused as it arrives.
+MAX_DEPTH = 254
+# The first bytes of a stream kept to count its output when it ends without its usage.
+STREAM_SAMPLE_BYTES = 64 << 10
+# Upstream answers the gateway reads may hold anything: reading one that is malformed raises
+# one of these (the upstream's fault: a 502).
+_UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+# The fields that limit a request's output.
+_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 _HOP_BY_HOP = frozenset(
     {
@@ -65,11 +78,12 @@ class Endpoint:
     provider_kind: str
     streams: bool
     crosses: bool = False  # can be served by the other dialect's provider (translated)
+    output_field: str | None = None  # the field that limits its output (None: it makes none)
 
 
-CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True, crosses=True)
+CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True, True, "max_completion_tokens")
 EMBEDDINGS = Endpoint("embeddings", OPENAI, "/embeddings", "openai", False)
-MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True, crosses=True)
+MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True, True, "max_tokens")
 COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", "anthropic", False)
 
 
@@ -114,10 +128,10 @@ class Proxy:
         self.metrics.in_flight += 1
         try:
             who = self.keyring.authenticate(scope)
-            ex.key_id, ex.team_id = who.key_id, who.team_id
+            ex.key_id, ex.team_id, ex.authenticated = who.key_id, who.team_id, True
             body = await self._read_json_body(scope, receive, headers.get(b"content-type", b""))
             payload = _parse_object(body)
-            deployment = self.router.resolve(payload.get("model"))
+            deployment = self.router.resolve(_model_name(payload))
             ex.model = payload["model"]
             ex.served_by(deployment)
             if deployment.provider.kind != endpoint.provider_kind and not endpoint.crosses:
@@ -144,18 +158,27 @@ class Proxy:
                 and _cache_wanted(headers, deployment, payload, who.key.cache if who.key else None)
             )
             entry_key = (
-                cache_key(endpoint.name, deployment.model, payload, headers=headers, scope=ex.team_id or "")
+                cache_key(endpoint.name, deployment.model, payload, headers=headers, scope=_cache_scope(who))
                 if wanted
                 else None
             )
             tokens = None  # input tokens + output allowance: reserved by admission and by pacing
             if who.scopes:  # the master key has no key or team to hold to
-                given, allowed = estimate_parts(payload, deployment.model)
-                tokens, usd = given + allowed, self.prices.estimate_usd(deployment.model, given, allowed)
+                model = deployment.model
+                given, allowed = estimate_parts(payload, model)
+                ex.input_estimate, tokens = given, given + allowed
+                # a budget pays for all the output the request can make, not the pacing estimate
+                most = output_ceiling(payload, model, allowed) if endpoint.output_field else allowed
+                usd = self.prices.estimate_usd(model, given, most)
                 try:
-                    ex.ticket = self.admission.try_admit(who.scopes, ex.model, tokens, usd)
-                except BudgetNotLoaded:
-                    ex.ticket = await self.admission.admit(who.scopes, ex.model, tokens, usd)
+                    try:
+                        ex.ticket = self.admission.try_admit(who.scopes, ex.model, tokens, usd)
+                    except BudgetNotLoaded:
+                        ex.ticket = await self.admission.admit(who.scopes, ex.model, tokens, usd)
+                except GatewayError as refused:
+                    tokens = await self._admit_capped(
+                        refused, who, ex, endpoint, payload, model, given, allowed, most
+                    )
             if entry_key is not None:
                 hit = await self.cache.get(entry_key)
                 if hit is not None and hit.status == 200:
@@ -167,34 +190,40 @@ class Proxy:
             if owned or entry_key:
                 limit = MAX_KEPT_BYTES if owned else self.cache.max_entry_bytes
                 send = capture = _Capture(send, limit, b"miss" if entry_key else None)
-            request_for, hide_usage = _requests(payload, body, ex.stream, endpoint)
+            changed = ex.max_tokens_capped is not None
+            request_for, hide_usage = _requests(payload, body, ex.stream, endpoint, changed)
             # A request with an Idempotency-Key runs to its end when its client leaves: the
             # client's retry is to find the answer.
             watch = None if owned else DisconnectWatch(scope, receive)
             priority = _priority(headers.get(b"x-xvckit-priority"), who)
             if tokens is None:  # not counted before the cache was asked: a hit needs none
-                tokens = sum(estimate_parts(payload, deployment.model))
+                given, allowed = estimate_parts(payload, deployment.model)
+                ex.input_estimate, tokens = given, given + allowed
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
-            if complete and ex.upstream_model == deployment.model:  # not a fallback's answer
+            # not a fallback's answer, nor one cut short for the caller's budget
+            if complete and ex.upstream_model == deployment.model and not changed:
                 await self.cache.put(entry_key, capture.entry(ex, endpoint.dialect), self.cache_ttl_s)
         except GatewayError as exc:
             gateway_failed = True
-            if watch:
-                watch.close()
-            ex.status, ex.error = exc.status, exc.code or "error"
-            ex.overhead_ms = _ms_since(ex.started) - ex.upstream_ms
-            self._finish(ex)
-            await _send_error(send, endpoint.dialect, exc, ex)
+            await self._fail(send, endpoint, exc, ex, watch)
         except ClientGone:
-            ex.status, ex.error = 499, "client_disconnected"
-            self._finish(ex)
+            self._end(ex, 499, "client_disconnected")
         except asyncio.CancelledError:
-            if watch is None or not watch.gone:
+            if watch is None or not watch.gone:  # the server is stopping: settled and ledgered still
+                self._end(ex, 499, "cancelled")
                 raise
             asyncio.current_task().uncancel()
-            ex.status, ex.error = 499, "client_disconnected"
-            self._finish(ex)
+            self._end(ex, 499, "client_disconnected")
+        except Exception:
+            gateway_failed = True
+            log.exception("internal error in request %s", ex.request_id)
+            internal = GatewayError(
+                500,
+                "the gateway failed on this request (an internal error, logged under its id)",
+                "internal_error",
+            )
+            await self._fail(send, endpoint, internal, ex, watch)
         finally:
             if watch:
                 watch.close()
@@ -244,6 +273,71 @@ class Proxy:
         except Exception as exc:  # the client has its answer; a retry may call upstream again
             log.warning("idempotency record for %s not settled: %s", ex.request_id, type(exc).__name__)
 
+    async def _admit_capped(
+        self,
+        refused: GatewayError,
+        who: Principal,
+        ex: Exchange,
+        endpoint: Endpoint,
+        payload: dict,
+        model: str,
+        given: int,
+        allowed: int,
+        most: int,
+    ) -> int:
+        """After a refusal for budget: admit the request with its output cut to what the budget
+        has left pays for (its body changed, its answer saying so), or raise the refusal when
+        that is no token. Returns the tokens reserved."""
+        for _ in who.scopes:  # each refusal may be another budget's: the key's, then its team's
+            cap = self._affordable_output(refused, model, given)
+            if endpoint.output_field is None or cap is None or not 1 <= cap < most:
+                raise refused
+            tokens = given + (allowed if allowed < cap else cap)
+            try:
+                usd = self.prices.estimate_usd(model, given, cap)
+                ex.ticket = await self.admission.admit(who.scopes, ex.model, tokens, usd)
+            except GatewayError as again:
+                refused = again
+                continue
+            _cap_output(payload, endpoint, cap)
+            ex.max_tokens_capped = cap
+            return tokens
+        raise refused
+
+    def _affordable_output(self, refused: GatewayError, model: str, given: int) -> int | None:
+        """The output tokens that the budget a refusal names has left pays for after the input;
+        None when the refusal is not for a budget or output costs nothing."""
+        left = refused.headers.get(BUDGET_LEFT_HEADER)
+        price = self.prices.lookup(model)
+        if left is None or price is None or price.output <= 0:
+            return None
+        # a nano-dollar under: the figure is rounded, and the reservation must not pass it
+        spare = float(left) - 1e-9 - self.prices.estimate_usd(model, given, 0)
+        return math.floor(spare * PER / price.output)
+
+    async def _fail(
+        self, send: Send, endpoint: Endpoint, exc: GatewayError, ex: Exchange, watch: DisconnectWatch | None
+    ) -> None:
+        """End a request that failed: settled and ledgered (once), the client told in its dialect:
+        an error response, or an error event ending an answer already under way."""
+        if watch:
+            watch.close()
+        if not ex.finished:
+            ex.overhead_ms = _ms_since(ex.started) - ex.upstream_ms
+        self._end(ex, exc.status, exc.code or "error")
+        if not ex.responded:
+            await _send_error(send, endpoint.dialect, exc, ex)
+            return
+        end = endpoint.dialect.stream_error_event(exc.status, exc.message, exc.code, ex.trace_id)
+        with contextlib.suppress(RuntimeError):  # the answer may be complete already
+            await send({"type": "http.response.body", "body": end if ex.stream else b"", "more_body": False})
+
+    def _end(self, ex: Exchange, status: int, error: str) -> None:
+        """Finish a request that ends with `status` and `error`, unless it is finished already."""
+        if not ex.finished:
+            ex.status, ex.error = status, error
+            self._finish(ex)
+
     async def _answer_stored(
         self,
         send: Send,
@@ -265,12 +359,17 @@ class Proxy:
         ex.overhead_ms = _ms_since(ex.started)
         headers.append(ex.overhead_header())
         self._finish(ex)
+        ex.responded = True
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
     def _finish(self, ex: Exchange) -> None:
-        """Settle, record and count the request: done before the client gets its last bytes,
-        so a response a client received in full is always in the ledger (journaled on disk)."""
+        """Settle, record and count the request, once: done before the client gets its last
+        bytes, so a response a client received in full is always in the ledger (journaled on
+        disk)."""
+        if ex.finished:
+            return
+        ex.finished = True
         cost = (self.prices.cost_usd(ex.upstream_model, ex.usage) or 0.0) if ex.upstream_model else 0.0
         ex.cost_usd = cost
         used = ex.usage.input_tokens + ex.usage.output_tokens
@@ -353,11 +452,14 @@ class Proxy:
         upstream_done = time.perf_counter()
         ex.upstream_ms = (upstream_done - ex.upstream_started) * 1000
         if response.status == 200:
-            ex.usage = _usage_of_body(endpoint, upstream_kind, data)
+            ex.usage = _usage_of_body(endpoint, upstream_kind, data, ex.provider)
         else:
             ex.error = f"upstream_{response.status}"
         if upstream_kind != endpoint.provider_kind:
-            data = crossing.response_body(endpoint.provider_kind, response.status, data, ex.model)
+            try:
+                data = crossing.response_body(endpoint.provider_kind, response.status, data, ex.model)
+            except _UNREADABLE:
+                raise _malformed(ex.provider) from None
         headers = _response_headers(response, ex)
         headers.append((b"content-length", str(len(data)).encode()))
         ex.overhead_ms = _overhead_ms(ex, upstream_done)
@@ -365,6 +467,7 @@ class Proxy:
         if watch:
             watch.close()
         self._finish(ex)
+        ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
@@ -379,11 +482,14 @@ class Proxy:
         watch: DisconnectWatch | None,
     ) -> None:
         """Forward whole SSE events as they arrive. The end-of-stream event is held back until
-        the ledger has the request; a broken upstream ends in a well-formed error event."""
+        the ledger has the request; a broken upstream ends in a well-formed error event. A
+        stream that does not end with its usage (broken, or its client left) is charged what it
+        used as far as it went (`_StreamReader.usage_so_far`)."""
         headers_in = time.perf_counter()
         headers = _response_headers(response, ex)
         ex.overhead_ms = _overhead_ms(ex, headers_in)
         headers.append(ex.overhead_header())
+        ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         translate = None
         if upstream_kind != endpoint.provider_kind:
@@ -398,7 +504,11 @@ class Proxy:
         broken: GatewayError | None = None
         try:
             async for data in response.chunks():
-                out = reader.feed(data)
+                try:
+                    out = reader.feed(data)
+                except _UNREADABLE:
+                    broken = _malformed(ex.provider)
+                    break
                 if ex.ttft_ms is None and out:
                     ex.ttft_ms = _ms_since(ex.started)
                 if reader.complete:
@@ -407,8 +517,9 @@ class Proxy:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
         except Upstream as exc:
             broken = failure(exc, ex.provider or "?")
+        finally:  # a client that left cancels the task here: what it received is charged all the same
+            ex.usage = reader.usage_so_far(ex.upstream_model or "", ex.input_estimate)
         ex.upstream_ms = _ms_since(ex.upstream_started)
-        ex.usage = reader.usage
         if broken is None and not reader.complete:
             broken = GatewayError(
                 502, f"upstream '{ex.provider}' ended the stream early", "upstream_incomplete"
@@ -471,10 +582,25 @@ def _asks_usage(payload: dict) -> bool:
 
 
 def _priority(asked: bytes | None, who: Principal) -> int:
-    """Interactive (1) goes before batch (0): the request's `x-xvckit-priority`, else the key's."""
-    if asked is not None:
-        return 0 if asked.strip().lower() == b"batch" else 1
+    """Interactive (1) goes before batch (0): the key's priority, which the request's
+    `x-xvckit-priority: batch` may lower but never raise (a batch key stays batch)."""
+    if asked is not None and asked.strip().lower() == b"batch":
+        return 0
     return who.priority
+
+
+def _cache_scope(who: Principal) -> str:
+    """Whose cache entries a caller shares: its team's, else its key's own (the master key's
+    own too), so that no caller can learn from a hit what another one asked."""
+    if who.team_id:
+        return f"team:{who.team_id}"
+    return f"key:{who.key_id}" if who.key_id else "master"
+
+
+def _cap_output(payload: dict, endpoint: Endpoint, cap: int) -> None:
+    """Cut the request's output limit to `cap`: each limit field it names, else its endpoint's."""
+    for field in [name for name in _OUTPUT_FIELDS if name in payload] or [endpoint.output_field]:
+        payload[field] = cap
 
 
 def _cache_wanted(
@@ -498,9 +624,21 @@ class _StreamReader:
     """Reads usage and the end marker out of an upstream stream (in the upstream's dialect),
     drops the usage chunk the gateway asked an OpenAI upstream for when the client did not,
     and translates each event when the client speaks the other dialect. An event that grows
-    past `max_event` bytes without ending ends the stream (`TooLarge`)."""
+    past `max_event` bytes without ending ends the stream (`TooLarge`). It counts the bytes it
+    is fed and keeps the first STREAM_SAMPLE_BYTES of them, to count the output of a stream
+    that ends without its usage (no parsing on the way)."""
 
-    __slots__ = ("_hide_usage", "_max_event", "_openai", "_splitter", "_translate", "complete", "usage")
+    __slots__ = (
+        "_hide_usage",
+        "_max_event",
+        "_openai",
+        "_sample",
+        "_splitter",
+        "_translate",
+        "complete",
+        "received",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -516,8 +654,13 @@ class _StreamReader:
         self._splitter = EventSplitter()
         self.usage = Usage()
         self.complete = False
+        self.received = 0
+        self._sample: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
+        self.received += len(data)
+        if self.received <= STREAM_SAMPLE_BYTES:
+            self._sample.append(data)
         events = self._splitter.feed(data)
         if not events:
             # An unfinished event outgrows the limit only in feeds that complete none: checked here.
@@ -547,6 +690,23 @@ class _StreamReader:
         elif event.startswith(b"event: message_stop"):
             self.complete = True
         return True
+
+    def usage_so_far(self, model: str, input_estimate: int) -> Usage:
+        """The usage the upstream reported when the stream ended with it; else, for a stream
+        broken off or left by its client, each figure at least what the gateway counts: the
+        input estimated before the call, and the output in the deltas received (counted in
+        the sample, scaled to all the bytes). Never nothing for output a client was sent."""
+        usage = self.usage
+        if self.complete and (usage.input_tokens or usage.output_tokens):
+            return usage
+        usage = replace(usage, input_tokens=usage.input_tokens or input_estimate)
+        sample = b"".join(self._sample)
+        if sample:
+            counted = streamed_output_tokens(sample, self._openai, model)
+            counted = math.ceil(counted * self.received / len(sample))
+            if counted > usage.output_tokens:
+                usage.output_tokens = counted
+        return usage
 
 
 class DisconnectWatch:
@@ -586,12 +746,13 @@ class DisconnectWatch:
 
 
 def _requests(
-    payload: dict, body: bytes, stream: bool, endpoint: Endpoint
+    payload: dict, body: bytes, stream: bool, endpoint: Endpoint, changed: bool = False
 ) -> tuple[Callable[[Deployment], tuple[str, bytes]], bool]:
     """Where and what to send to a deployment, and whether to hide a usage chunk the client
-    did not ask for. In the client's own dialect only `model` and `stream_options` may
-    change, every other field passes untouched, and an unchanged request is sent as the
-    very bytes the client sent; a provider of the other dialect gets a translation."""
+    did not ask for. In the client's own dialect only `model`, `stream_options` and an output
+    limit cut for a budget (`changed`) may change, every other field passes untouched, and an
+    unchanged request is sent as the very bytes the client sent; a provider of the other
+    dialect gets a translation (a field it cannot read is a 400)."""
     hide_usage = False
     if stream and endpoint is CHAT:
         options = payload.get("stream_options")
@@ -606,8 +767,11 @@ def _requests(
     def request_for(deployment: Deployment) -> tuple[str, bytes]:
         kind = deployment.provider.kind
         if kind != endpoint.provider_kind:
-            return crossing.CHAT_PATH[kind], crossing.request_body(kind, payload, deployment.model)
-        if deployment.model == asked and not hide_usage:
+            try:
+                return crossing.CHAT_PATH[kind], crossing.request_body(kind, payload, deployment.model)
+            except InvalidRequest as exc:
+                raise GatewayError(400, str(exc), "invalid_request") from None
+        if deployment.model == asked and not hide_usage and not changed:
             return endpoint.upstream_path, body
         return endpoint.upstream_path, orjson.dumps({**payload, "model": deployment.model})
 
@@ -621,19 +785,53 @@ def _parse_object(body: bytes) -> dict:
         raise GatewayError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(payload, dict):
         raise GatewayError(400, "the request body must be a JSON object", "invalid_json")
+    if len(body) > 2 * MAX_DEPTH + 1:  # a shorter body cannot nest deeper (two brackets a level)
+        try:
+            orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            raise GatewayError(
+                400, f"the request body is nested deeper than {MAX_DEPTH} levels", "invalid_json"
+            ) from None
     return payload
 
 
-def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes) -> Usage:
+def _model_name(payload: dict) -> object:
+    """The model the request names; one with control characters (a newline would forge a line
+    of the access log) is refused."""
+    model = payload.get("model")
+    if type(model) is str and not model.isprintable():
+        raise GatewayError(
+            400, "the model name holds control or other unprintable characters", "invalid_model"
+        )
+    return model
+
+
+def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes, provider: str | None) -> Usage:
+    """The usage of a 200 answer. One that is not the JSON the endpoint answers with (an HTML
+    page from a proxy on the way, a cut body) is a 502: it must not pass as a free success."""
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return Usage()
-    if not isinstance(body, dict):
-        return Usage()
+        body = None
+    if not (isinstance(body, dict) and _is_answer(endpoint, upstream_kind, body)):
+        raise _malformed(provider)
     if endpoint is COUNT_TOKENS:
-        return Usage(input_tokens=body.get("input_tokens") or 0)
+        return Usage(input_tokens=body["input_tokens"])
     return (anthropic if upstream_kind == "anthropic" else openai).usage_from_body(body)
+
+
+def _is_answer(endpoint: Endpoint, upstream_kind: str, body: dict) -> bool:
+    if endpoint is COUNT_TOKENS:
+        return type(body.get("input_tokens")) is int
+    if endpoint is EMBEDDINGS:
+        return isinstance(body.get("data"), list)
+    return isinstance(body.get("choices" if upstream_kind == "openai" else "content"), list)
+
+
+def _malformed(provider: str | None) -> GatewayError:
+    return GatewayError(
+        502, f"upstream '{provider}' answered with a body that is not a valid answer", "upstream_malformed"
+    )
 
 
 def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, bytes]]:
@@ -646,6 +844,8 @@ def _response_headers(response: Response, ex: Exchange) -> list[tuple[bytes, byt
             headers.append((b"x-upstream-request-id", value))
         elif name not in _HOP_BY_HOP:
             headers.append((name, value))
+    if ex.max_tokens_capped is not None:
+        headers.append((b"x-xvckit-max-tokens-capped", str(ex.max_tokens_capped).encode()))
     return headers
 
 
@@ -658,6 +858,7 @@ async def _send_error(send: Send, dialect: Dialect, exc: GatewayError, ex: Excha
         ex.overhead_header(),
         *((name.encode(), value.encode()) for name, value in exc.headers.items()),
     ]
+    ex.responded = True
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

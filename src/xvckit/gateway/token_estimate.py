@@ -4,7 +4,9 @@ What is counted: the text a model reads (message and system text, tool-call argu
 results, tool definitions as JSON, `prompt` / `input` / `instructions`), a few tokens of
 framing per message, and the output the request may produce (`max_tokens`,
 `max_completion_tokens` or `max_output_tokens`, else `DEFAULT_OUTPUT_TOKENS`; none for
-embeddings). Nothing else of the body is serialised or walked.
+embeddings). Nothing else of the body is serialised or walked. Both are capped at the model's
+context window (`providers.models`; DEFAULT_WINDOW for a model not in the table): a client's
+`max_tokens: 500000` or 2**63-1 is never more than the model could use.
 
 Encoders: `o200k_base` for the gpt-4o / gpt-4.1 / gpt-4.5 / gpt-5 / o-series families,
 `cl100k_base` for everything else, Claude included (Anthropic publishes no tokenizer for
@@ -42,7 +44,8 @@ from xvckit.providers.message_text import (
     json_text,
     message_parts,
 )
-from xvckit.providers.models import model_info
+from xvckit.providers.models import DEFAULT_WINDOW, max_output, model_info
+from xvckit.providers.sse import EventSplitter, event_json
 
 log = logging.getLogger("xvckit.gateway.pacing")
 
@@ -56,11 +59,16 @@ _loads: dict[str, threading.Lock] = {}  # one per encoder: it is loaded once, wh
 
 
 @functools.lru_cache(maxsize=256)
+def model_limits(model: str) -> tuple[str, int, int]:
+    """(tiktoken encoding, context window, most output a request may ask for) used to estimate
+    `model`; cl100k_base for a model not in the table (open models' tokenizers make more tokens
+    than o200k_base: it errs high)."""
+    encoding, window = model_info(model) or ("cl100k_base", DEFAULT_WINDOW)
+    return encoding, window, max_output(model)
+
+
 def encoding_name(model: str) -> str:
-    """The tiktoken encoding used to estimate `model`; cl100k_base for a model not in the
-    table (open models' tokenizers make more tokens than o200k_base: it errs high)."""
-    info = model_info(model)
-    return info[0] if info else "cl100k_base"
+    return model_limits(model)[0]
 
 
 def _counter(name: str) -> Callable[[str], int] | None:
@@ -134,14 +142,66 @@ def estimate_parts(body: dict, model: str, default_output: int = DEFAULT_OUTPUT_
     if tools:
         parts.append(json_text(tools))
     text = "\n".join(parts)
-    return count_text(text, model) + extra, _output_tokens(body, model, default_output)
+    window = model_limits(model)[1]
+    given = count_text(text, model) + extra
+    if given > window:
+        given = window
+    allowed = asked_output(body)
+    if allowed is None:
+        embedding = "messages" not in body and "input" in body and "embed" in model.lower()
+        allowed = 0 if embedding else default_output
+    room = window - given
+    return given, allowed if allowed < room else room
 
 
-def _output_tokens(body: dict, model: str, default_output: int) -> int:
+def asked_output(body: dict) -> int | None:
+    """The output limit the request names (`max_completion_tokens`, `max_tokens` or
+    `max_output_tokens`), None when it names none."""
     for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if type(value) is int and value > 0:
             return value
-    if "messages" not in body and "input" in body and "embed" in model.lower():
-        return 0  # an embedding produces no tokens
-    return default_output
+    return None
+
+
+def output_ceiling(body: dict, model: str, allowed: int) -> int:
+    """The most output a request can produce, what a budget must reserve for: `allowed` (from
+    `estimate_parts`) when it names a limit, else the model's own maximum."""
+    return allowed if asked_output(body) is not None else model_limits(model)[2]
+
+
+def streamed_output_tokens(data: bytes, openai_stream: bool, model: str) -> int:
+    """Output tokens in `data`, the start of an upstream's SSE stream (in its dialect): the text,
+    tool names and arguments, refusals and thinking of its deltas. For a stream that ended
+    without reporting its usage (broken off, or its client left): not on the hot path."""
+    parts: list[str] = []
+    for event in EventSplitter().feed(data):
+        chunk = event_json(event)
+        if chunk is not None:
+            _delta_texts(chunk, openai_stream, parts)
+    return count_text("".join(parts), model)
+
+
+def _delta_texts(chunk: dict, openai_stream: bool, parts: list[str]) -> None:
+    if openai_stream:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                _texts(delta, ("content", "refusal", "reasoning_content", "reasoning"), parts)
+                calls = delta.get("tool_calls")
+                for call in calls if isinstance(calls, list) else ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        _texts(function, ("name", "arguments"), parts)
+    elif chunk.get("type") == "content_block_delta" and isinstance(chunk.get("delta"), dict):
+        _texts(chunk["delta"], ("text", "partial_json", "thinking"), parts)
+    elif chunk.get("type") == "content_block_start" and isinstance(chunk.get("content_block"), dict):
+        _texts(chunk["content_block"], ("text", "name"), parts)
+
+
+def _texts(obj: dict, fields: tuple[str, ...], parts: list[str]) -> None:
+    for field in fields:
+        value = obj.get(field)
+        if isinstance(value, str):
+            parts.append(value)

@@ -1,4 +1,5 @@
-"""Models by name: the tiktoken encoding that counts their tokens and their context window.
+"""Models by name: the tiktoken encoding that counts their tokens, their context window, and
+the most output one request may ask of them.
 
 One table for the gateway's token estimates and the context packer. Claude's tokenizer is
 not public; it makes more tokens of the same text than o200k_base, so cl100k_base (which
@@ -26,9 +27,49 @@ MODELS: dict[str, tuple[str, int]] = {
     "gemini": ("o200k_base", 1_048_576),
 }
 
+# Model name prefix -> the most output tokens a request may ask for (OpenAI's
+# `max_completion_tokens`, Anthropic's `max_tokens`), as the providers document them.
+MAX_OUTPUT: dict[str, int] = {
+    "gpt-3.5-turbo": 4_096,
+    "gpt-4": 8_192,
+    "gpt-4-32k": 32_768,
+    "gpt-4-turbo": 4_096,
+    "gpt-4o": 16_384,
+    "chatgpt-4o": 16_384,
+    "gpt-4.1": 32_768,
+    "gpt-4.5": 16_384,
+    "gpt-5": 128_000,
+    "gpt-oss": 131_072,
+    "o1": 100_000,
+    "o1-mini": 65_536,
+    "o3": 100_000,
+    "o4-mini": 100_000,
+    "claude": 64_000,
+    "claude-3-": 4_096,
+    "claude-3-5": 8_192,
+    "claude-3-7": 64_000,
+    "claude-opus-4": 32_000,
+    "claude-opus-4-5": 64_000,
+    "gemini": 65_536,
+}
+
+DEFAULT_WINDOW = 128_000  # a model not in the tables
+DEFAULT_MAX_OUTPUT = 16_384
+
+
+def _prefix(table: dict, model: str) -> str | None:
+    """The longest key of `table` that `model` (a `provider/` prefix ignored) starts with."""
+    name = model.lower().rsplit("/", 1)[-1]
+    return max((prefix for prefix in table if name.startswith(prefix)), key=len, default=None)
+
 
 def model_info(model: str) -> tuple[str, int] | None:
     """(encoding, context window) of `model` (a `provider/` prefix is ignored), None if unknown."""
-    name = model.lower().rsplit("/", 1)[-1]
-    best = max((prefix for prefix in MODELS if name.startswith(prefix)), key=len, default=None)
+    best = _prefix(MODELS, model)
     return MODELS[best] if best else None
+
+
+def max_output(model: str) -> int:
+    """The most output tokens `model` produces for one request (DEFAULT_MAX_OUTPUT if unknown)."""
+    best = _prefix(MAX_OUTPUT, model)
+    return MAX_OUTPUT[best] if best else DEFAULT_MAX_OUTPUT

@@ -4,6 +4,8 @@ machines, no I/O.
 
     openai_to_anthropic_request(body, model)    chat.completions request -> Messages request
     anthropic_to_openai_request(body, model)    Messages request -> chat.completions request
+                                                (both raise InvalidRequest for a field of the
+                                                wrong type)
     anthropic_to_openai_response(body, model)   Messages response -> chat.completion
     openai_to_anthropic_response(body, model)   chat.completion -> Messages response
     openai_to_anthropic_error(status, body)     upstream OpenAI error body -> Anthropic's
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 from xvckit.providers.translate_request import (
     DEFAULT_MAX_TOKENS,
+    InvalidRequest,
     anthropic_to_openai_request,
     openai_to_anthropic_request,
 )
@@ -51,6 +54,7 @@ from xvckit.providers.translate_stream import AnthropicToOpenAIStream, OpenAIToA
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "AnthropicToOpenAIStream",
+    "InvalidRequest",
     "OpenAIToAnthropicStream",
     "anthropic_to_openai_error",
     "anthropic_to_openai_request",

@@ -15,6 +15,11 @@ Formats:
   the tool results first in their user turn); `tools[] {name, description, input_schema}`;
   `tool_choice {type: auto | any | tool | none, name, disable_parallel_tool_use}`;
   `max_tokens` required.
+
+Every field the translation reads is checked for its type as it is read: one of the wrong
+type (`{"type": "tool_result", "content": 5}`) raises `InvalidRequest`, which the gateway
+answers with a 400 in the client's dialect. What it does not read passes unchecked (the
+upstream judges it).
 """
 
 from __future__ import annotations
@@ -33,6 +38,51 @@ _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")  # Anthropic tool ids match ^[a-zA-Z0
 
 
 # --- shared ----------------------------------------------------------------------------------
+
+
+class InvalidRequest(ValueError):
+    """A field of the client's request has the wrong type (the client's mistake: a 400)."""
+
+
+_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+
+
+def _wrong(field: str, wanted: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(f"'{field}' must be {wanted}, not {_KINDS.get(type(value), 'null')}")
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    """A list field; absent or null is empty."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise _wrong(field, "a list", value)
+
+
+def _text(value: Any, field: str) -> str:
+    """A string field; absent or null is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise _wrong(field, "a string", value)
+
+
+def _content(value: Any, field: str) -> str | list[Any]:
+    """Message content: a string or a list of parts (blocks); absent or null is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str | list):
+        return value
+    raise _wrong(field, "a string or a list of content blocks", value)
 
 
 def _data_url(url: str) -> tuple[str, str] | None:
@@ -70,7 +120,7 @@ def _anthropic_image(url: str) -> dict[str, Any]:
 def _anthropic_file(file: dict[str, Any]) -> dict[str, Any] | None:
     """An OpenAI `file` part with inline data: PDFs become documents, images images; a
     `file_id` refers to OpenAI's file store and has no counterpart."""
-    data = _data_url(file.get("file_data") or "")
+    data = _data_url(_text(file.get("file_data"), "messages[].content[].file.file_data"))
     if not data:
         return None
     media_type, payload = data
@@ -82,23 +132,25 @@ def _anthropic_file(file: dict[str, Any]) -> dict[str, Any] | None:
         "type": "document",
         "source": {"type": "base64", "media_type": media_type, "data": payload},
     }
-    if file.get("filename"):
-        block["title"] = file["filename"]
+    title = _text(file.get("filename"), "messages[].content[].file.filename")
+    if title:
+        block["title"] = title
     return block
 
 
 def _anthropic_blocks(content: Any) -> list[dict[str, Any]]:
     """OpenAI message content (a string or parts) as Anthropic content blocks; empty texts are
     left out (Anthropic refuses empty text blocks), and so is audio."""
+    content = _content(content, "messages[].content")
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     blocks: list[dict[str, Any]] = []
-    for part in content if isinstance(content, list) else ():
+    for part in content:
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
         if kind in ("text", "refusal"):
-            text = part.get(kind)
+            text = _text(part.get(kind), f"messages[].content[].{kind}")
             if text:
                 blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
@@ -128,7 +180,7 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = _anthropic_blocks(message.get("content"))
-    for call in message.get("tool_calls") or ():
+    for call in _list(message.get("tool_calls"), "messages[].tool_calls"):
         if not isinstance(call, dict) or call.get("type", "function") != "function":
             continue
         function = _mapping(call.get("function"))
@@ -136,7 +188,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "type": "tool_use",
                 "id": _tool_use_id(call.get("id")),
-                "name": function.get("name") or "",
+                "name": _text(function.get("name"), "messages[].tool_calls[].function.name"),
                 "input": arguments_object(function.get("arguments")),
             }
         )
@@ -190,9 +242,13 @@ def _anthropic_tool(function: dict[str, Any]) -> dict[str, Any]:
     schema = function.get("parameters")
     schema = dict(schema) if isinstance(schema, dict) and schema else dict(_EMPTY_SCHEMA)
     schema.setdefault("type", "object")
-    tool: dict[str, Any] = {"name": function.get("name") or "", "input_schema": schema}
-    if function.get("description"):
-        tool["description"] = function["description"]
+    tool: dict[str, Any] = {
+        "name": _text(function.get("name"), "tools[].function.name"),
+        "input_schema": schema,
+    }
+    description = _text(function.get("description"), "tools[].function.description")
+    if description:
+        tool["description"] = description
     if function.get("strict") is True:
         tool["strict"] = True
     return tool
@@ -205,7 +261,10 @@ def _anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     if choice == "required":
         result = {"type": "any"}
     elif isinstance(choice, dict) and choice.get("type") == "function":
-        result = {"type": "tool", "name": _mapping(choice.get("function")).get("name") or ""}
+        result = {
+            "type": "tool",
+            "name": _text(_mapping(choice.get("function")).get("name"), "tool_choice.function.name"),
+        }
     elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
         mode = _mapping(choice.get("allowed_tools")).get("mode")
         result = {"type": "any" if mode == "required" else "auto"}
@@ -216,6 +275,18 @@ def _anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     if result is not None and parallel is False:
         result["disable_parallel_tool_use"] = True
     return result
+
+
+def _output_limit(body: dict[str, Any]) -> int:
+    """`max_completion_tokens`, else `max_tokens`, else DEFAULT_MAX_TOKENS (Anthropic needs one)."""
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = body.get(field)
+        if value is None:
+            continue
+        if type(value) is not int or value < 1:
+            raise InvalidRequest(f"'{field}' must be a positive integer")
+        return value
+    return DEFAULT_MAX_TOKENS
 
 
 def openai_to_anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -240,14 +311,13 @@ def openai_to_anthropic_request(body: dict[str, Any], model: str) -> dict[str, A
     `allowed_tools` choice (its mode is kept), the legacy `functions`/`function_call` and
     `function`-role messages, and image `detail`.
     """
-    system, turns = _anthropic_conversation(body.get("messages") or [])
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
-    result: dict[str, Any] = {"model": model, "max_tokens": limit, "messages": turns}
+    system, turns = _anthropic_conversation(_list(body.get("messages"), "messages"))
+    result: dict[str, Any] = {"model": model, "max_tokens": _output_limit(body), "messages": turns}
     if system:
         result["system"] = _compact(system)
     tools = [
         _anthropic_tool(_mapping(tool.get("function")))
-        for tool in body.get("tools") or ()
+        for tool in _list(body.get("tools"), "tools")
         if isinstance(tool, dict) and tool.get("type", "function") == "function"
     ]
     if tools:
@@ -281,9 +351,11 @@ def openai_to_anthropic_request(body: dict[str, Any], model: str) -> dict[str, A
 
 def _openai_image(source: dict[str, Any]) -> dict[str, Any] | None:
     if source.get("type") == "base64":
-        url = f"data:{source.get('media_type') or 'image/png'};base64,{source.get('data') or ''}"
+        media_type = _text(source.get("media_type"), "messages[].content[].source.media_type")
+        data = _text(source.get("data"), "messages[].content[].source.data")
+        url = f"data:{media_type or 'image/png'};base64,{data}"
     elif source.get("type") == "url" and source.get("url"):
-        url = source["url"]
+        url = _text(source["url"], "messages[].content[].source.url")
     else:
         return None  # a `file` source refers to Anthropic's file store
     return {"type": "image_url", "image_url": {"url": url}}
@@ -294,17 +366,24 @@ def _openai_document(block: dict[str, Any]) -> dict[str, Any] | None:
     documents have no counterpart."""
     source = _mapping(block.get("source"))
     if source.get("type") == "base64" and source.get("media_type") == "application/pdf":
+        data = _text(source.get("data"), "messages[].content[].source.data")
         return {
             "type": "file",
             "file": {
-                "filename": block.get("title") or "document.pdf",
-                "file_data": f"data:application/pdf;base64,{source.get('data') or ''}",
+                "filename": _text(block.get("title"), "messages[].content[].title") or "document.pdf",
+                "file_data": f"data:application/pdf;base64,{data}",
             },
         }
     if source.get("type") == "text" and source.get("data"):
-        return {"type": "text", "text": source["data"]}
+        return {"type": "text", "text": _text(source["data"], "messages[].content[].source.data")}
     if source.get("type") == "content":
-        texts = [b.get("text") for b in source.get("content") or () if isinstance(b, dict) and b.get("text")]
+        blocks = _list(source.get("content"), "messages[].content[].source.content")
+        texts = [
+            _text(b.get("text"), "messages[].content[].source.content[].text")
+            for b in blocks
+            if isinstance(b, dict)
+        ]
+        texts = [text for text in texts if text]
         return {"type": "text", "text": "\n".join(texts)} if texts else None
     return None
 
@@ -312,7 +391,7 @@ def _openai_document(block: dict[str, Any]) -> dict[str, Any] | None:
 def _openai_part(block: dict[str, Any]) -> dict[str, Any] | None:
     kind = block.get("type")
     if kind == "text":
-        return {"type": "text", "text": block.get("text") or ""}
+        return {"type": "text", "text": _text(block.get("text"), "messages[].content[].text")}
     if kind == "image":
         return _openai_image(_mapping(block.get("source")))
     if kind == "document":
@@ -331,20 +410,21 @@ def _openai_user_messages(content: Any) -> list[dict[str, Any]]:
     """One Anthropic user turn as OpenAI messages: a tool message per tool_result first (they
     must directly follow the assistant's tool calls), then one user message with the rest.
     Images inside tool results (OpenAI tool messages carry text only) join that user message."""
+    content = _content(content, "messages[].content")
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tools: list[dict[str, Any]] = []
     from_tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for block in content if isinstance(content, list) else ():
+    for block in content:
         if not isinstance(block, dict):
             continue
         if block.get("type") == "tool_result":
-            result = block.get("content")
+            result = _content(block.get("content"), "messages[].content[].content")
             if isinstance(result, str):
                 text: str | list[dict[str, Any]] = result
             else:
-                inner = [p for b in result or () if isinstance(b, dict) and (p := _openai_part(b))]
+                inner = [p for b in result if isinstance(b, dict) and (p := _openai_part(b))]
                 texts = [p for p in inner if p["type"] == "text"]
                 from_tools.extend(p for p in inner if p["type"] != "text")
                 text = texts[0]["text"] if len(texts) == 1 else (texts or "")
@@ -358,15 +438,16 @@ def _openai_user_messages(content: Any) -> list[dict[str, Any]]:
 
 
 def _openai_assistant_message(content: Any) -> dict[str, Any] | None:
+    content = _content(content, "messages[].content")
     if isinstance(content, str):
         return {"role": "assistant", "content": content} if content else None
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in content if isinstance(content, list) else ():
+    for block in content:
         if not isinstance(block, dict):
             continue
         if block.get("type") == "text":
-            texts.append(block.get("text") or "")
+            texts.append(_text(block.get("text"), "messages[].content[].text"))
         elif block.get("type") == "tool_use":
             calls.append(openai_tool_call(block, len(calls)))
     text = "".join(texts)
@@ -379,24 +460,25 @@ def _openai_assistant_message(content: Any) -> dict[str, Any] | None:
 
 
 def _openai_system(system: Any) -> dict[str, Any] | None:
+    system = _content(system, "system")
     if isinstance(system, str):
         return {"role": "system", "content": system} if system else None
-    blocks = system if isinstance(system, list) else ()
-    parts = [
-        {"type": "text", "text": b["text"]}
-        for b in blocks
-        if isinstance(b, dict) and b.get("type") == "text" and b.get("text")
+    texts = [
+        _text(b.get("text"), "system[].text")
+        for b in system
+        if isinstance(b, dict) and b.get("type") == "text"
     ]
+    parts = [{"type": "text", "text": text} for text in texts if text]
     if not parts:
         return None
     return {"role": "system", "content": parts[0]["text"] if len(parts) == 1 else parts}
 
 
 def _openai_tool_choice(choice: dict[str, Any]) -> Any:
-    kind = choice.get("type")
+    kind = _text(choice.get("type"), "tool_choice.type")
     if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name") or ""}}
-    return {"any": "required", "none": "none"}.get(kind or "", "auto")
+        return {"type": "function", "function": {"name": _text(choice.get("name"), "tool_choice.name")}}
+    return {"any": "required", "none": "none"}.get(kind, "auto")
 
 
 def anthropic_to_openai_request(body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -423,7 +505,7 @@ def anthropic_to_openai_request(body: dict[str, Any], model: str) -> dict[str, A
     messages: list[dict[str, Any]] = []
     if system := _openai_system(body.get("system")):
         messages.append(system)
-    for turn in body.get("messages") or ():
+    for turn in _list(body.get("messages"), "messages"):
         if not isinstance(turn, dict):
             continue
         if turn.get("role") == "assistant":
@@ -437,19 +519,20 @@ def anthropic_to_openai_request(body: dict[str, Any], model: str) -> dict[str, A
     for name in ("temperature", "top_p"):
         if isinstance(body.get(name), int | float):
             result[name] = body[name]
-    stop = [s for s in body.get("stop_sequences") or () if isinstance(s, str) and s]
+    stop = [s for s in _list(body.get("stop_sequences"), "stop_sequences") if isinstance(s, str) and s]
     if stop:
         result["stop"] = stop[:OPENAI_MAX_STOP]
     tools = []
-    for tool in body.get("tools") or ():
+    for tool in _list(body.get("tools"), "tools"):
         if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
             continue
         function: dict[str, Any] = {
-            "name": tool.get("name") or "",
+            "name": _text(tool.get("name"), "tools[].name"),
             "parameters": tool.get("input_schema") or dict(_EMPTY_SCHEMA),
         }
-        if tool.get("description"):
-            function["description"] = tool["description"]
+        description = _text(tool.get("description"), "tools[].description")
+        if description:
+            function["description"] = description
         if tool.get("strict") is True:
             function["strict"] = True
         tools.append({"type": "function", "function": function})
