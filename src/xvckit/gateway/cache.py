@@ -2,10 +2,10 @@
 an upstream call (issue 4). The gateway decides when a request may use it (`x-xvckit-cache: on`,
 per key, per model); this module keys, stores and replays.
 
-Keys (`cache_key`): SHA-256 over the endpoint, the upstream model id, an optional scope (e.g.
-the team, when answers must not be shared across teams), the request headers that change an
-answer (`KEY_HEADERS`: `anthropic-beta`, `anthropic-version`, `openai-beta`) and the payload,
-normalized:
+Keys (`cache_key`): SHA-256 over the endpoint, the upstream model id, a scope (the gateway
+gives the caller's team, else its key, else the master key's own: a hit must never tell one
+caller what another asked), the request headers that change an answer (`KEY_HEADERS`:
+`anthropic-beta`, `anthropic-version`, `openai-beta`) and the payload, normalized:
 
 - top-level keys sorted; nested values kept as sent (in a JSON schema the order of the
   properties is the order the model writes them, so it can change the answer);
@@ -142,7 +142,8 @@ def cache_key(
 
     `endpoint` names the API (the gateway's endpoint name, e.g. "chat" or "messages"), `model`
     the upstream model id, `headers` the request's headers (lower-case names, as the proxy's
-    header dict has them), `scope` who may share the entry ("" for everyone)."""
+    header dict has them), `scope` who may share the entry ("" for everyone; the proxy passes
+    the caller's team or key)."""
     headers = headers or {}
     variant = [headers.get(name, b"").decode("latin-1") for name in KEY_HEADERS]
     digest = hashlib.sha256(orjson.dumps([_KEY_VERSION, endpoint, model, scope, variant]))
