@@ -45,6 +45,10 @@ BAD_BODIES = [
     ("/teams", '{"name": "t\\u0000"}', "team name"),
     ("/keys", '{"name": "a", "team": "blue\\u0000"}', "no team"),
     ("/keys", '{"name": "line\\nbreak"}', "key name"),
+    ("/keys", '{"name": "a", "team": "\\ud800"}', "no team"),
+    ("/keys", '{"name": "a", "models": ["\\ud800"]}', "models"),
+    ("/teams", '{"name": "t", "models": ["gpt-4o", "\\u0000"]}', "models"),
+    ("/keys", '{"name": "a", "models": [""]}', "models"),
 ]
 BAD_QUERIES = [
     (f"/audit?limit={BIG}", "limit"),

@@ -173,14 +173,15 @@ def check_name(name: str, kind: str) -> str:
     if not 1 <= len(name) <= 200:
         raise UserError(f"{kind} name must have 1 to 200 characters")
     if not _printable(name):
-        raise UserError(f"{kind} name must not contain control characters")
+        raise UserError(f"{kind} name must not contain control characters or lone surrogates")
     if name.lower().startswith(_ID_PREFIXES):
         raise UserError(f"{kind} name {name!r} looks like an id (key_..., team_...); choose another")
     return name
 
 
 def _printable(text: str) -> bool:
-    return not any(unicodedata.category(c) == "Cc" for c in text)
+    """No control character, and no lone surrogate (which no database can store)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 def validate_limits(limits: Limits) -> Limits:
@@ -193,6 +194,8 @@ def validate_limits(limits: Limits) -> Limits:
         value = getattr(limits, name)
         if value is not None and not 0 < value <= MAX_INT:
             raise UserError(f"{name} must be a whole number from 1 to {MAX_INT}")
+    if not all(1 <= len(model) <= 200 and _printable(model) for model in limits.models or ()):
+        raise UserError("models must each have 1 to 200 characters and no control characters")
     return limits
 
 
