@@ -112,6 +112,9 @@ def test_cli_refuses_what_the_store_cannot_hold(cli):
         (("teams", "create", "t", "--budget", "inf"), "budget must be a finite amount"),
         (("usage", "--since", "99999999999999d"), "--since"),
         (("usage", "--since", "9" * 400 + "d"), "--since"),
+        (("usage", "--key", "\udcff"), "--key"),  # a byte that is not UTF-8 in argv
+        (("keys", "create", "--name", "\udcff"), "key name"),
+        (("keys", "create", "--name", "a", "--models", "gpt-4o,\udcff"), "models"),
     ]:
         result = cli(*args)
         assert isinstance(result.exception, UserError) and message in str(result.exception), args

@@ -57,6 +57,9 @@ def usage(
     end = _time("--until", until, now)
     if start is not None and end is not None and end <= start:
         raise UserError(f"--until ({until}) is not after --since ({since})")
+    for option, value in (("--key", key), ("--team", team)):
+        if value is not None and not value.isprintable():  # an id never is; a database could not hold it
+            raise UserError(f"{option}: {value!r} is not an id")
     _config, store = stores.open_store(config)
     try:
         rows = usage_report(store, by.value if by else None, start, end, key_id=key, team_id=team)
