@@ -6,7 +6,9 @@ This server joins the head in one go and writes head and body with one call, run
 request as one task, and does little else. It speaks the part of ASGI 3 that HTTP/1.1 apps
 use: the http and lifespan scopes, request bodies with flow control, fixed-length and
 chunked responses, `http.disconnect`, keep-alive and pipelining, `Expect: 100-continue`,
-and a graceful stop that lets in-flight requests finish.
+and a graceful stop that lets in-flight requests finish. Slow clients cannot hold it: a
+request head and body must arrive in time (408), and one address may keep only so many
+connections open (503).
 """
 
 from __future__ import annotations
