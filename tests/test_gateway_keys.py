@@ -122,7 +122,7 @@ def test_models_outside_the_keys_list(gw):
 
 
 def test_expired_revoked_unknown_and_malformed_keys(gw):
-    _, expired = new_key(gw, expires_at=time.time() - 1)
+    _, expired = new_key(gw, name="expired", expires_at=time.time() - 1)
     with pytest.raises(openai.AuthenticationError, match="expired at"):
         client(gw, expired).chat.completions.create(model="gpt-4o-mini", messages=HI)
     key, raw = new_key(gw)
