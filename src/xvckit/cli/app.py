@@ -10,8 +10,8 @@ from xvckit import __version__
 from xvckit.cli import (
     audit_cmd,
     config_cmd,
-    db_cmd,
     context_cmd,
+    db_cmd,
     doctor_cmd,
     gateway_cmd,
     keys_cmd,

@@ -162,7 +162,10 @@ class CacheSettings(Strict):
 class Redis(Strict):
     url: str = Field(description="redis://host:port/db; shares pacing state between gateway replicas")
     replicas: int = Field(
-        1, ge=1, le=1000, description="gateways sharing it: while it is away, each holds 1/replicas of every limit"
+        1,
+        ge=1,
+        le=1000,
+        description="gateways sharing it: while it is away, each holds 1/replicas of every limit",
     )
 
 
