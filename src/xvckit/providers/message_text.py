@@ -52,7 +52,8 @@ def message_parts(message: dict, parts: list[str]) -> int:
     name = message.get("name")
     if isinstance(name, str):
         parts.append(name)
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             parts.append(str(function.get("name", "")))

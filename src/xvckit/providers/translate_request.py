@@ -76,6 +76,13 @@ def _text(value: Any, field: str) -> str:
     raise _wrong(field, "a string", value)
 
 
+def _flag(value: Any, field: str) -> bool:
+    """A boolean field; absent or null is false."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    raise _wrong(field, "a boolean", value)
+
+
 def _content(value: Any, field: str) -> str | list[Any]:
     """Message content: a string or a list of parts (blocks); absent or null is empty."""
     if value is None:
@@ -333,7 +340,7 @@ def openai_to_anthropic_request(body: dict[str, Any], model: str) -> dict[str, A
     stop = [stop] if isinstance(stop, str) else stop
     if isinstance(stop, list) and (sequences := [s for s in stop if isinstance(s, str) and s]):
         result["stop_sequences"] = sequences
-    if body.get("stream"):
+    if _flag(body.get("stream"), "stream"):
         result["stream"] = True
     user = body.get("user") or body.get("safety_identifier")
     if isinstance(user, str) and user:
@@ -543,7 +550,7 @@ def anthropic_to_openai_request(body: dict[str, Any], model: str) -> dict[str, A
             result["tool_choice"] = _openai_tool_choice(choice)
             if choice.get("disable_parallel_tool_use") is True:
                 result["parallel_tool_calls"] = False
-    if body.get("stream"):
+    if _flag(body.get("stream"), "stream"):
         result["stream"] = True
         result["stream_options"] = {"include_usage": True}
     user = _mapping(body.get("metadata")).get("user_id")
