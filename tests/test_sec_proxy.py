@@ -7,6 +7,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -20,7 +21,10 @@ from test_gateway_e2e import HI, sim_providers
 from test_gateway_errors import _anthropic_error, _openai_error
 from test_gateway_keys import flush_ledger, new_key
 from xvckit.asgi import JSON, read_body
+from xvckit.gateway import app as gateway_app
 from xvckit.gateway import crossing
+from xvckit.gateway.admission_redis import RedisAdmission
+from xvckit.gateway.pacing_redis import RedisPacer
 from xvckit.gateway.token_estimate import count_text
 from xvckit.store.keys import Limits
 from xvckit.store.ledger import ledger_records
@@ -242,6 +246,28 @@ async def test_concurrent_requests_stay_within_the_budget(gw):
     assert budget_left(gw, key.id) >= 0
 
 
+def test_the_cap_holds_with_admission_shared_through_redis(
+    sim, make_gateway, store_url, redis_url, redis_prefix, monkeypatch
+):
+    """Replicas share budgets through Redis (hole 16): its refusal says what is left the same way."""
+    gw = gateway(
+        make_gateway, sim, store_url, redis=shared_through_redis(monkeypatch, redis_url, redis_prefix)
+    )
+    assert isinstance(gw.gateway.admission, RedisAdmission)
+    _, raw = new_key(gw, limits=Limits(budget_usd=0.3, budget_period="day"))
+    r = post(
+        gw,
+        "/v1/chat/completions",
+        {"model": "gpt-4o-mini", "messages": HI},
+        raw,
+        **{"x-sim-output-tokens": "900"},
+    )
+    assert r.status_code == 200 and 298 <= int(r.headers["x-xvckit-max-tokens-capped"]) <= 300
+    r = post(gw, "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": HI}, raw)
+    assert r.status_code == 429
+    assert sum(x.cost_usd for x in rows(gw)) <= 0.3
+
+
 def test_a_team_budget_caps_too_and_the_key_without_one_is_not_capped(gw):
     from xvckit.store import keys
 
@@ -256,11 +282,27 @@ def test_a_team_budget_caps_too_and_the_key_without_one_is_not_capped(gw):
 # --- hole 7: a request no lane can fit is refused at once ------------------------------------
 
 
+def shared_through_redis(monkeypatch, redis_url: str, prefix: str) -> dict:
+    """The `redis` settings of gateways sharing admission and pacing there, under `prefix`."""
+    monkeypatch.setattr(gateway_app, "RedisAdmission", functools.partial(RedisAdmission, prefix=prefix))
+    monkeypatch.setattr(gateway_app, "RedisPacer", functools.partial(RedisPacer, prefix=f"{prefix}pace:"))
+    return {"url": redis_url}
+
+
 def test_a_request_larger_than_the_lanes_limit_is_refused_at_once_and_blocks_no_one(sim, make_gateway):
+    refused_at_once(sim, make_gateway)
+
+
+def test_the_same_when_replicas_pace_through_redis(sim, make_gateway, redis_url, redis_prefix, monkeypatch):
+    refused_at_once(sim, make_gateway, redis=shared_through_redis(monkeypatch, redis_url, redis_prefix))
+
+
+def refused_at_once(sim, make_gateway, **extra) -> None:
     config = {
         **sim_providers(sim),
         "models": [{"name": "gpt-4.1", "provider": "sim-oa", "tpm": 450_000}],
         "gateway": {"queue_timeout_s": 120},
+        **extra,
     }
     gw = make_gateway(config)
     r = post(gw, "/v1/chat/completions", {"model": "gpt-4.1", "messages": HI, "max_tokens": 50_000})
