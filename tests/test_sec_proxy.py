@@ -355,6 +355,15 @@ def test_a_model_name_with_control_characters_is_refused_and_the_log_escapes_nam
     assert "model='claude-x status=200'" in lines[2]
 
 
+def test_a_model_name_longer_than_any_real_one_is_refused(gw):
+    """Client-chosen names become routing-cache keys, pacing lanes and a response header."""
+    longest = "claude-" + "x" * 249  # 256 characters: a glob route takes it
+    r = post(gw, "/v1/messages", {"model": longest, "max_tokens": 5, "messages": HI})
+    assert r.status_code == 200
+    r = post(gw, "/v1/messages", {"model": longest + "x", "max_tokens": 5, "messages": HI})
+    assert r.status_code == 400 and "longer than 256 characters" in _anthropic_error(r)["message"]
+
+
 def test_a_failed_authentication_is_logged_as_anonymous(gw, access_log):
     r = post(gw, "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": HI}, key="xvc-wrong")
     assert r.status_code == 401

@@ -48,6 +48,7 @@ _RETRYABLE = frozenset({408, 409, 429})
 # orjson encodes JSON at most this deep, and the gateway encodes a request again (the cache
 # key, a changed body, a translation): a deeper one is refused as it arrives.
 MAX_DEPTH = 254
+MAX_MODEL_CHARS = 256
 # The first bytes of a stream kept to count its output when it ends without its usage.
 STREAM_SAMPLE_BYTES = 64 << 10
 # Upstream answers the gateway reads may hold anything: reading one that is malformed raises
@@ -785,7 +786,7 @@ def _parse_object(body: bytes) -> dict:
         raise GatewayError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(payload, dict):
         raise GatewayError(400, "the request body must be a JSON object", "invalid_json")
-    if len(body) > 2 * MAX_DEPTH + 1:  # a shorter body cannot nest deeper (two brackets a level)
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:  # fewer brackets cannot nest deeper
         try:
             orjson.dumps(payload)
         except orjson.JSONEncodeError:
@@ -799,10 +800,15 @@ def _model_name(payload: dict) -> object:
     """The model the request names; one with control characters (a newline would forge a line
     of the access log) is refused."""
     model = payload.get("model")
-    if type(model) is str and not model.isprintable():
-        raise GatewayError(
-            400, "the model name holds control or other unprintable characters", "invalid_model"
-        )
+    if type(model) is str:
+        if len(model) > MAX_MODEL_CHARS:  # it becomes a routing-cache key, a lane and a header
+            raise GatewayError(
+                400, f"the model name is longer than {MAX_MODEL_CHARS} characters", "invalid_model"
+            )
+        if not model.isprintable():
+            raise GatewayError(
+                400, "the model name holds control or other unprintable characters", "invalid_model"
+            )
     return model
 
 
