@@ -99,13 +99,14 @@ def store_url(request, tmp_path) -> str:
         require_service("PostgreSQL", url.removeprefix("unavailable: "))
     import sqlalchemy as sa
 
-    from xvckit.store import engine_for
+    from xvckit.store import audit, engine_for
 
     engine = engine_for(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA public CASCADE"))
         conn.execute(sa.text("CREATE SCHEMA public"))
     engine.dispose()
+    audit.seen_head_path(url).unlink(missing_ok=True)  # a store recreated on purpose
     return url
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import MASTER_KEY
 from xvckit.cli import app
+from xvckit.store import audit
 
 
 @pytest.fixture
@@ -21,8 +22,14 @@ def gw(make_gateway, store_url):
 
 
 @pytest.fixture
-def admin(gw):
-    client = httpx.Client(base_url=f"{gw.url}/admin", headers={"authorization": f"Bearer {MASTER_KEY}"})
+def master(gw):
+    """The admin API under the master key, on a store with nothing in it yet."""
+    return httpx.Client(base_url=f"{gw.url}/admin", headers={"authorization": f"Bearer {MASTER_KEY}"})
+
+
+@pytest.fixture
+def admin(master):
+    client = master
     assert client.post("/teams", json={"name": "blue"}).status_code == 201
     for name in ("a", "b", "c", "d"):
         assert client.post("/keys", json={"name": name, "team": "blue"}).status_code == 201
@@ -112,3 +119,60 @@ def test_a_process_with_another_secret_key_cannot_vouch_for_the_head(gw, admin, 
     fails(admin, cli, "head record not signed")
     signed = cli("audit", "verify", "--sign-head")  # its holder knows what happened, and vouches
     assert signed.exit_code == 0 and signed.stdout.startswith("ok: ")
+
+
+def config_loads(gw, count: int) -> list[str]:
+    """`count` gateway starts (each writes `config.load`); the head after each."""
+    heads = []
+    for _ in range(count):
+        audit.append(gw.gateway.store, "gateway", "config.load", "xvckit.yaml", {})
+        heads.append(head(gw))
+    return heads
+
+
+def test_an_emptied_trail_of_config_loads_fails_verify(gw, master, cli):
+    config_loads(gw, 3)
+    assert master.get("/audit/verify").json()["ok"] is True  # only config.load: the store is "pristine"
+    sql(gw, "DELETE FROM audit_log")
+    sql(gw, "DELETE FROM xvckit_meta WHERE key = 'audit_head'")
+    fails(master, cli, "the trail is shorter than this machine has seen: entry #3 is gone")
+    config_loads(gw, 1)  # the next start does not sign over the cut
+    fails(master, cli, "head record not signed")
+
+
+def test_a_head_rolled_back_to_an_older_validly_signed_one_fails_verify(gw, master, cli, store_url):
+    older = config_loads(gw, 3)[0]
+    sql(gw, "DELETE FROM audit_log WHERE id > 1")
+    sql(gw, "UPDATE xvckit_meta SET value = :v WHERE key = 'audit_head'", v=older)
+    fails(master, cli, "entry #3 is gone")
+    # emptied, and a new trail signed in its place by a replica on another machine (no record)
+    sql(gw, "DELETE FROM audit_log")
+    sql(gw, "DELETE FROM xvckit_meta WHERE key = 'audit_head'")
+    seen = audit.seen_head_path(store_url)
+    record = seen.read_text()
+    seen.unlink()
+    config_loads(gw, 3)
+    seen.write_text(record)
+    fails(master, cli, "entry #3 is not the one this machine has seen")
+
+
+def test_a_fresh_store_verifies_and_records_its_head_0600(gw, master, cli, store_url):
+    seen = audit.seen_head_path(store_url)
+    assert not seen.exists()
+    assert master.get("/audit/verify").json() == {
+        "ok": True, "checked": 0, "head_id": None, "broken_id": None, "reason": None
+    }  # fmt: skip
+    assert cli("audit", "verify").exit_code == 0
+    last = config_loads(gw, 2)[-1]
+    assert seen.read_text().strip() == last and seen.stat().st_mode & 0o777 == 0o600
+
+
+def test_another_machine_without_the_record_verifies_an_intact_trail(gw, master, cli, store_url):
+    config_loads(gw, 3)
+    seen = audit.seen_head_path(store_url)
+    seen.unlink()
+    assert master.get("/audit/verify").json()["ok"] is True
+    result = cli("audit", "verify")
+    assert result.exit_code == 0 and result.stdout.startswith("ok: 3 entries checked")
+    seen.write_text(f"3:{'0' * 64}:{'0' * 64}\n")  # a record this key did not sign counts for nothing
+    assert master.get("/audit/verify").json()["ok"] is True

@@ -18,6 +18,13 @@ for is never signed by it (appending would launder a cut): the trail goes on, it
 unsigned, and `verify` says so until someone holding the key checks and signs it
 (`sign_head`, recorded in the trail).
 
+Nothing in the database can prove that a trail which is now empty once had entries, so each
+machine also keeps the newest head it signed in a file beside the key (`seen_head_path`): an
+emptied trail, a head moved back before it, or another entry under its id fails `verify`
+there, and is never signed over. The file is per machine (replicas elsewhere keep their own;
+a new machine has none and checks nothing more); delete it only when the store was recreated
+on purpose.
+
 Vocabulary (free-form, but keep to it):
 
 - actors: `admin` (the master key over the admin API), `key:<key id>` (a virtual key acting
@@ -43,10 +50,11 @@ import hmac
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -63,6 +71,7 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
 _PG_LOCK_ID = 0x78766B6175646974  # "xvkaudit": the advisory lock that serialises appends
 _HEAD = re.compile(r"(\d+):([0-9a-f]{64})(?::([0-9a-f]{64}))?")  # id:hash[:hmac]
 _SIGNING = "xvckit.audit.signing"  # in a transaction's conn.info: the key for its heads, or None
+_SIGNED = "xvckit.audit.signed"  # in a transaction's conn.info: the last head it signed
 _MADE_WITH_AN_ENTRY = ("teams", "api_keys", "secrets")  # tables only ever written with an entry
 
 audit_log = sa.Table(
@@ -149,6 +158,15 @@ def head_key(store) -> bytes:
     return SecretBox.for_store(store).derive("audit-head")
 
 
+def seen_head_path(store_url: str) -> Path:
+    """This machine's record of the newest head it signed for the store: beside the key file,
+    one per store (PostgreSQL stores share the data dir)."""
+    from xvckit.store.secrets import key_dir
+
+    name = hashlib.sha256(store_url.encode()).hexdigest()[:16]
+    return key_dir(store_url).expanduser() / f"audit-{name}.head"
+
+
 # --- writing --------------------------------------------------------------------------------------
 
 
@@ -177,25 +195,31 @@ def transaction(store) -> Iterator[Connection]:
     before it writes (a name still free?) is still true when it commits.
     """
     key = head_key(store)
+    seen_path = seen_head_path(store.url)
     with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
         try:
-            conn.info[_SIGNING] = _signing_key(conn, key)
+            conn.info[_SIGNING] = _signing_key(conn, key, seen_path)
             yield conn
         except BaseException:
             conn.rollback()
             raise
         finally:
             conn.info.pop(_SIGNING, None)
+            signed = conn.info.pop(_SIGNED, None)
         conn.commit()
+    if signed is not None:
+        _record_seen(seen_path, key, signed)
 
 
-def _signing_key(conn: Connection, key: bytes) -> bytes | None:
+def _signing_key(conn: Connection, key: bytes, seen_path: Path) -> bytes | None:
     """The key to sign this transaction's heads with, or None when the head it extends is one
     this process cannot vouch for (signing it would launder a cut)."""
+    if _behind_seen(conn, key, seen_path):
+        return None
     head = _read_head(conn)
     if head is None:
         return key if _pristine(conn) else None
@@ -250,6 +274,8 @@ def append_in(
         )
     )
     _write_head(conn, entry_id, digest, conn.info[_SIGNING])
+    if conn.info[_SIGNING]:
+        conn.info[_SIGNED] = _Head(entry_id, digest, _mac(conn.info[_SIGNING], entry_id, digest))
     detail_out = json.loads(detail_json)
     return AuditEntry(entry_id, _parse_ts(ts), actor, action, target, detail_out, prev_hash, digest)
 
@@ -388,7 +414,9 @@ def verify(store, *, batch: int = 5000) -> VerifyResult:
     with store.engine.connect() as conn:
         _begin_snapshot(conn)
         try:
-            return _walk(conn, _read_head(conn, strict=False), key, batch)
+            walked = _walk(conn, _read_head(conn, strict=False), key, batch)
+            behind = walked.ok and _behind_seen(conn, key, seen_head_path(store.url))
+            return VerifyResult(False, walked.checked, walked.head_id, *behind) if behind else walked
         finally:
             conn.rollback()
 
@@ -464,6 +492,48 @@ _WITHOUT_KEY = (
 )
 _UNSIGNED = f"head record not signed, {_WITHOUT_KEY}"
 _MISSIGNED = f"head record's signature does not match, {_WITHOUT_KEY}"
+
+
+def _behind_seen(conn: Connection, key: bytes, path: Path) -> tuple[int, str] | None:
+    """(entry id, why) when the trail lacks or differs at the newest head this machine signed;
+    None when it holds it, or there is no such record (a new machine) or it is not ours."""
+    seen = _read_seen(path)
+    if seen is None or not seen.signed_with(key):
+        return None
+    digest = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.id == seen.id)).scalar()
+    seen_in = f"(seen in {path})"
+    if digest is None:
+        return seen.id, f"the trail is shorter than this machine has seen: entry #{seen.id} is gone {seen_in}"
+    if digest != seen.hash:
+        return seen.id, f"entry #{seen.id} is not the one this machine has seen: its hash differs {seen_in}"
+    return None
+
+
+def _read_seen(path: Path) -> _Head | None:
+    try:
+        match = _HEAD.fullmatch(path.read_text().strip())
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _Head(int(match[1]), match[2], match[3]) if match else None
+
+
+def _record_seen(path: Path, key: bytes, head: _Head) -> None:
+    """Move this machine's record forward to `head` (0600, atomically: temp file and rename);
+    best effort, as the record only adds a check."""
+    seen = _read_seen(path)
+    if seen is not None and seen.signed_with(key) and seen.id >= head.id:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{head.id}:{head.hash}:{head.mac}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _pages(conn: Connection, batch: int) -> Iterator[list[Any]]:
