@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import yaml
 
 from servers import BackgroundServer
 from xvckit.config import from_mapping
@@ -64,6 +65,22 @@ def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
             return server
 
         yield start
+
+
+@pytest.fixture
+def cli(tmp_path, store_url):
+    """`xvckit ARGS` on the test's store, as a user runs it (its Result: exit code, output)."""
+    from typer.testing import CliRunner
+
+    from xvckit.cli import app
+
+    config = tmp_path / "xvckit.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"url": store_url}}))
+
+    def run(*args: str):
+        return CliRunner().invoke(app, [*args, "--config", str(config)])
+
+    return run
 
 
 @pytest.fixture(scope="session")

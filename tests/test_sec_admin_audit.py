@@ -8,11 +8,8 @@ from __future__ import annotations
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
-from typer.testing import CliRunner
 
 from conftest import MASTER_KEY
-from xvckit.cli import app
 from xvckit.store import audit
 
 
@@ -35,17 +32,6 @@ def admin(master):
         assert client.post("/keys", json={"name": name, "team": "blue"}).status_code == 201
     assert client.get("/audit/verify").json()["ok"] is True
     return client
-
-
-@pytest.fixture
-def cli(tmp_path, store_url):
-    config = tmp_path / "xvckit.yaml"
-    config.write_text(yaml.safe_dump({"storage": {"url": store_url}}))
-
-    def run(*args: str):
-        return CliRunner().invoke(app, [*args, "--config", str(config)])
-
-    return run
 
 
 def sql(gw, statement: str, **params) -> None:

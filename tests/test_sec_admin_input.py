@@ -7,11 +7,8 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-import yaml
-from typer.testing import CliRunner
 
 from conftest import MASTER_KEY
-from xvckit.cli import app
 from xvckit.errors import UserError
 
 BIG = str(10**34)
@@ -89,17 +86,6 @@ def test_bounds_still_take_the_largest_good_values(admin):
     assert admin.get("/keys").json()[0]["rpm"] == 2**31 - 1
     assert admin.get("/audit?limit=1000").status_code == 200
     assert admin.get("/usage?since=0&until=253402300000").status_code == 200
-
-
-@pytest.fixture
-def cli(tmp_path, store_url):
-    config = tmp_path / "xvckit.yaml"
-    config.write_text(yaml.safe_dump({"storage": {"url": store_url}}))
-
-    def run(*args: str):
-        return CliRunner().invoke(app, [*args, "--config", str(config)])
-
-    return run
 
 
 def test_cli_refuses_what_the_store_cannot_hold(cli):
