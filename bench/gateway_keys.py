@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def make_keys(gateway: Service, count: int) -> list[str]:
     """Create the team and keys in the gateway's store (it picks them up within a second)."""
     store = Store.open(f"sqlite:///{gateway.log_path.parent / gateway.name / 'xvckit.db'}")
-    create_team(store, "bench", Limits(budget_usd=1e6, budget_period="month", rpm=10**7, tpm=10**10), "bench")
+    create_team(
+        store, "bench", Limits(budget_usd=1e6, budget_period="month", rpm=10**7, tpm=2**31 - 1), "bench"
+    )
     limits = Limits(rpm=10**6, tpm=10**9, budget_usd=1e4, budget_period="day")
     raws = [create_key(store, f"k{i}", "bench", team="bench", limits=limits)[1] for i in range(count)]
     store.close()
