@@ -56,18 +56,18 @@ from xvckit.gateway.admission import (
     period_bounds,
 )
 from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.pacing_redis import SERVER_NOW_LUA
 from xvckit.gateway.shared_state import ERRORS, RedisLink
 from xvckit.store.keys import Limits
 
 log = logging.getLogger("xvckit.gateway.admission")
 
-_COMMON = """
+_COMMON = (
+    SERVER_NOW_LUA
+    + """
 local function weight(member) return tonumber(string.match(member, '|([^|]+)$')) end
-local function server_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 """
+)
 
 # KEYS: window, reservations, sums, period's spend of each scope (4 each). ARGV: member id,
 # tokens, USD, window ms, lease ms, key lifetime ms; per scope: rpm, tpm (0: none), budget (-1:

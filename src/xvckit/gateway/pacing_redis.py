@@ -58,16 +58,23 @@ log = logging.getLogger("xvckit.gateway.pacing")
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
-_WEIGHTS = """
-local function weights(member)
-  local r, k = string.match(member, '|(%d+)|(%d+)$')
-  return tonumber(r), tonumber(k)
-end
+# Redis's own clock in milliseconds: replicas' clocks may disagree, the server's is one.
+SERVER_NOW_LUA = """
 local function server_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 """
+
+_WEIGHTS = (
+    SERVER_NOW_LUA
+    + """
+local function weights(member)
+  local r, k = string.match(member, '|(%d+)|(%d+)$')
+  return tonumber(r), tonumber(k)
+end
+"""
+)
 
 # KEYS: window, sums, cooldown. ARGV: mode ('reserve' | 'peek'), span_ms, rpm, tpm (0: none),
 # member id, tokens of this call, requests needed (position, this call included), tokens needed.
