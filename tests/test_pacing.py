@@ -7,6 +7,7 @@ waiting: a minute of traffic takes milliseconds and the same run gives the same 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import math
 import random
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xvckit.gateway.pacing import (
+    WINDOW_S,
     Lane,
     LaneDisabled,
     NeverFits,
@@ -80,18 +82,23 @@ def run_virtual(make: Coroutine):
 
 
 def virtual_pacer(**kwargs) -> Pacer:
+    """A pacer in virtual time; unless told otherwise, for a provider known to enforce its
+    limits over the whole minute (the short-window tests learn it: `enforced_over_s=None`)."""
     loop = asyncio.get_running_loop()
+    kwargs.setdefault("enforced_over_s", WINDOW_S)
     return Pacer(clock=loop.time, **kwargs)
 
 
 def max_in_window(times: list[float], window: float = 60.0, weights: list[int] | None = None) -> int:
-    """The most (requests, or weight) any half-open window (t - window, t] holds."""
+    """The most (requests, or weight) any half-open window (t - window, t] holds (an entry
+    leaves when `stamp + window <= t`, as the pacer computes it: `t - window` can round the
+    other way by one unit in the last place)."""
     order = sorted(range(len(times)), key=times.__getitem__)
     weights = weights or [1] * len(times)
     most = total = start = 0
     for end in range(len(order)):
         total += weights[order[end]]
-        while times[order[start]] <= times[order[end]] - window:
+        while times[order[start]] + window <= times[order[end]]:
             total -= weights[order[start]]
             start += 1
         most = max(most, total)
@@ -115,16 +122,20 @@ async def paced_load(
     tokens: int = 10,
     actual_tokens: int | None = None,
     seed: int = 1,
+    provider_window: float = 60.0,
+    enforced_over_s: float | None = WINDOW_S,
 ) -> dict:
     """Clients on `connections` connections send `requests` calls through the pacer to a provider
     enforcing its limits with the simulator's limiter; each call reaches the provider after a
     random dispatch delay of up to `jitter` s and takes `latency` s. The pacer learns from the
-    headers the provider sends back. Calls refused upstream are retried (as the gateway will)."""
+    headers the provider sends back. Calls refused upstream are retried (as the gateway will).
+    `provider_window`: the window the provider enforces its per-minute limits over;
+    `enforced_over_s`: what the pacer is told of it (None: it learns)."""
     loop = asyncio.get_running_loop()
-    pacer = virtual_pacer(guard_s=guard_s)
+    pacer = virtual_pacer(guard_s=guard_s, enforced_over_s=enforced_over_s)
     if rpm or tpm:
         pacer.configure(LANE, rpm, tpm)
-    provider = Limiter(provider_rpm, provider_tpm, clock=loop.time)
+    provider = Limiter(provider_rpm, provider_tpm, clock=loop.time, window_s=provider_window)
     rng = random.Random(seed)
     arrivals: list[float] = []
     arrival_tokens: list[int] = []
@@ -163,6 +174,7 @@ async def paced_load(
         "max_in_window": max_in_window(arrivals),
         "max_tokens_in_window": max_in_window(arrivals, weights=arrival_tokens),
         "calls": len(arrivals) + refused,
+        "enforced_over_s": pacer.snapshot()[0]["enforced_over_s"],
     }
 
 
@@ -185,6 +197,68 @@ def test_benchmark_case_no_429_and_makespan_near_ideal():
     assert result["makespan"] <= 1.10 * ideal
     # against the even-spacing (GCRA, no burst) schedule, which needs about 120 s
     assert result["makespan"] < 0.6 * (599 * 60 / 300)
+
+
+def ideal_under_window(requests: int, connections: int, rpm: int, latency: float, window: float) -> float:
+    """The least any client can take when the provider allows rpm * window / 60 calls in any
+    `window` seconds: each call starts as soon as a connection is free and the window has room."""
+    share = max(1, int(rpm * window / 60))
+    free = [0.0] * connections
+    starts: list[float] = []
+    for index in range(requests):
+        start = heapq.heappop(free)
+        if index >= share:
+            start = max(start, starts[index - share] + window)
+        starts.append(start)
+        heapq.heappush(free, start + latency)
+    return max(starts) + latency
+
+
+@pytest.mark.parametrize("rpm", [300, None], ids=["configured", "learned"])
+@pytest.mark.parametrize("window", [1.0, 10.0, 60.0])
+def test_short_enforcement_windows(window, rpm):
+    """The provider enforces 300 RPM over 1, 10 or 60 s; the pacer is not told which. It starts
+    smooth and widens only to what the provider's headers show: no call is refused upstream,
+    and the makespan stays within 10% of what the enforced window allows (the issue's targets:
+    at most 1% refused, within 10%). Told nothing and sent a minute's burst, the provider with
+    a 1 s window refused 58 of the first 64 calls."""
+    result = run_virtual(paced_load(600, 64, rpm, provider_window=window, enforced_over_s=None))
+    ideal = ideal_under_window(600, 64, 300, 0.5, window)
+    print(f"\nenforced over {window:g} s: {result}, ideal {ideal:.1f} s")
+    assert result["refused"] <= 0.01 * result["calls"]
+    assert result["makespan"] <= 1.10 * ideal
+    assert result["enforced_over_s"] == window  # learned from the first successes' `reset`
+
+
+def test_a_minute_burst_against_a_short_window_is_refused():
+    """The case the learning exists for: told the provider enforces over the whole minute
+    (the pacer before short windows), a 1 s window refuses most of the first burst."""
+    result = run_virtual(paced_load(600, 64, 300, provider_window=1.0, enforced_over_s=60.0))
+    assert result["refused"] > 0.05 * result["calls"]
+
+
+def test_429_with_room_in_the_minute_narrows_the_window():
+    """A provider whose headers do not show its window: a 429 while its per-minute count has
+    room halves the window the pacer assumes, which never widens to the failed one again."""
+
+    async def scenario():
+        pacer = virtual_pacer(enforced_over_s=None)
+        pacer.configure(LANE, 600, None)
+        minute = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "590"}
+        pacer.observe(LANE, 200, {**minute, "x-ratelimit-reset-requests": "60s"}, None)
+        assert pacer.snapshot()[0]["enforced_over_s"] == 60.0
+        grant = await pacer.acquire(LANE, 1)
+        pacer.observe(LANE, 429, {**minute, "x-ratelimit-reset-requests": "1s", "retry-after": "1"}, grant)
+        assert pacer.snapshot()[0]["enforced_over_s"] == 30.0
+        pacer.observe(LANE, 200, {**minute, "x-ratelimit-reset-requests": "60s"}, None)
+        assert pacer.snapshot()[0]["enforced_over_s"] == 30.0  # 60 s failed: not again
+        pacer.observe(LANE, 200, {**minute, "x-ratelimit-reset-requests": "45s"}, None)
+        assert pacer.snapshot()[0]["enforced_over_s"] == 45.0
+        exhausted = {**minute, "x-ratelimit-remaining-requests": "0", "retry-after": "1"}
+        pacer.observe(LANE, 429, exhausted, grant)  # the minute itself was used up: no lesson
+        assert pacer.snapshot()[0]["enforced_over_s"] == 45.0
+
+    run_virtual(scenario())
 
 
 def test_limit_learned_from_headers_alone():

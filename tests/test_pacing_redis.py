@@ -37,6 +37,7 @@ async def replicas(redis_url) -> AsyncIterator:
         kwargs.setdefault("window_s", WINDOW)
         kwargs.setdefault("guard_s", GUARD)
         kwargs.setdefault("timeout_s", 2.0)
+        kwargs.setdefault("enforced_over_s", WINDOW)  # the whole window (short ones: test_pacing)
         pacer = RedisPacer(url, prefix=prefix, **kwargs)
         made.append(pacer)
         return pacer
@@ -194,7 +195,14 @@ async def test_priority_within_a_replica(replicas):
 
 
 async def test_redis_down_falls_back_to_local_state():
-    pacer = RedisPacer("redis://127.0.0.1:1/0", window_s=WINDOW, guard_s=GUARD, timeout_s=0.2, retry_s=60)
+    pacer = RedisPacer(
+        "redis://127.0.0.1:1/0",
+        window_s=WINDOW,
+        guard_s=GUARD,
+        timeout_s=0.2,
+        retry_s=60,
+        enforced_over_s=WINDOW,
+    )
     try:
         pacer.configure(LANE, 3, None)
         for _ in range(3):

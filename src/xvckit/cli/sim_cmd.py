@@ -6,6 +6,8 @@ from enum import StrEnum
 
 import typer
 
+from xvckit.cli.options import check_port
+
 
 class Tier(StrEnum):
     basic = "basic"
@@ -15,7 +17,7 @@ class Tier(StrEnum):
 
 def sim(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
-    port: int = typer.Option(4242, help="port to listen on (0: any free port)"),
+    port: int = typer.Option(4242, callback=check_port, help="port to listen on (0: any free port)"),
     tier: Tier = typer.Option(Tier.professional, help="the guide's API tier to imitate"),
     latency_ms: float | None = typer.Option(None, min=0, help="response time (default: the tier's)"),
     fail_rate: float = typer.Option(
@@ -27,6 +29,12 @@ def sim(
     ),
     tpm: int | None = typer.Option(
         None, min=0, help="tokens per minute per key (default: the tier's; 0: none)"
+    ),
+    rate_window: float = typer.Option(
+        60.0,
+        min=1.0,
+        max=60.0,
+        help="seconds the per-minute limits are enforced over (1: 600 RPM as 10 a second)",
     ),
     context_window: int | None = typer.Option(
         None, min=1, help="context window in tokens (default: the tier's)"
@@ -46,6 +54,7 @@ def sim(
             latency_ms=latency_ms,
             rpm=rpm,
             tpm=tpm,
+            rate_window_s=rate_window,
             context_window=context_window,
             fail_rate=fail_rate,
             drop_rate=drop_rate,

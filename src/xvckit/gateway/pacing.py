@@ -52,6 +52,20 @@ admitted on it until then. `settle` corrects a call's tokens while it is in the 
 when calls use more tokens than estimated the lane scales its estimates up (EWMA, never down
 past 1).
 
+Short windows: a provider may enforce its per-minute limit over a shorter window (OpenAI: "60,000
+requests/minute may be enforced as 1,000 requests/second"; Anthropic: 60 RPM as 1 a second), and
+then a minute's burst fails. So each lane also keeps its calls within `limit * burst_s / 60` over
+any `burst_s` (plus a guard of 5%, at least 50 ms), and `burst_s` is learned: it starts at
+`SMOOTH_S` (1 s: the limit spread evenly over the minute, which every provider accepts) and
+widens only to what the provider shows it accepts: after a successful call, the `reset` of its
+requests limit (the time until the limit is back to its initial state) is at most the window
+the provider enforces over, so `burst_s` rises to it (a true 60 s window reads ~60 s at once,
+and the whole minute's burst is usable again). A 429 while the provider's own per-minute count
+had room means a shorter window than `burst_s`: it halves, and never widens to the window that
+failed again. `enforced_over_s` (a known window) turns learning off. A lane with no limit
+known yet sends one call and waits for its answer (up to `SCOUT_S`) before sending more: a
+burst sent blind into a 1 s window is mostly refused.
+
 Key pools: `headroom(lane)` (0..1 after what is in the window and queued; 0 while cooling or
 disabled) and `best(lanes)`; `disable(lane, reason)` takes a key out after a 401/403.
 
@@ -85,6 +99,8 @@ DEFAULT_COOLDOWN_S = 1.0  # after a 429 that names no wait
 REQUEST_SLACK = 0.02  # share of a limit the provider may count beyond ours before we believe it
 TOKEN_SLACK = 0.05
 SCALE_WEIGHT = 0.2  # of each settled call in the lane's estimate correction
+SMOOTH_S = 1.0  # the shortest window a per-minute limit is documented to be enforced over
+SCOUT_S = 5.0  # longest wait for the first answer of a lane with no limit known
 _EPSILON = 1e-6
 
 Headers = Mapping[str, str] | Iterable[tuple[bytes, bytes]]
@@ -196,6 +212,10 @@ class _LaneState:
     scale: float = 1.0  # real tokens / estimate, when above 1 (EWMA over settled calls)
     disabled: str | None = None
     silent: bool = False  # the provider answers without rate-limit headers (and no limit is set)
+    burst_s: float = SMOOTH_S  # the window the provider enforces its limits over, as far as known
+    burst_ceiling: float = math.inf  # a 429 showed the provider's window is shorter than this
+    burst_fixed: bool = False  # burst_s is known (configured), not learned
+    scouting_until: float = 0.0  # a first call is out on a lane with no limit known
     queue: list[_Waiter] = field(default_factory=list)  # heap: priority, then arrival
     deadlines: list[tuple[float, int, _Waiter]] = field(default_factory=list)  # heap
     queued: dict[int, list[int]] = field(default_factory=dict)  # priority -> [waiters, tokens]
@@ -271,8 +291,10 @@ class Pacer:
         window_s: float = WINDOW_S,
         guard_s: float = GUARD_S,
         wall_clock: Callable[[], float] = time.time,
+        enforced_over_s: float | None = None,
     ) -> None:
         self.clock = clock
+        self.enforced_over_s = enforced_over_s  # every lane's provider window, when known
         self._sleep = sleep
         self.window_s = window_s
         self.guard_s = guard_s
@@ -282,13 +304,18 @@ class Pacer:
 
     # --- configuration ------------------------------------------------------------------------
 
-    def configure(self, lane: Lane, rpm: int | None, tpm: int | None) -> None:
-        """Set the lane's configured limits (None: not configured; learned limits apply)."""
+    def configure(
+        self, lane: Lane, rpm: int | None, tpm: int | None, enforced_over_s: float | None = None
+    ) -> None:
+        """Set the lane's configured limits (None: not configured; learned limits apply) and
+        the window the provider enforces them over, if known (None: learned)."""
         for name, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and value <= 0:
                 raise ValueError(f"{lane}: {name} must be positive, not {value}")
         state = self._state(lane)
         state.rpm_set, state.tpm_set = rpm, tpm
+        if enforced_over_s is not None:
+            state.burst_s, state.burst_fixed = min(self.window_s, enforced_over_s), True
         state.limits_changed()
         self._poke(state)
 
@@ -488,6 +515,7 @@ class Pacer:
             return wait
         grant = Grant(state.lane, counted, tokens, priority, now, now + state.window.span, now - queued_at)
         grant.entry = state.window.add(now, counted)
+        self._scout(state, now)
         state.admitted += 1
         state.admitted_tokens += counted
         grant.seen_requests = state.requests
@@ -495,6 +523,11 @@ class Pacer:
         grant.seen_admitted = state.admitted
         grant.seen_admitted_tokens = state.admitted_tokens
         return grant
+
+    def _scout(self, state: _LaneState, now: float) -> None:
+        """After the first call of a lane with no limit known, wait for its answer."""
+        if not (state.burst_fixed or state.silent or self._rpm_tpm(state) != (None, None)):
+            state.scouting_until = max(state.scouting_until, now + SCOUT_S)
 
     def _unlimited(
         self, state: _LaneState, counted: int, tokens: int, priority: int, now: float, queued_at: float
@@ -536,6 +569,25 @@ class Pacer:
             wait = max(wait, self._window_wait(state, rpm, state.ext_requests, requests, now, span, False))
         if tpm and tokens:
             wait = max(wait, self._window_wait(state, tpm, state.ext_tokens, tokens, now, span, True))
+        if state.burst_s < self.window_s and (rpm or tpm):
+            wait = max(wait, self._burst_wait(state, rpm, tpm, requests, tokens, now))
+        elif state.scouting_until > now and not (rpm or tpm or state.burst_fixed):
+            wait = max(wait, state.scouting_until - now)
+        return wait
+
+    def _burst_wait(
+        self, state: _LaneState, rpm: int | None, tpm: int | None, requests: int, tokens: int, now: float
+    ) -> float:
+        """Seconds until the calls fit the share of the limits the provider allows in `burst_s`."""
+        span = state.burst_s
+        held = burst_held(span)
+        since = now - held
+        wait = 0.0
+        share = span / self.window_s  # of the limits' window (60 s; shorter in tests)
+        if rpm:
+            wait = _recent_wait(state.window, _share(rpm, share), requests, since, held, now, False)
+        if tpm and tokens:
+            wait = max(wait, _recent_wait(state.window, _share(tpm, share), tokens, since, held, now, True))
         return wait
 
     @staticmethod
@@ -621,6 +673,10 @@ class Pacer:
         with what the pacer had admitted when it granted that call (otherwise with now).
         """
         found = header_map(headers)
+        state = self._state(lane)
+        if state.scouting_until:
+            state.scouting_until = 0.0
+            self._poke(state)
         if not found:
             if status == 429:
                 self._cool(lane, DEFAULT_COOLDOWN_S)
@@ -628,12 +684,33 @@ class Pacer:
                 self._state(lane).silent = True
             return
         limits = parse_limits(found, self._wall())
-        state = self._state(lane)
         state.silent = False
         now = self.clock()
         self._learn(state, limits, grant, now)
+        if not state.burst_fixed:
+            self._learn_window(state, limits, status, grant)
         if status == 429:
             self._cool(lane, _cooldown(limits))
+
+    def _learn_window(self, state: _LaneState, limits: RateLimits, status: int, grant: Grant | None) -> None:
+        """Widen `burst_s` to the window a success shows; narrow it after a 429 that the
+        provider's per-minute count does not explain (see "Short windows")."""
+        if status == 429:
+            if grant is not None and _minute_had_room(limits):
+                state.burst_ceiling = state.burst_s
+                narrower = max(SMOOTH_S, state.burst_s / 2)
+                if narrower < state.burst_s:
+                    log.info("%s: 429 with room in the minute: pacing over %.1f s", state.lane, narrower)
+                state.burst_s = narrower
+            return
+        limit = limits.requests or limits.tokens
+        if limit is None or not limit.reset_s:
+            return
+        shown = min(self.window_s, math.ceil(limit.reset_s * 10 - 1e-6) / 10)  # 9.9995 s -> 10 s
+        if state.burst_s < shown < state.burst_ceiling:
+            state.burst_s = shown
+            log.info("%s: the provider enforces its limits over %.1f s or more", state.lane, shown)
+            self._poke(state)
 
     def _learn(self, state: _LaneState, limits: RateLimits, grant: Grant | None, now: float) -> None:
         raised = False
@@ -751,6 +828,7 @@ class Pacer:
                     "tokens_in_window": state.tokens,
                     "queued": state.live,
                     "cooling_s": max(0.0, state.cool_until - now),
+                    "enforced_over_s": state.burst_s,
                     "disabled": state.disabled,
                 }
             )
@@ -767,6 +845,8 @@ class Pacer:
         state = self._lanes.get(lane)
         if state is None:
             state = self._lanes[lane] = _LaneState(lane, WindowLog(self.window_s + self.guard_s))
+            if self.enforced_over_s is not None:
+                state.burst_s, state.burst_fixed = min(self.window_s, self.enforced_over_s), True
         return state
 
 
@@ -800,3 +880,39 @@ def _cooldown(limits: RateLimits) -> float:
         if limit is not None and limit.remaining <= 0 and limit.reset_s
     ]
     return min(max(resets), WINDOW_S) if resets else DEFAULT_COOLDOWN_S
+
+
+def burst_held(span: float) -> float:
+    """How long a call counts against a `span` window here: 5% longer, at least 50 ms (the
+    time from the grant to the provider varies)."""
+    return span + max(0.05, 0.05 * span)
+
+
+def _share(limit: int, share: float) -> int:
+    """What a limit allows in a `share` of its window (at least one call)."""
+    return max(1, int(limit * share + 1e-9))
+
+
+def _recent_wait(
+    window: WindowLog, limit: int, need: int, since: float, held: float, now: float, by_weight: bool
+) -> float:
+    """Seconds until `need` more (calls, or tokens) fit `limit` among the entries stamped after
+    `since`; each full limit beyond the first takes one more `held`."""
+    rounds = 0
+    if need > limit:
+        rounds, need = divmod(need - 1, limit)
+        need += 1
+    count, weight = window.recent(since)
+    free = limit - (weight if by_weight else count)
+    if need <= free:
+        return rounds * held
+    stamp = window.recent_reached(since, need - free, by_weight)
+    if stamp is None:
+        return (rounds + 1) * held
+    return rounds * held + max(0.0, stamp + held - now)
+
+
+def _minute_had_room(limits: RateLimits) -> bool:
+    """A 429 whose own headers say the minute's limits were not used up."""
+    shown = [limit for limit in (limits.requests, limits.tokens) if limit is not None]
+    return bool(shown) and all(limit.remaining > 0 for limit in shown)

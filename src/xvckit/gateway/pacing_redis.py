@@ -5,7 +5,8 @@ Each lane's window lives in Redis as a sorted set of entries scored by the time 
 name (`<id>|<requests>|<tokens>`), a hash of the running totals, and a cooldown key:
 
     <prefix>{<lane>}:w   ZSET   member "<replica>:<n>|1|<tokens>" -> expiry (ms, server time)
-    <prefix>{<lane>}:s   HASH   r (requests in the window), t (tokens), ext (the external entry)
+    <prefix>{<lane>}:s   HASH   r (requests in the window), t (tokens), ext (the external entry),
+                                b (the window the provider enforces over, ms), bc (below this)
     <prefix>{<lane>}:c   STRING cooldown end (ms), expiring with it
 
 One Lua script checks and reserves atomically (expire old entries, check cooldown, requests and
@@ -17,8 +18,9 @@ cooldown does not wake it. A newcomer's expected wait is one more script call ("
 fast path (room in the window) is one EVALSHA round trip, about 0.3 ms on loopback
 (`tests/test_pacing_redis.py::test_acquire_cost`); `settle` writes only when the count
 changed and the lane has a tpm, `observe` only on a 429 or when usage from elsewhere shows.
-Limits (configured and learned) are each replica's own; the window, cooldowns and the usage
-the provider counted beyond ours are shared. Priorities order calls within a replica only.
+Limits (configured and learned) are each replica's own; the window, cooldowns, the usage
+the provider counted beyond ours and the learned enforcement window (`burst_s`) are shared.
+Priorities order calls within a replica only.
 
 Redis unreachable or failing: the replica carries on with the local pacer's window (`degraded`
 says why, and a warning is logged once), optionally with a share of each limit
@@ -77,8 +79,10 @@ end
 )
 
 # KEYS: window, sums, cooldown. ARGV: mode ('reserve' | 'peek'), span_ms, rpm, tpm (0: none),
-# member id, tokens of this call, requests needed (position, this call included), tokens needed.
-# Returns {admitted, wait_ms, requests in window, tokens in window, admissions ever, their tokens}.
+# member id, tokens of this call, requests needed (position, this call included), tokens needed,
+# this replica's enforcement window (ms; the shared one wins), the limits' window (ms).
+# Returns {admitted, wait_ms, requests in window, tokens in window, admissions ever, their tokens,
+# the enforcement window in force (ms)}.
 PACE_LUA = (
     _WEIGHTS
     + """
@@ -99,8 +103,9 @@ if #gone > 0 then
   redis.call('HINCRBY', skey, 'r', 0 - r)
   redis.call('HINCRBY', skey, 't', 0 - k)
 end
-local sums = redis.call('HMGET', skey, 'r', 't', 'ext')
+local sums = redis.call('HMGET', skey, 'r', 't', 'ext', 'b')
 local used_r, used_t = tonumber(sums[1]) or 0, tonumber(sums[2]) or 0
+local burst, limits_ms = tonumber(sums[4] or ARGV[9]), tonumber(ARGV[10])
 local unit = not sums[3]  -- every entry weighs one request: rank lookups instead of a walk
 
 local function wait_for(limit, used, need, field)
@@ -137,6 +142,38 @@ if cool > now then wait = cool - now end
 if rpm > 0 then wait = math.max(wait, wait_for(rpm, used_r, tonumber(ARGV[7]), 1)) end
 local need_t = tonumber(ARGV[8])
 if tpm > 0 and need_t > 0 then wait = math.max(wait, wait_for(tpm, used_t, need_t, 2)) end
+if burst > 0 and burst < limits_ms and (rpm > 0 or tpm > 0) then
+  -- the share of the limits allowed in the enforcement window, over the calls admitted in it
+  local held = burst + math.max(50, math.floor(burst * 0.05))
+  local recent = redis.call('ZRANGEBYSCORE', zkey, '(' .. (now + span - held), '+inf', 'WITHSCORES')
+  local function burst_wait(limit, need, field)
+    local rounds = 0
+    if need > limit then
+      rounds = math.floor((need - 1) / limit)
+      need = need - rounds * limit
+    end
+    local used = 0
+    for i = 1, #recent, 2 do
+      local a, b = weights(recent[i])
+      if field == 1 then used = used + a else used = used + b end
+    end
+    if need <= limit - used then return rounds * held end
+    local excess = need - (limit - used)
+    for i = 1, #recent, 2 do
+      local a, b = weights(recent[i])
+      if field == 1 then excess = excess - a else excess = excess - b end
+      if excess <= 0 then return rounds * held + math.max(0, tonumber(recent[i + 1]) - span + held - now) end
+    end
+    return (rounds + 1) * held
+  end
+  local share = burst / limits_ms
+  if rpm > 0 then
+    wait = math.max(wait, burst_wait(math.max(1, math.floor(rpm * share + 1e-9)), tonumber(ARGV[7]), 1))
+  end
+  if tpm > 0 and need_t > 0 then
+    wait = math.max(wait, burst_wait(math.max(1, math.floor(tpm * share + 1e-9)), need_t, 2))
+  end
+end
 if ARGV[1] == 'reserve' and wait <= 0 then
   local tokens = tonumber(ARGV[6])
   redis.call('ZADD', zkey, now + span, ARGV[5] .. '|1|' .. tokens)
@@ -146,11 +183,25 @@ if ARGV[1] == 'reserve' and wait <= 0 then
   local nt = redis.call('HINCRBY', skey, 'nt', tokens)
   redis.call('PEXPIRE', zkey, 2 * span)
   redis.call('PEXPIRE', skey, 2 * span)
-  return {1, 0, used_r, used_t, n, nt}
+  return {1, 0, used_r, used_t, n, nt, burst}
 end
-return {0, math.max(1, wait), used_r, used_t, 0, 0}
+return {0, math.max(1, wait), used_r, used_t, 0, 0, burst}
 """
 )
+
+# KEYS: sums. ARGV: the enforcement window learned (ms), the window a 429 showed too long (ms, 0:
+# none). A narrower ceiling replaces a wider one, and no window at or above the ceiling is kept.
+WINDOW_LUA = """
+local ceiling = tonumber(redis.call('HGET', KEYS[1], 'bc') or '0')
+local failed = tonumber(ARGV[2])
+if failed > 0 and (ceiling == 0 or failed < ceiling) then
+  ceiling = failed
+  redis.call('HSET', KEYS[1], 'bc', ceiling)
+end
+local burst = tonumber(ARGV[1])
+if ceiling == 0 or burst < ceiling then redis.call('HSET', KEYS[1], 'b', burst) end
+return 1
+"""
 
 # KEYS: window, sums. ARGV: old member, new member (same id, new tokens). The entry keeps its place.
 SETTLE_LUA = (
@@ -258,8 +309,16 @@ class RedisPacer(Pacer):
         retry_s: float = 2.0,
         local_share: float = 1.0,
         poll_s: float = 0.5,
+        enforced_over_s: float | None = None,
     ) -> None:
-        super().__init__(clock=clock, sleep=sleep, window_s=window_s, guard_s=guard_s, wall_clock=wall_clock)
+        super().__init__(
+            clock=clock,
+            sleep=sleep,
+            window_s=window_s,
+            guard_s=guard_s,
+            wall_clock=wall_clock,
+            enforced_over_s=enforced_over_s,
+        )
         if isinstance(redis, str):
             redis = Redis.from_url(
                 redis,
@@ -281,6 +340,7 @@ class RedisPacer(Pacer):
         self._cool_script = redis.register_script(COOL_LUA)
         self._external = redis.register_script(EXTERNAL_LUA)
         self._replay = redis.register_script(REPLAY_LUA)
+        self._window_script = redis.register_script(WINDOW_LUA)
         self._replica = f"{os.getpid():x}.{os.urandom(3).hex()}"
         self._ids = itertools.count()
         self._keys: dict[Lane, list[str]] = {}
@@ -387,16 +447,32 @@ class RedisPacer(Pacer):
         rpm, tpm = self._rpm_tpm(state)
         if state.silent and rpm is None and tpm is None:  # nothing to share: no round trip
             return self._unlimited(state, counted, tokens, priority, now, queued_at)
+        if state.scouting_until > now and rpm is None and tpm is None and not state.burst_fixed:
+            return state.scouting_until - now
         member = f"{self._replica}:{next(self._ids)}"
         try:
-            admitted, wait_ms, requests, used, total, total_tokens = await self._pace(
+            admitted, wait_ms, requests, used, total, total_tokens, burst_ms = await self._pace(
                 keys=self._lane_keys(state.lane),
-                args=["reserve", self.span_ms, rpm or 0, tpm or 0, member, counted, 1, counted],
+                args=[
+                    "reserve",
+                    self.span_ms,
+                    rpm or 0,
+                    tpm or 0,
+                    member,
+                    counted,
+                    1,
+                    counted,
+                    *self._window_args(state),
+                ],
             )
         except _ERRORS as exc:
             self._degrade(exc)
             return self._attempt_local(state, tokens, priority, self.clock(), queued_at)
+        if not state.burst_fixed:
+            state.burst_s = burst_ms / 1000  # as another replica may have learned it
         now = self.clock()
+        if admitted:
+            self._scout(state, now)
         self._shared[state.lane] = (requests, used, now)
         if not admitted:
             return wait_ms / 1000
@@ -423,7 +499,17 @@ class RedisPacer(Pacer):
         try:
             _, wait_ms, *_ = await self._pace(
                 keys=self._lane_keys(state.lane),
-                args=["peek", self.span_ms, rpm or 0, tpm or 0, "", 0, requests, tokens],
+                args=[
+                    "peek",
+                    self.span_ms,
+                    rpm or 0,
+                    tpm or 0,
+                    "",
+                    0,
+                    requests,
+                    tokens,
+                    *self._window_args(state),
+                ],
             )
         except _ERRORS as exc:
             self._degrade(exc)
@@ -447,6 +533,18 @@ class RedisPacer(Pacer):
         await self._shared_write(self._settle, self._lane_keys(state.lane)[:2], args)
         if freed and state.live:
             self._poke(state)
+
+    def _window_args(self, state: _LaneState) -> list[object]:
+        """This replica's enforcement window and the limits' window, in ms, for the script."""
+        return [round(state.burst_s * 1000), round(self.window_s * 1000)]
+
+    def _learn_window(self, state: _LaneState, limits: RateLimits, status: int, grant: Grant | None) -> None:
+        before = state.burst_s
+        super()._learn_window(state, limits, status, grant)
+        if state.burst_s != before and self._degraded is None:
+            ceiling = state.burst_ceiling if state.burst_ceiling < math.inf else 0
+            args = [round(state.burst_s * 1000), round(ceiling * 1000)]
+            self._spawn(self._shared_write(self._window_script, self._lane_keys(state.lane)[1:2], args))
 
     def _cool(self, lane: Lane, seconds: float) -> None:
         super()._cool(lane, seconds)

@@ -86,3 +86,34 @@ class WindowLog:
             if weight <= 0:
                 return self._stamps[i] + self.span
         return None
+
+    def _first_after(self, stamp: float) -> int:
+        """The position of the first entry in the window stamped after `stamp` (binary search)."""
+        stamps = self._stamps
+        low, high = self._head, len(stamps)
+        while low < high:
+            middle = (low + high) // 2
+            if stamps[middle] <= stamp:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def recent(self, since: float) -> tuple[int, float]:
+        """The entries stamped after `since` and their weight: what a shorter window holds."""
+        start = self._first_after(since)
+        weights = self._weights
+        total = 0.0
+        for i in range(start, len(weights)):
+            total += weights[i]
+        return len(weights) - start, total
+
+    def recent_reached(self, since: float, excess: float, by_weight: bool) -> float | None:
+        """The stamp of the entry at which the oldest entries stamped after `since` add up to
+        `excess` (in number, or in weight); None if all of them together do not."""
+        weights = self._weights
+        for i in range(self._first_after(since), len(weights)):
+            excess -= weights[i] if by_weight else 1.0
+            if excess <= 0:
+                return self._stamps[i]
+        return None

@@ -52,7 +52,7 @@ class SimApp:
 
     def __init__(self, settings: SimSettings | None = None) -> None:
         self.settings = settings = settings or SimSettings()
-        self._limiter = Limiter(settings.rpm or 0, settings.tpm or 0)
+        self._limiter = Limiter(settings.rpm or 0, settings.tpm or 0, window_s=settings.rate_window_s)
         self._rng = random.Random(settings.seed)
         self._id_stem = f"{self._rng.getrandbits(48):012x}"
         self._ids = itertools.count(1)

@@ -13,7 +13,7 @@ class SimSettings:
 
     After construction every field holds the value in force; an `rpm` or `tpm` of 0 means
     no limit (pass 0 to lift a tier's limit). Limits apply per API key, over a true 60 s
-    sliding window, like a provider's per-organization limits.
+    sliding window (or `rate_window_s`), like a provider's per-organization limits.
     """
 
     tier: str = "professional"
@@ -26,6 +26,7 @@ class SimSettings:
     chunk_delay_ms: float = 0.0  # pause between two events of a stream
     api_key: str | None = None  # None: any non-empty key is accepted
     seed: int = 0  # for the random faults and ids
+    rate_window_s: float = 60.0  # the window the per-minute limits are enforced over (1..60)
 
     def __post_init__(self) -> None:
         preset = find_tier(self.tier)
@@ -45,6 +46,8 @@ class SimSettings:
         for name in ("latency_ms", "rpm", "tpm", "chunk_delay_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
+        if not 1 <= self.rate_window_s <= 60:
+            raise ValueError(f"rate_window_s must be 1 to 60 seconds, not {self.rate_window_s}")
         if self.context_window <= 0:
             raise ValueError(f"context_window must be positive, not {self.context_window}")
         if self.api_key == "":
