@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
@@ -22,9 +25,19 @@ _TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cac
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN_CACHE.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN_CACHE)
 
+# The user's home, data, cache and config folders and xvckit settings stay out of the tests, and
+# the tests out of them (a store, secret.key or audit head left in ~/.local/share/xvckit), for the
+# whole session and every process it starts: a test wanting one sets its own.
+_HOME = Path(tempfile.mkdtemp(prefix="xvckit-tests-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+for _name in ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+    os.environ[_name] = str(_HOME / _name.lower())
+for _name in ("XVCKIT_CONFIG", "XVCKIT_DATA_DIR", "XVCKIT_MASTER_KEY", "XVCKIT_SECRET_KEY"):
+    os.environ.pop(_name, None)
+
 pytest_plugins = ["sim_fixture", "figures"]
 
-MASTER_KEY = "xvc-test-master-key"
+MASTER_KEY = "xvc-test-master-key-0123456789abcdef"  # 32+ characters, as a master key must be
 REDIS_URL = os.environ.get("XVCKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI") == "true"
 

@@ -73,8 +73,8 @@ def test_yaml_syntax_error_gives_line(tmp_path):
 
 
 def test_master_key_from_environment(monkeypatch):
-    monkeypatch.setenv("XVCKIT_MASTER_KEY", "mk-123")
-    assert from_mapping({}).admin.master_key.get_secret_value() == "mk-123"
+    monkeypatch.setenv("XVCKIT_MASTER_KEY", "mk-0123456789abcdef0123456789abcdef")
+    assert from_mapping({}).admin.master_key.get_secret_value() == "mk-0123456789abcdef0123456789abcdef"
 
 
 def test_config_init_writes_a_valid_example(tmp_path, monkeypatch):

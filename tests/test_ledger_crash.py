@@ -26,7 +26,7 @@ from xvckit.store.journal import journal_dir
 from xvckit.store.keys import Limits, create_key
 from xvckit.store.ledger import ledger_records
 
-MASTER = "xvc-crash-test-master"
+MASTER = "xvc-crash-test-master-0123456789abcdef"
 
 
 def _free_port() -> int:

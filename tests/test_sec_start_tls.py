@@ -132,7 +132,7 @@ def test_a_certificate_that_cannot_be_loaded_is_one_line_at_start(tmp_path, tls_
 def test_clear_text_beyond_loopback_is_warned_at_start(tmp_path, tls_files, tls):
     write_config(tmp_path, tls_config(tls_files) if tls else {})
     args = ("gateway", "serve", "--config", "xvckit.yaml", "--port", "0")
-    env = cli_env(tmp_path, XVCKIT_MASTER_KEY="xvc-test-master-key")
+    env = cli_env(tmp_path, XVCKIT_MASTER_KEY="xvc-test-master-key-0123456789abcdef")
     with Running(tmp_path, *args, "--host", "127.0.0.1", env=env) as loopback:
         loopback.read_until("# xvckit gateway on http")
     with Running(tmp_path, *args, "--host", "0.0.0.0", env=env) as anywhere:

@@ -31,6 +31,7 @@ def isolated(monkeypatch, tmp_path, caplog):
     """No real key or data dir of the user's; every log record captured, and checked."""
     monkeypatch.delenv(secrets.SECRET_KEY_ENV, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     caplog.set_level(logging.DEBUG)
     yield
     for secret in (VALUE, OTHER, base64.b64encode(KEY).decode(), KEY.hex()):
@@ -223,7 +224,7 @@ def test_key_file_readable_by_others_or_damaged(tmp_path):
 
 def test_key_file_beside_the_database(store, tmp_path):
     box = SecretBox.for_store(store)
-    expected = tmp_path if store.engine.dialect.name == "sqlite" else tmp_path / "home/.local/share/xvckit"
+    expected = tmp_path if store.engine.dialect.name == "sqlite" else tmp_path / "xdg/xvckit"
     assert box.source == str(expected / "secret.key")
     assert stat.S_IMODE((expected / "secret.key").stat().st_mode) == 0o600
 

@@ -9,16 +9,15 @@ import os
 import secrets
 import ssl
 import sys
-from pathlib import Path
 
 from xvckit.asgi import Server
 from xvckit.config import Config, from_mapping
 from xvckit.config.loader import MASTER_KEY_ENV, refuse_gateway_keys
-from xvckit.config.schema import Tls
+from xvckit.config.schema import Tls, master_key_problem
 from xvckit.errors import UserError
 from xvckit.gateway import Gateway
 from xvckit.http_server import HttpServer
-from xvckit.store import Store, audit, local_dir
+from xvckit.store import Store, audit
 from xvckit.store.secrets import resolve_secret_refs
 
 log = logging.getLogger("xvckit")
@@ -28,19 +27,19 @@ CONFIG_MASTER_KEY = "admin.master_key"
 SIM_CONTROL_HEADERS = ("x-sim-fail", "x-sim-output-tokens", "x-sim-latency-ms")
 
 
-def data_dir(config: Config) -> Path:
-    return local_dir(config.storage.url)
-
-
 def master_key(config: Config) -> tuple[str, str]:
     """The admin key and where it came from: $XVCKIT_MASTER_KEY or the config, else a key
-    generated once and kept 0600 beside the database, so tools keep working across restarts."""
+    generated once and kept 0600 in the data folder, so tools keep working across restarts."""
     if config.admin.master_key is not None:
         key = config.admin.master_key.get_secret_value()
         return key, MASTER_KEY_ENV if os.environ.get(MASTER_KEY_ENV) == key else CONFIG_MASTER_KEY
-    path = data_dir(config) / MASTER_KEY_FILE
+    path = config.storage.data_dir / MASTER_KEY_FILE
     if path.exists():
-        return path.read_text().strip(), str(path)
+        key = path.read_text().strip()
+        problem = master_key_problem(key)
+        if problem:
+            raise UserError(f"{path}: {problem}")
+        return key, str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = "xvc-master-" + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -99,7 +98,7 @@ def gateway_server(
     gateway's own keys, and the load audited."""
     settings = config.gateway
     ssl_context = tls_context(settings.tls)
-    store = Store.open(config.storage.url)
+    store = Store.configured(config)
     config = resolve_secret_refs(config, store)
     refuse_gateway_keys(config, key, source)
     detail = {"providers": [p.name for p in config.providers], "models": [m.name for m in config.models]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -27,6 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich's tables write a flag as `--json <bool>`
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(context_cmd.app, name="context")
@@ -42,16 +45,54 @@ app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print xvckit's version and exit"
+    ),
+) -> None:
+    pass
+
+
 @app.command()
 def version() -> None:
     """Print xvckit's version."""
     typer.echo(__version__)
 
 
+def command():
+    """The app as click runs it, its arguments written in usage lines as other tools write them
+    (`NAME`, `[PATH]`; hidden ones left out) where Typer writes `{name}`."""
+    root = typer.main.get_command(app)
+    pending = [root]
+    while pending:
+        cmd = pending.pop()
+        pending.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or param.name.upper()
+                param.get_usage_pieces = functools.partial(_argument_usage, param)
+    return root
+
+
+def _argument_usage(param, _ctx) -> list[str]:
+    if param.hidden:
+        return []
+    name = param.metavar + ("..." if param.nargs != 1 else "")
+    return [name if param.required else f"[{name}]"]
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become a line on stderr each (`xvckit: ...`) and exit status 2."""
     try:
-        app()
+        command()(prog_name="xvckit")
     except UserError as exc:
-        typer.echo(f"xvckit: {exc}", err=True)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            typer.echo(f"xvckit: {line}", err=True)
         sys.exit(2)

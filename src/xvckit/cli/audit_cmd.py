@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from xvckit.cli.options import ConfigOption, on_use
+from xvckit.cli.options import ConfigOption, DataDirOption, on_use, output_file
 
 audit = on_use("xvckit.store.audit")
 stores = on_use("xvckit.store")
@@ -22,6 +22,7 @@ app = typer.Typer(help="The audit trail of admin actions: list, verify, export."
 @app.command("list")
 def list_entries(
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     since: str | None = typer.Option(None, "--since", help="age (7d, 12h, 30m) or date (2025-01-31)"),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="only the newest N entries"),
     action: str | None = typer.Option(None, "--action", help="e.g. key.create, or key.* for a prefix"),
@@ -29,7 +30,7 @@ def list_entries(
 ) -> None:
     """Show audit entries, oldest first."""
     when = audit.parse_since(since) if since else None
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     try:
         found = audit.entries(store, since=when, limit=limit, action=action)
     finally:
@@ -52,6 +53,7 @@ def list_entries(
 @app.command()
 def verify(
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
     sign_head: bool = typer.Option(
         False,
@@ -62,7 +64,7 @@ def verify(
 ) -> None:
     """Check the hash chain and its signed head; exit 1 and name the first broken entry if a row
     was changed or removed, or the head moved."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     try:
         result = audit.sign_head(store, audit.default_actor()) if sign_head else audit.verify(store)
     finally:
@@ -75,10 +77,13 @@ def verify(
 @app.command()
 def export(
     config: ConfigOption = None,
-    out: Path | None = typer.Option(None, "--out", "-o", help="file to write (default: standard output)"),
+    data_dir: DataDirOption = None,
+    out: Path | None = typer.Option(
+        None, "--out", "-o", callback=output_file, help="file to write (default: standard output)"
+    ),
 ) -> None:
     """Write every entry as JSON lines (with hashes, so the export can be checked elsewhere)."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     try:
         if out is None:
             audit.export_jsonl(store, sys.stdout)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from xvckit.cli.context_window import window
-from xvckit.cli.options import ConfigOption, JsonOption
+from xvckit.cli.options import ConfigOption, JsonOption, output_file
 
 app = typer.Typer(no_args_is_help=True, help="Context for models: packs within a token budget.")
 
@@ -31,10 +31,13 @@ def pack(
     core: list[str] | None = typer.Option(
         None,
         "--core",
+        metavar="FILE",
         help="files for the core part (default: AGENTS.md, CLAUDE.md, CONVENTIONS.md, README*)",
     ),
     fmt: Format = typer.Option(Format.markdown, "--format", help="markdown, xml, or json with the file list"),
-    out: Path | None = typer.Option(None, "--out", help="write the pack here (default: stdout)"),
+    out: Path | None = typer.Option(
+        None, "--out", callback=output_file, help="write the pack here (default: stdout)"
+    ),
     config: ConfigOption = None,
 ) -> None:
     """Pack the code a task needs into a token budget: guidance first, then the repository

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import typer
 
+from xvckit.cli.options import input_file, output_file
 from xvckit.context.summarize import through_gateway
 from xvckit.context.window import DEFAULT_KEEP_TURNS, SUMMARY_MAX_TOKENS, SUMMARY_SHARE, fit
 from xvckit.errors import UserError
@@ -16,8 +17,12 @@ from xvckit.errors import UserError
 
 def window(
     budget: int = typer.Option(..., "--budget", min=1, help="tokens the conversation may use"),
-    source: Path | None = typer.Option(None, "--in", help="conversation JSON (default: stdin)"),
-    out: Path | None = typer.Option(None, "--out", help="write the conversation here (default: stdout)"),
+    source: Path | None = typer.Option(
+        None, "--in", callback=input_file, help="conversation JSON (default: stdin)"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", callback=output_file, help="write the conversation here (default: stdout)"
+    ),
     model: str | None = typer.Option(
         None, "--model", help="count with this model's encoding, or a tiktoken encoding (default o200k_base)"
     ),

@@ -9,7 +9,7 @@ import json
 
 import typer
 
-from xvckit.cli.options import ConfigOption, JsonOption, on_use
+from xvckit.cli.options import ConfigOption, DataDirOption, JsonOption, on_use
 
 stores = on_use("xvckit.store")
 migrate = on_use("xvckit.store.migrate")
@@ -19,9 +19,9 @@ app = typer.Typer(help="The store's schema: upgrade, current revision, history."
 
 
 @app.command("upgrade")
-def upgrade(config: ConfigOption = None) -> None:
+def upgrade(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Bring the store's schema to the newest revision (opening it does the same)."""
-    url = cfg.load(config).storage.url
+    url = cfg.load(config, data_dir=data_dir).storage.url
     before, after = _revisions(url, upgrade=True)
     if before == after:
         typer.echo(f"{stores.safe_url(url)}: at {after}, the newest revision")
@@ -30,9 +30,9 @@ def upgrade(config: ConfigOption = None) -> None:
 
 
 @app.command("current")
-def current(config: ConfigOption = None, as_json: bool = JsonOption) -> None:
+def current(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: bool = JsonOption) -> None:
     """The revision the store is at, and the newest one."""
-    url = cfg.load(config).storage.url
+    url = cfg.load(config, data_dir=data_dir).storage.url
     at, _ = _revisions(url, upgrade=False)
     head = migrate.head()
     if as_json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from xvckit.cli.options import ConfigOption, JsonOption
+from xvckit.cli.options import ConfigOption, DataDirOption, JsonOption
 from xvckit.errors import UserError
 
 app = typer.Typer(help="Measure this machine, network and API access against the guide; fix the OS tuning.")
@@ -39,6 +39,7 @@ def doctor(
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="with --apply: do not ask first"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Measure network, compute, tools, OS tuning and API tier against the guide's requirements."""
     if ctx.invoked_subcommand is not None:
@@ -55,7 +56,7 @@ def doctor(
     sections = parse_sections(only)
     if fix and "tuning" not in sections:
         sections = (*sections, "tuning")
-    setup = Setup(load(config), repository_root(Path.cwd()), probe_api=probe_api)
+    setup = Setup(load(config, data_dir=data_dir), repository_root(Path.cwd()), probe_api=probe_api)
     report = diagnose(setup, sections)
     if as_json:
         import orjson
@@ -79,6 +80,7 @@ def history(
     ),
     as_json: bool = JsonOption,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Runs kept with `xvckit doctor --save`: band, bottleneck and statuses, or one check's trend."""
     from xvckit.cli.render import print_rows
@@ -86,7 +88,7 @@ def history(
     from xvckit.store import open_store
     from xvckit.store.doctor_runs import list_runs
 
-    _config, store = open_store(config)
+    _config, store = open_store(config, data_dir)
     try:
         runs = list_runs(store, limit)
     finally:
@@ -98,7 +100,7 @@ def _save(setup, report) -> None:
     from xvckit.store import Store
     from xvckit.store.doctor_runs import save_run
 
-    store = Store.open(setup.config.storage.url)
+    store = Store.configured(setup.config)
     try:
         run_id = save_run(store, report.to_dict())
     finally:

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from xvckit.cli.options import ConfigOption, JsonOption, on_use, parse_lifetime
+from xvckit.cli.options import ConfigOption, DataDirOption, JsonOption, on_use, parse_lifetime
 from xvckit.cli.render import print_rows
 
 audit = on_use("xvckit.store.audit")
@@ -70,10 +70,11 @@ def keys_create(
     ),
     cache: str | None = typer.Option(None, "--cache", help="response cache: on, off or deterministic"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Create a key and print it once."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     expires_at = time.time() + parse_lifetime(expires) if expires else None
     key, raw = key_store.create_key(
         store,
@@ -94,10 +95,11 @@ def keys_list(
     team: str | None = typer.Option(None, "--team", help="only this team's keys"),
     active: bool = typer.Option(False, "--active", help="leave out revoked keys"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """List keys (never the keys themselves: their first characters)."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     team_id = key_store.get_team(store, team).id if team else None
     rows = [k.public() for k in key_store.list_keys(store, team_id, include_revoked=not active)]
     print_rows(rows, KEY_COLUMNS, as_json=as_json)
@@ -107,10 +109,11 @@ def keys_list(
 def keys_show(
     ref: str = typer.Argument(..., help="key id or name"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Show one key's settings."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     print_rows([key_store.get_key(store, ref).public()], KEY_COLUMNS, as_json=as_json)
 
 
@@ -118,10 +121,11 @@ def keys_show(
 def keys_revoke(
     ref: str = typer.Argument(..., help="key id or name"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke a key; running gateways refuse it within a second."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     revoked = key_store.revoke_key(store, ref, audit.default_actor())
     print_rows([revoked.public()], KEY_COLUMNS, as_json=as_json)
 
@@ -130,10 +134,11 @@ def keys_revoke(
 def keys_rotate(
     ref: str = typer.Argument(..., help="key id or name"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Give a key a new secret (same id, limits and usage); the old secret stops working."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     key, raw = key_store.rotate_key(store, ref, audit.default_actor())
     _print_secret(key.id, raw, as_json, key.public())
 
@@ -147,10 +152,11 @@ def teams_create(
     budget: float | None = BudgetOption,
     period: str = PeriodOption,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Create a team; its limits apply to all its keys together."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     limits = _limits(models, rpm, tpm, budget, period)
     team = key_store.create_team(store, name, limits, audit.default_actor())
     print_rows([team.public()], TEAM_COLUMNS, as_json=as_json)
@@ -165,18 +171,21 @@ def teams_update(
     budget: float | None = BudgetOption,
     period: str = PeriodOption,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Replace a team's limits."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     team = key_store.update_team(store, ref, _limits(models, rpm, tpm, budget, period), audit.default_actor())
     print_rows([team.public()], TEAM_COLUMNS, as_json=as_json)
 
 
 @teams_app.command("list")
-def teams_list(config: ConfigOption = None, as_json: bool = JsonOption) -> None:
+def teams_list(
+    config: ConfigOption = None, data_dir: DataDirOption = None, as_json: bool = JsonOption
+) -> None:
     """List teams."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     print_rows([t.public() for t in key_store.list_teams(store)], TEAM_COLUMNS, as_json=as_json)
 
 
@@ -184,10 +193,11 @@ def teams_list(config: ConfigOption = None, as_json: bool = JsonOption) -> None:
 def teams_show(
     ref: str = typer.Argument(..., help="team name or id"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Show a team and its keys."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     team = key_store.get_team(store, ref)
     keys = [k.public() for k in key_store.list_keys(store, team.id)]
     if as_json:

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from xvckit.cli.options import ConfigOption, on_use
+from xvckit.cli.options import ConfigOption, DataDirOption, on_use
 from xvckit.config import resolve_path
 from xvckit.errors import UserError
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 def set_secret(
     name: str = typer.Argument(..., help="the secret's name, e.g. openai-prod"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     stray: list[str] | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Store a secret; the value comes from standard input, or a hidden prompt on a terminal."""
@@ -41,7 +42,7 @@ def set_secret(
         value = typer.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
     else:
         value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     try:
         box = secrets.SecretBox.for_store(store)
         created = secrets.put_secret(store, box, name, value, audit.default_actor())
@@ -56,10 +57,11 @@ def set_secret(
 @app.command("list")
 def list_secrets(
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
 ) -> None:
     """The names of the stored secrets (never their values)."""
-    _, store = stores.open_store(config)
+    _, store = stores.open_store(config, data_dir)
     try:
         found = secrets.list_secrets(store)
     finally:
@@ -78,9 +80,10 @@ def list_secrets(
 def delete_secret(
     name: str = typer.Argument(..., help="the secret to remove"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Remove a secret."""
-    loaded, store = stores.open_store(config)
+    loaded, store = stores.open_store(config, data_dir)
     try:
         if not secrets.delete_secret(store, name, audit.default_actor()):
             raise UserError(f"no secret named {name!r} in the store")
@@ -100,6 +103,7 @@ def delete_secret(
 @app.command("import")
 def import_keys(
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: bool = typer.Option(False, "--json", help="print JSON for scripts"),
 ) -> None:
     """Move literal provider keys from xvckit.yaml into the encrypted store.
@@ -109,7 +113,7 @@ def import_keys(
     path = resolve_path(config)
     if path is None:
         raise UserError("no configuration to import from: pass --config FILE")
-    _, store = stores.open_store(path)
+    _, store = stores.open_store(path, data_dir)
     try:
         box = secrets.SecretBox.for_store(store)
         result = secrets.import_literal_keys(path, store, box, audit.default_actor())

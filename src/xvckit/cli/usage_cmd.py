@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import typer
 
-from xvckit.cli.options import ConfigOption, on_use
+from xvckit.cli.options import ConfigOption, DataDirOption, on_use
 from xvckit.errors import UserError
 from xvckit.timespec import parse_moment
 
@@ -46,6 +46,7 @@ def usage(
     as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows"),
     as_csv: bool = typer.Option(False, "--csv", help="print CSV with a header line"),
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Requests, tokens, cost and errors from the usage ledger."""
     from xvckit.store.ledger import GROUPS, usage_report
@@ -60,7 +61,7 @@ def usage(
     for option, value in (("--key", key), ("--team", team)):
         if value is not None and not value.isprintable():  # an id never is; a database could not hold it
             raise UserError(f"{option}: {value!r} is not an id")
-    _config, store = stores.open_store(config)
+    _config, store = stores.open_store(config, data_dir)
     try:
         rows = usage_report(store, by.value if by else None, start, end, key_id=key, team_id=team)
     finally:

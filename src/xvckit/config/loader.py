@@ -9,17 +9,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from xvckit.config.schema import Config
+from xvckit.config.schema import Config, folder_problem, full_path, master_key_problem
 from xvckit.errors import UserError
 
 CONFIG_ENV = "XVCKIT_CONFIG"
 MASTER_KEY_ENV = "XVCKIT_MASTER_KEY"
+DATA_DIR_ENV = "XVCKIT_DATA_DIR"
 DEFAULT_CONFIG_NAME = "xvckit.yaml"
 EXAMPLE_PATH = Path(__file__).with_name("example.yaml")
 
 
 class ConfigError(UserError):
-    """A problem in the user's configuration, said in one line with where it is."""
+    """Problems in the user's configuration, each said in a line of its own with where it is."""
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -32,24 +33,55 @@ def resolve_path(explicit: str | os.PathLike[str] | None) -> Path | None:
     return local if local.exists() else None
 
 
-def load(explicit: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
-    """Load the configuration; with no file anywhere, the defaults (unless `required`)."""
+def load(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    required: bool = False,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Load the configuration; with no file anywhere, the defaults (unless `required`).
+
+    `data_dir` (--data-dir), else $XVCKIT_DATA_DIR, names the data folder over the file's
+    `storage`: the SQLite store moves into it; a PostgreSQL store stays where `storage.url` says
+    (a folder cannot hold it) and the folder keeps the local files (keys, journal)."""
     path = resolve_path(explicit)
     if path is None:
         if required:
             raise ConfigError(f"no configuration: pass --config, set {CONFIG_ENV} or create ./xvckit.yaml")
-        return from_mapping({}, source="defaults")
+        data, source = {}, "defaults"
+    else:
+        data, source = _read(path), str(path)
+    return from_mapping(_with_data_dir(data, data_dir), source=source)
+
+
+def _read(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return from_mapping(data, source=str(path))
+
+
+def _with_data_dir(data: Any, explicit: str | os.PathLike[str] | None) -> Any:
+    """The document with --data-dir or $XVCKIT_DATA_DIR as its data folder, checked first."""
+    folder = explicit or os.environ.get(DATA_DIR_ENV)
+    if not folder:
+        return data
+    path = full_path(folder)
+    problem = folder_problem(path)
+    if problem:
+        raise ConfigError(f"{'--data-dir ' if explicit else DATA_DIR_ENV + '='}{folder}: {problem}")
+    storage = data.get("storage", {}) if isinstance(data, dict) else None
+    if not isinstance(storage, dict):
+        return data  # not a mapping: validation says so
+    url = storage.get("url")
+    keep = isinstance(url, str) and not url.startswith("sqlite:")
+    return {**data, "storage": {**storage, "data_dir": path, "url": url if keep else None}}
 
 
 def from_mapping(data: Any, *, source: str = "config") -> Config:
@@ -58,11 +90,14 @@ def from_mapping(data: Any, *, source: str = "config") -> Config:
         raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
     data = _resolve_env_refs(data, source)
     if os.environ.get(MASTER_KEY_ENV):
+        problem = master_key_problem(os.environ[MASTER_KEY_ENV])
+        if problem:
+            raise ConfigError(f"{MASTER_KEY_ENV}: {problem}")
         data = {**data, "admin": {**(data.get("admin") or {}), "master_key": os.environ[MASTER_KEY_ENV]}}
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_errors(exc)}") from None
+        raise ConfigError("\n".join(f"{source}: {line}" for line in format_errors(exc))) from None
 
 
 def refuse_gateway_keys(config: Config, master_key: str | None, source: str) -> None:
@@ -86,14 +121,14 @@ def refuse_gateway_keys(config: Config, master_key: str | None, source: str) -> 
             )
 
 
-def format_errors(exc: ValidationError) -> str:
-    """One line per problem, each starting with the field path (`providers[0].kind`)."""
+def format_errors(exc: ValidationError) -> list[str]:
+    """Every problem, each on a line of its own starting with its field path (`providers[0].kind`)."""
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         path = field_path(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {message}" if path else message)
-    return "; ".join(lines)
+        for message in err["msg"].removeprefix("Value error, ").splitlines():
+            lines.append(f"{path}: {message}" if path else message)
+    return lines
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

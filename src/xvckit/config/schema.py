@@ -5,14 +5,56 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-# The XDG data directory, as every tool on the desktop keeps its data.
-DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "xvckit"
-DEFAULT_STORAGE_URL = f"sqlite:///{DEFAULT_DATA_DIR}/xvckit.db"
+from xvckit.errors import UserError
+
+MIN_MASTER_KEY = 32  # characters: a key a person types from memory is guessable
+
+
+def default_data_dir() -> Path:
+    """The XDG data directory, as every tool on the desktop keeps its data: $XDG_DATA_HOME/xvckit,
+    else ~/.local/share/xvckit. Read when asked, not at import, so a variable set later counts;
+    a relative XDG_DATA_HOME is ignored, as the XDG spec says."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):
+        return Path.home() / ".local" / "share" / "xvckit"
+    problem = folder_problem(Path(base))
+    if problem:
+        raise UserError(f"XDG_DATA_HOME={base}: {problem}")
+    return Path(base) / "xvckit"
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be (or become) a folder: it or a parent is a file."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return None if folder.is_dir() else f"{folder} is a file, not a folder"
+    return None
+
+
+def full_path(path: str | os.PathLike[str]) -> Path:
+    """`path` as it is on disk: `~` expanded, absolute, no `..` (symlinks kept)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def data_dir_of(url: str) -> Path | None:
+    """The folder of a SQLite database (None for another database)."""
+    if url.startswith("sqlite:///"):
+        return full_path(url.removeprefix("sqlite:///")).parent
+    return None
+
+
+def master_key_problem(key: str) -> str | None:
+    if len(key) < MIN_MASTER_KEY:
+        return (
+            f"too short ({len(key)} characters; at least {MIN_MASTER_KEY}): make one with "
+            "python -c 'import secrets; print(\"xvc-master-\" + secrets.token_urlsafe(32))'"
+        )
+    return None
 
 
 def _http(value: str) -> str:
@@ -127,13 +169,41 @@ class ModelRoute(Strict):
 
 
 class Storage(Strict):
-    url: str = DEFAULT_STORAGE_URL
+    """The database, and the data folder of the files kept outside it."""
+
+    url: str = Field(description="sqlite:///PATH or postgresql://...; default: xvckit.db in data_dir")
+    data_dir: Path = Field(
+        description="secret.key, master.key, the ledger journal, audit heads; "
+        "default: the SQLite database's folder, else $XDG_DATA_HOME/xvckit"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Filled in when a configuration is loaded, not at import."""
+        if not isinstance(data, dict):
+            return data
+        url, folder = data.get("url"), data.get("data_dir")
+        if folder is None:
+            folder = (data_dir_of(url) if isinstance(url, str) else None) or default_data_dir()
+        if url is None:
+            url = f"sqlite:///{full_path(folder)}/xvckit.db"
+        return {**data, "url": url, "data_dir": folder}
 
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("must be sqlite:///PATH or postgresql://...")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        value = full_path(value)
+        problem = folder_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -231,6 +301,14 @@ class ContextSettings(Strict):
 class Admin(Strict):
     master_key: SecretStr | None = None
 
+    @field_validator("master_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = value and master_key_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class Config(Strict):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
@@ -247,19 +325,23 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:
+        """Every broken reference, one a line (the loader lists each as an error of its own)."""
         names = [p.name for p in self.providers]
+        problems = []
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
-            raise ValueError(f"providers: duplicate name(s) {sorted(dupes)}")
+            problems.append(f"providers: duplicate name(s) {sorted(dupes)}")
         for i, route in enumerate(self.models):
             for j, fallback in enumerate(route.fallbacks):
                 if not any(other.matches(fallback) for other in self.models):
-                    raise ValueError(f"models[{i}].fallbacks[{j}]: no model route matches {fallback!r}")
+                    problems.append(f"models[{i}].fallbacks[{j}]: no model route matches {fallback!r}")
             if route.provider not in names:
-                raise ValueError(
+                problems.append(
                     f"models[{i}].provider: unknown provider {route.provider!r} "
                     f"(known: {', '.join(names) or 'none'})"
                 )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def provider(self, name: str) -> Provider:

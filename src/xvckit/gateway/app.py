@@ -26,7 +26,7 @@ from xvckit.gateway.routing import Router
 from xvckit.gateway.token_estimate import preload
 from xvckit.gateway.upstream import Upstreams
 from xvckit.providers.prices import price_table
-from xvckit.store import Store, StoreError, local_dir
+from xvckit.store import Store, StoreError
 from xvckit.store.journal import Journal, journal_dir
 from xvckit.store.ledger import usage_report
 from xvckit.store.ledger_feed import Ledger
@@ -218,8 +218,8 @@ class Gateway:
 
 
 def _ledger(config: Config, store: Store) -> Ledger:
-    """The usage ledger, journaled beside the database: the hot path appends, a process commits."""
-    journal = Journal(journal_dir(local_dir(store.url), store.url))
+    """The usage ledger, journaled in the data folder: the hot path appends, a process commits."""
+    journal = Journal(journal_dir(store.data_dir, store.url))
     return Ledger(store, journal, retention_days=config.ledger.retention_days)
 
 

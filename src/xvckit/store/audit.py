@@ -152,19 +152,20 @@ def _mac(key: bytes, entry_id: int, digest: str) -> str:
 
 def head_key(store) -> bytes:
     """The key that signs the head, derived from the store's secret key (kept outside the
-    database: `XVCKIT_SECRET_KEY`, else the key file beside a SQLite store or in the data dir)."""
+    database: `XVCKIT_SECRET_KEY`, else the key file in the store's data folder)."""
     from xvckit.store.secrets import SecretBox  # secrets appends entries: imported when used
 
     return SecretBox.for_store(store).derive("audit-head")
 
 
-def seen_head_path(store_url: str) -> Path:
-    """This machine's record of the newest head it signed for the store: beside the key file,
-    one per store (PostgreSQL stores share the data dir)."""
-    from xvckit.store.secrets import key_dir
+def seen_head_path(store_url: str, data_dir: Path | None = None) -> Path:
+    """This machine's record of the newest head it signed for the store: beside the key file in
+    the data folder (default: the URL's, as `Store` has it), one per store (PostgreSQL stores
+    may share a data folder)."""
+    from xvckit.store.database import local_dir
 
     name = hashlib.sha256(store_url.encode()).hexdigest()[:16]
-    return key_dir(store_url).expanduser() / f"audit-{name}.head"
+    return (data_dir or local_dir(store_url)).expanduser() / f"audit-{name}.head"
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def transaction(store) -> Iterator[Connection]:
     before it writes (a name still free?) is still true when it commits.
     """
     key = head_key(store)
-    seen_path = seen_head_path(store.url)
+    seen_path = seen_head_path(store.url, store.data_dir)
     with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -415,7 +416,7 @@ def verify(store, *, batch: int = 5000) -> VerifyResult:
         _begin_snapshot(conn)
         try:
             walked = _walk(conn, _read_head(conn, strict=False), key, batch)
-            behind = walked.ok and _behind_seen(conn, key, seen_head_path(store.url))
+            behind = walked.ok and _behind_seen(conn, key, seen_head_path(store.url, store.data_dir))
             return VerifyResult(False, walked.checked, walked.head_id, *behind) if behind else walked
         finally:
             conn.rollback()

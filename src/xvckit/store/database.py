@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from xvckit.config import Config, load
-from xvckit.config.schema import DEFAULT_DATA_DIR
+from xvckit.config.schema import data_dir_of, default_data_dir
 from xvckit.errors import UserError
 from xvckit.store import migrate
 
@@ -29,17 +29,10 @@ class StoreError(UserError):
     """The store cannot be opened or used; the message names the URL without credentials."""
 
 
-def data_dir_of(url: str) -> Path | None:
-    """The directory holding a SQLite database (where xvckit keeps its local files)."""
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).expanduser().parent
-    return None
-
-
 def local_dir(url: str) -> Path:
-    """Where xvckit keeps its local files for a store (keys, journal): beside a SQLite
-    database, else in the data directory."""
-    return data_dir_of(url) or DEFAULT_DATA_DIR.expanduser()
+    """Where xvckit keeps its local files (keys, journal) for a store opened by URL alone:
+    beside a SQLite database, else in the default data folder."""
+    return data_dir_of(url) or default_data_dir()
 
 
 def _engine_url(url: str) -> str:
@@ -72,12 +65,15 @@ def engine_for(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, engine: Engine, url: str) -> None:
+    """A database and its data folder (`storage.data_dir`): the local files that go with it."""
+
+    def __init__(self, engine: Engine, url: str, data_dir: Path | None = None) -> None:
         self.engine = engine
         self.url = url
+        self.data_dir = data_dir.expanduser() if data_dir else local_dir(url)
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, data_dir: Path | None = None) -> Store:
         """The store at `url`, its schema brought up to date first."""
         engine = engine_for(url)
         try:
@@ -85,7 +81,12 @@ class Store:
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             engine.dispose()
             raise StoreError(f"cannot open store {safe_url(url)}: {_first_line(exc)}") from None
-        return cls(engine, url)
+        return cls(engine, url, data_dir)
+
+    @classmethod
+    def configured(cls, config: Config) -> Store:
+        """The store of a configuration, with its data folder."""
+        return cls.open(config.storage.url, config.storage.data_dir)
 
     def ping(self) -> None:
         """Raise StoreError unless a round trip to the database works."""
@@ -112,7 +113,10 @@ def _first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def open_store(config_path: str | os.PathLike[str] | None) -> tuple[Config, Store]:
-    """The configuration and its store, for CLI commands that work on the data directly."""
-    config = load(config_path)
-    return config, Store.open(config.storage.url)
+def open_store(
+    config_path: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[Config, Store]:
+    """The configuration and its store, for CLI commands that work on the data directly
+    (`data_dir`: their --data-dir)."""
+    config = load(config_path, data_dir=data_dir)
+    return config, Store.configured(config)

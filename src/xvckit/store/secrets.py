@@ -3,9 +3,10 @@
 Each value is sealed with AES-256-GCM under a fresh 96-bit nonce, with the secret's name in
 the associated data, so a ciphertext copied to another name fails to open. The key comes
 from `XVCKIT_SECRET_KEY` (32 bytes as base64, urlsafe base64 or 64 hex digits) or from
-`secret.key`, generated once (mode 0600) beside the SQLite database, or in the default data
-directory for a PostgreSQL store. Each row records a short fingerprint of the key that sealed
-it, so a wrong key is reported as such instead of as damage.
+`secret.key` in the store's data folder (beside the SQLite database by default), generated once
+(mode 0600). Each row records a short fingerprint of the key that sealed it, so a wrong key is
+reported as such instead of as damage, and a second key is refused: a store's secrets are all
+sealed with one.
 
 Nothing here prints, logs or reprs a secret value; errors name the secret, never its value.
 """
@@ -34,7 +35,6 @@ from pydantic import SecretStr
 from xvckit.config.schema import Config
 from xvckit.errors import UserError
 from xvckit.store import audit
-from xvckit.store.database import local_dir
 from xvckit.store.schema import metadata
 
 SECRET_KEY_ENV = "XVCKIT_SECRET_KEY"
@@ -92,8 +92,18 @@ class SecretBox:
 
     @classmethod
     def for_store(cls, store) -> SecretBox:
-        """The box for a store: `XVCKIT_SECRET_KEY` if set, else the store's key file."""
-        return cls.load(key_dir(store.url))
+        """The box for a store: `XVCKIT_SECRET_KEY` if set, else the key file in its data folder,
+        made only for a store that holds no secret yet: a new key beside secrets sealed with
+        another would seal new ones that no single key opens along with the old."""
+        path = store.data_dir / KEY_FILE
+        if not os.environ.get(SECRET_KEY_ENV, "").strip() and not path.exists():
+            sealed_with = _key_ids(store)
+            if sealed_with:
+                raise SecretKeyError(
+                    f"the store's secrets are encrypted with key {sealed_with[0]}, and {path} does not "
+                    f"exist: put that key file back or set {SECRET_KEY_ENV} to the key (no new key was made)"
+                )
+        return cls.load(store.data_dir)
 
     @classmethod
     def load(cls, directory: Path) -> SecretBox:
@@ -139,11 +149,6 @@ class SecretBox:
 def key_fingerprint(key: bytes) -> str:
     """16 hex digits that tell keys apart without revealing anything about them."""
     return hashlib.sha256(b"xvckit secret key id\0" + key).hexdigest()[:16]
-
-
-def key_dir(store_url: str) -> Path:
-    """Where the key file lives: beside the SQLite database, else the default data dir."""
-    return local_dir(store_url)
 
 
 def parse_key(text: str, source: str = SECRET_KEY_ENV) -> bytes:
@@ -241,6 +246,13 @@ def put_secret(store, box: SecretBox, name: str, value: str, actor: str, detail:
     nonce, sealed = box.encrypt(name, value)
     now = _now()
     with audit.transaction(store) as conn:
+        others = [key_id for key_id in _key_ids(conn) if key_id != box.key_id]
+        if others:
+            raise SecretKeyError(
+                f"secret {name!r} not stored: the store's secrets are encrypted with key {others[0]}, "
+                f"the key from {box.source} is {box.key_id}; set {SECRET_KEY_ENV} to the store's key "
+                "(a second key would leave secrets that no single key opens)"
+            )
         exists = conn.execute(sa.select(secrets_table.c.name).where(secrets_table.c.name == name)).first()
         if exists:
             conn.execute(
@@ -272,6 +284,15 @@ def get_secret(store, box: SecretBox, name: str) -> str:
     if row is None:
         raise SecretError(f"no secret named {name!r} in the store (add it with: xvckit secrets set {name})")
     return _open_row(box, row)
+
+
+def _key_ids(source) -> list[str]:
+    """The fingerprints of the keys that sealed the stored secrets (a store or a connection)."""
+    query = sa.select(secrets_table.c.key_id).distinct().order_by(secrets_table.c.key_id)
+    if isinstance(source, sa.Connection):
+        return list(source.execute(query).scalars())
+    with source.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
 
 
 def has_secret(store, name: str) -> bool:
