@@ -16,8 +16,6 @@ import openai
 import pytest
 import yaml
 
-from conftest import require_service
-
 # Variables of the user's shell that would change what the commands do.
 _USER_VARIABLES = ("XVCKIT_MASTER_KEY", "XVCKIT_CONFIG", "XVCKIT_SECRET_KEY", "OPENAI_API_KEY")
 
@@ -167,11 +165,10 @@ def test_config_check_rejects_a_base_url_the_client_cannot_use(tmp_path, base_ur
     assert result.stderr == f"xvckit: xvckit.yaml: providers[0].base_url: {expected}\n"
 
 
-def test_serve_prints_the_store_url_without_its_password(tmp_path, postgres_database):
-    if postgres_database.startswith("unavailable: "):
-        require_service("PostgreSQL", postgres_database.removeprefix("unavailable: "))
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # empty: no other test's secrets
+def test_serve_prints_the_store_url_without_its_password(tmp_path, store_url):
     password = "pw-" + secrets.token_hex(8)
-    url = postgres_database.replace("://postgres@", f"://postgres:{password}@")  # trust auth ignores it
+    url = store_url.replace("://postgres@", f"://postgres:{password}@")  # trust auth ignores it
     assert password in url
     config = tmp_path / "pg.yaml"
     config.write_text(yaml.safe_dump({"storage": {"url": url}}))
