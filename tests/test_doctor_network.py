@@ -221,29 +221,84 @@ def test_packet_loss_counter_permission_denied_is_unknown_with_the_reason(tmp_pa
     assert loss.status is Status.UNKNOWN and "Permission denied" in loss.detail
 
 
-@pytest.mark.parametrize(
-    ("tier", "kind", "expected"),
-    [
-        ("professional", "openai", "professional"),
-        ("enterprise", "anthropic", "enterprise"),
-        ("basic", "openai", "basic"),
-    ],
-)
-def test_probe_api_reads_the_limits_and_maps_them_to_the_guide_tiers(
-    sim_factory, tmp_path, tier, kind, expected
-):
+def probe_api(sim_factory, tmp_path, tier: str, kind: str, **provider) -> dict:
+    """The api section with --probe-api against a simulator of the guide's `tier`."""
     sim = sim_factory(tier=tier, latency_ms=0)
     base_url = sim.openai_base_url if kind == "openai" else sim.anthropic_base_url
-    providers = [{"name": "p", "kind": kind, "base_url": base_url, "api_keys": ["sk-secret-test"]}]
+    providers = [
+        {"name": "p", "kind": kind, "base_url": base_url, "api_keys": ["sk-secret-test"], **provider}
+    ]
     models = [{"name": "some-model", "provider": "p"}]
     setup = setup_for(tmp_path, providers, models=models)
     setup.probe_api = True
     found = by_id(diagnose(setup, ("api",)))
+    assert "sk-secret-test" not in repr(found)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("tier", "kind", "expected"),
+    [("professional", "openai", "professional"), ("basic", "anthropic", "basic")],
+)
+def test_probe_api_reads_the_limits_and_maps_them_to_the_guide_tiers(
+    sim_factory, tmp_path, tier, kind, expected
+):
+    found = probe_api(sim_factory, tmp_path, tier, kind)
     tier_check, response = found["api.tier.p"], found["api.response_time.p"]
     assert tier_check.value == expected, tier_check.detail
     assert response.value < 0.5 and response.status is Status.OPTIMAL
     assert "--probe-api" in response.detail
-    assert "sk-secret-test" not in repr(found)
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_no_tier_is_concluded_from_missing_rate_limit_headers(sim_factory, tmp_path, kind):
+    """The simulator's Enterprise tier has no limits and so sends no rate-limit headers, as a
+    proxy or a local server would: that is no evidence of the guide's "no rate limits"."""
+    found = probe_api(sim_factory, tmp_path, "enterprise", kind)
+    tier_check, response = found["api.tier.p"], found["api.response_time.p"]
+    assert tier_check.status is Status.UNKNOWN and tier_check.value is None, tier_check
+    assert tier_check.detail.startswith("answered 200 without a request limit in its headers")
+    assert "rpm in xvckit.yaml" in tier_check.detail
+    assert response.status is Status.OPTIMAL  # what was measured still counts
+    # A limit the user states in xvckit.yaml places it, as without --probe-api.
+    found = probe_api(sim_factory, tmp_path, "enterprise", kind, rpm=500)
+    assert found["api.tier.p"].value == "professional" and "rpm 500 set" in found["api.tier.p"].detail
+
+
+def test_what_could_not_be_measured_is_unknown_never_the_bottleneck(servers, tmp_path):
+    """A bandwidth test server that cannot be reached and a provider that refuses --probe-api's
+    request: not measured, so `unknown`, left out of the band and named in the headline."""
+    closed = _unused_port()
+    providers = [{"name": "p", "kind": "openai", "base_url": f"http://127.0.0.1:{closed}/v1"}]
+    setup = setup_for(
+        tmp_path,
+        providers,
+        models=[{"name": "m", "provider": "p"}],
+        bandwidth_url=f"http://127.0.0.1:{closed}/download",
+        deadline_s=5,
+    )
+    setup.probe_api = True
+    report = diagnose(setup, ("tuning", "api"))
+    found = by_id(report)
+    assert (found["api.tier.p"].status, found["api.response_time.p"].status) == (Status.UNKNOWN,) * 2
+    assert found["api.tier.p"].detail.startswith("--probe-api: ")
+    assert report.verdict.bottleneck is None or report.verdict.bottleneck.section == "tuning"
+    assert [c.id for c in report.verdict.not_measured][-2:] == ["api.tier.p", "api.response_time.p"]
+    assert report.headline.startswith("velocity band (guide's estimate, tuning,api only): ")
+    assert " at best; " in report.headline and "; not measured: " in report.headline
+    assert report.headline.endswith("api.tier.p, api.response_time.p")
+    only_api = diagnose(setup, ("api",))
+    assert only_api.verdict.band is None
+    assert only_api.headline == (
+        "velocity band, api only: unknown (not measured: api.tier.p, api.response_time.p)"
+    )
+
+    report = diagnose(setup_for(tmp_path, bandwidth_url=f"http://127.0.0.1:{closed}/download"), ("network",))
+    down = by_id(report)["network.bandwidth_down"]
+    assert down.status is Status.UNKNOWN and "refused" in down.detail.lower()
+    assert "doctor.bandwidth_url" in down.fix
+    assert report.verdict.bottleneck is None or report.verdict.bottleneck.id != down.id
+    assert report.to_dict()["not_measured"][-2:] == ["network.bandwidth_down", "network.bandwidth_up"]
 
 
 def test_api_tier_without_history_or_probe_is_unknown_and_says_how_to_learn_it(tmp_path):

@@ -168,8 +168,11 @@ def test_markdown_only_and_the_user_errors(capsys, config):
         code == 0 and out.startswith("# xvckit doctor:") and "## compute" in out and "## network" not in out
     )
     assert "| CPU cores<br>`compute.cpu_cores`" in out and "the guide's estimate" in out
+    assert "**velocity band (guide's estimate, compute,tuning only): " in out
     for args, message in (
         (("--only", "compute,gpu"), "xvckit: --only: unknown section(s) gpu; choose from"),
+        (("--only", "nosuchcheck"), "xvckit: --only: unknown section(s) nosuchcheck; choose from network,"),
+        (("history", "--check", "nosuchcheck"), "xvckit: --check nosuchcheck: no such check; choose from "),
         (("--json", "--markdown"), "xvckit: --json and --markdown: choose one"),
         (("--apply",), "xvckit: --apply goes with --fix"),
         (("--fix", "--json"), "xvckit: --fix prints commands for a shell"),
@@ -178,20 +181,29 @@ def test_markdown_only_and_the_user_errors(capsys, config):
         assert code == 2 and err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_save_then_history_shows_the_trend(capsys, tmp_path, store_url):
+def test_history_keeps_only_runs_apart_and_trends_a_check(capsys, tmp_path, store_url):
+    """A run made with --only has a band of some sections, not the machine's: `history` shows
+    the full runs, `--partial` the others; a check's trend takes every run that measured it."""
     config = write_config(tmp_path / "xvckit.yaml", store_url)
-    for _ in range(2):
-        code, _out, err = doctor(capsys, config, "--only", "compute,tuning", "--save")
+    for args in (("--only", "compute,tuning"), (), ("--only", "tools"), ()):
+        code, out, err = doctor(capsys, config, *args, "--save")
         assert code == 0 and "saved as run" in err
-    code, out, _ = doctor(capsys, config, "history", "--json")
-    rows = orjson.loads(out)
-    assert code == 0 and len(rows) == 2
-    assert {"run", "started_at", "velocity", "bottleneck", "below_minimum", "optimal"} <= set(rows[0])
+    code, out, err = doctor(capsys, config, "history", "--json")
+    full = orjson.loads(out)
+    assert code == 0 and len(full) == 2 and "sections" not in full[0]
+    assert {"run", "started_at", "velocity", "bottleneck", "below_minimum", "optimal"} <= set(full[0])
+    assert err == "2 run(s) made with --only not shown (a band of some sections): see --partial\n"
+    code, out, err = doctor(capsys, config, "history", "--partial", "--json")
+    partial = orjson.loads(out)
+    assert [row["sections"] for row in partial] == ["compute,tuning", "tools"] and not err
     code, out, _ = doctor(capsys, config, "history", "--check", "compute.cpu_cores", "--json")
     trend = orjson.loads(out)
-    assert [(row["value"], row["unit"]) for row in trend] == [(os.cpu_count(), "cores")] * 2
-    code, out, _ = doctor(capsys, config, "history")
-    assert code == 0 and "velocity" in out and "bottleneck" in out
+    assert [(row["value"], row["unit"]) for row in trend] == [(os.cpu_count(), "cores")] * 3
+    assert [row["run"] for row in trend] == [partial[0]["run"], *(row["run"] for row in full)]
+    code, out, _ = doctor(capsys, config, "history", "--limit", "1")
+    assert code == 0 and "velocity" in out and "bottleneck" in out and str(full[1]["run"]) in out
+    code, _out, err = doctor(capsys, config, "history", "--check", "tools.gitt")
+    assert code == 2 and err.count("\n") == 1 and "compute.cpu_cores, " in err and "tools.git, " in err
 
 
 @pytest.fixture

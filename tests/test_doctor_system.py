@@ -16,9 +16,11 @@ import pytest
 
 from xvckit.config import from_mapping
 from xvckit.doctor import Setup, SystemPaths, diagnose, fix
+from xvckit.doctor import disk as disk_module
 from xvckit.doctor.checks import Judge
 from xvckit.doctor.devenv import required_toolchains
-from xvckit.doctor.disk import block_device, disk_kind
+from xvckit.doctor.disk import block_device, disk_kind, is_virtual
+from xvckit.doctor.report import headline
 from xvckit.doctor.runner import Job, Promise, run_jobs
 from xvckit.doctor.thresholds import THRESHOLDS, Status, judge, with_overrides
 from xvckit.doctor.verdict import verdict
@@ -62,7 +64,11 @@ def test_compute_figures_equal_what_proc_and_os_report(tmp_path):
     if kind.status is not Status.UNKNOWN:
         disk = kind.detail.split(":")[0].removeprefix("/dev/")
         rotational = Path(f"/sys/block/{disk}/queue/rotational").read_text().strip()
-        assert kind.value == ("nvme" if disk.startswith("nvme") else "hdd" if rotational == "1" else "ssd")
+        said = "nvme" if disk.startswith("nvme") else "hdd" if rotational == "1" else "ssd"
+        if said == "hdd" and is_virtual(disk, Path("/sys")):  # the write check decides
+            speeds = (found["compute.disk_fsync"], found["compute.disk_write"])
+            said = "ssd" if any(c.status in (Status.MINIMUM, Status.OPTIMAL) for c in speeds) else "hdd"
+        assert kind.value == said
     assert found["compute.os"].value == "linux" and found["compute.os"].status is Status.OPTIMAL
     assert found["compute.disk_fsync"].value > 0 and found["compute.disk_write"].value > 0
     assert not list(tmp_path.glob(".xvckit-doctor-*"))  # the scratch file is gone
@@ -121,6 +127,58 @@ def test_storage_kind_under_device_mapper_and_from_mountinfo(tmp_path):
         "27 1 0:31 / / rw,relatime - btrfs /dev/nvme1n1p1 rw\n28 27 0:5 / /proc rw - proc proc rw\n"
     )
     assert block_device(tmp_path, other, tmp_path / "proc") == "nvme1n1"
+
+
+# Thresholds that put whatever this disk measures above (FAST) or below (SLOW) the minimum:
+# the test, not this machine's speed, decides which side each speed lands on.
+FAST_FSYNC = {"compute.disk_fsync": {"minimum": 1e6}}
+SLOW_FSYNC = {"compute.disk_fsync": {"minimum": 1e-9, "optimal": 1e-10}}
+FAST_WRITE = {"compute.disk_write": {"minimum": 1e-6}}
+SLOW_WRITE = {"compute.disk_write": {"minimum": 1e9, "optimal": 1e10}}
+
+
+@pytest.mark.parametrize(
+    ("disk", "vendor", "speeds", "expected"),
+    [
+        ("vda", None, FAST_FSYNC | SLOW_WRITE, "ssd"),  # virtio, throttled to a plan's write rate
+        ("sda", "QEMU    \n", SLOW_FSYNC | FAST_WRITE, "ssd"),  # a hypervisor's SCSI disk, by its vendor
+        ("vda", None, SLOW_FSYNC | SLOW_WRITE, "hdd"),  # both slow: the flag stands
+        ("sda", "ATA     \n", FAST_FSYNC | FAST_WRITE, "hdd"),  # a physical disk's flag is its own word
+    ],
+)
+def test_a_virtual_disk_that_says_rotational_is_judged_by_its_write_check(
+    tmp_path, disk, vendor, speeds, expected
+):
+    sys_root = tmp_path / "sys"
+    device = _fake_disk(sys_root, disk, "1")
+    if vendor:
+        (device / "device").mkdir()
+        (device / "device" / "vendor").write_text(vendor)
+    _mount(sys_root, tmp_path, device)
+    setup = setup_for(tmp_path, SystemPaths(sys=sys_root, proc=tmp_path / "proc"), thresholds=speeds)
+    kind = by_id(diagnose(setup, ("compute",)))["compute.storage_type"]
+    assert kind.value == expected, kind.detail
+    virtual = disk == "vda" or "QEMU" in (vendor or "")
+    assert ("a virtual disk that says rotational" in kind.detail) is virtual
+    if expected == "ssd":
+        assert kind.status is Status.MINIMUM and kind.detail.endswith(": SSD-class")
+        assert "fsync latency" in kind.detail and "sequential write" in kind.detail
+
+
+def test_a_virtual_disk_that_says_rotational_without_a_write_check_is_unknown(tmp_path, monkeypatch):
+    sys_root = tmp_path / "sys"
+    _mount(sys_root, tmp_path, _fake_disk(sys_root, "vda", "1"))
+
+    def refused(*_args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(disk_module, "write_check", refused)
+    setup = setup_for(tmp_path, SystemPaths(sys=sys_root, proc=tmp_path / "proc"))
+    report = diagnose(setup, ("compute",))
+    kind = by_id(report)["compute.storage_type"]
+    assert kind.status is Status.UNKNOWN and kind.value is None
+    assert "says rotational" in kind.detail and "Permission denied" in kind.detail
+    assert kind in report.verdict.not_measured and report.verdict.bottleneck is not kind
 
 
 # --- tuning -------------------------------------------------------------------------------------
@@ -333,7 +391,23 @@ def test_verdict_takes_the_lowest_band_and_names_what_set_it():
     )
     assert verdict([*poor, unreachable]).bottleneck.id == "network.ttfb.q"  # network first
     unknown = Judge(dict(THRESHOLDS)).missing("tuning.cpu_governor", "g", "tuning.cpu_governor", "no cpufreq")
-    assert verdict([*good, unknown]).unknown == 1 and verdict([unknown]).band is None
+    assert verdict([*good, unknown]).not_measured == [unknown] and verdict([unknown]).band is None
+
+
+def test_an_unknown_check_is_named_never_the_bottleneck_and_the_band_is_a_ceiling():
+    judge_ = Judge(dict(THRESHOLDS))
+    unknown = judge_.missing("network.bandwidth_down", "bandwidth down", "network.bandwidth", "no server")
+    good = _checks(("network.ttfb.p", "network.latency", 30.0), ("compute.ram", "compute.ram", 20.0))
+    found = verdict([unknown, *good])
+    assert (found.band.name, found.bottleneck.id, found.judged) == ("good", "compute.ram", 2)
+    assert headline(found) == (
+        "velocity band (guide's estimate): good, 5-7x at best; bottleneck: compute.ram (compute.ram: "
+        "20 GB, minimum); not measured: network.bandwidth_down"
+    )
+    assert headline(verdict(good)).endswith("bottleneck: compute.ram (compute.ram: 20 GB, minimum)")
+    assert headline(verdict([unknown]), ("network",)) == (
+        "velocity band, network only: unknown (not measured: network.bandwidth_down)"
+    )
 
 
 def test_a_hanging_or_failing_job_costs_only_its_own_checks():

@@ -76,7 +76,10 @@ def doctor(
 def history(
     limit: int = typer.Option(20, "--limit", min=1, help="the latest runs to show"),
     check: str | None = typer.Option(
-        None, "--check", help="one check's value per run, e.g. network.ttfb.openai"
+        None, "--check", help="one check's value per run that measured it, e.g. network.ttfb.openai"
+    ),
+    partial: bool = typer.Option(
+        False, "--partial", help="the runs made with --only instead (their band covers some sections)"
     ),
     as_json: bool = JsonOption,
     config: ConfigOption = None,
@@ -84,16 +87,20 @@ def history(
 ) -> None:
     """Runs kept with `xvckit doctor --save`: band, bottleneck and statuses, or one check's trend."""
     from xvckit.cli.render import print_rows
-    from xvckit.doctor import history_rows
+    from xvckit.doctor import Setup, check_ids, history_rows
     from xvckit.store import open_store
     from xvckit.store.doctor_runs import list_runs
 
-    _config, store = open_store(config, data_dir)
+    loaded, store = open_store(config, data_dir)
     try:
-        runs = list_runs(store, limit)
+        runs = list_runs(store)
     finally:
         store.close()
-    print_rows(history_rows(runs, check), None, as_json=as_json)
+    known = check_ids(Setup(loaded, Path.cwd())) if check else ()
+    rows, note = history_rows(runs, limit, check_id=check, known_ids=known, partial=partial)
+    print_rows(rows, None, as_json=as_json)
+    if note:
+        typer.echo(note, err=True)
 
 
 def _save(setup, report) -> None:
@@ -135,7 +142,7 @@ def _print_report(report) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from xvckit.doctor import NO_CHECKS, headline, show_bound, show_value
+    from xvckit.doctor import NO_CHECKS, show_bound, show_value
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     for name in report.sections:
@@ -159,5 +166,5 @@ def _print_report(report) -> None:
                 check.fix or "",
             )
         console.print(table)
-    console.print(Text(headline(report.verdict), style="bold"))
+    console.print(Text(report.headline, style="bold"))
     console.print(Text("(an estimate from the guide's tables, not a measurement)", style="dim"))

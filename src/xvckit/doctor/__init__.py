@@ -3,8 +3,8 @@ requirements, with the guide's velocity estimate, the limiting check, and fixes 
 OS tuning. The CLI calls `diagnose`; `fix` plans and applies the tuning."""
 
 from xvckit.doctor.devenv import repository_root
-from xvckit.doctor.diagnose import diagnose, parse_sections
-from xvckit.doctor.report import NO_CHECKS, SECTIONS, Report, headline, history_rows, show_bound, show_value
+from xvckit.doctor.diagnose import check_ids, diagnose, parse_sections
+from xvckit.doctor.report import NO_CHECKS, SECTIONS, Report, history_rows, show_bound, show_value
 from xvckit.doctor.setup import Setup, SystemPaths
 
 __all__ = [
@@ -13,8 +13,8 @@ __all__ = [
     "Report",
     "Setup",
     "SystemPaths",
+    "check_ids",
     "diagnose",
-    "headline",
     "history_rows",
     "parse_sections",
     "repository_root",

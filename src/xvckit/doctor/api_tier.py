@@ -2,10 +2,11 @@
 by its rate limit and its response time; the lower of the two is its tier.
 
 Evidence, best first: with `--probe-api`, one minimal request (one output token): the limit
-in its rate-limit headers (parsed by providers/ratelimit.py; a success with none means "no
-rate limits") and its time. Else the `rpm` set for the provider in xvckit.yaml, and the
-ledger: the median time of the latest answered requests and the busiest minute (a floor
-under the limit, not the limit). The gateway's learned limits live in its memory only.
+in its rate-limit headers (parsed by providers/ratelimit.py) and its time. Else the `rpm`
+set for the provider in xvckit.yaml, and the ledger: the median time of the latest answered
+requests and the busiest minute (a floor under the limit, not the limit). The gateway's
+learned limits live in its memory only. No request limit known, no tier: an answer without
+rate-limit headers is as likely a proxy or a local server as the guide's "no rate limits".
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ TIER_BY_RESPONSE = {
     Status.BELOW_MINIMUM: "basic",
 }
 RANK = {name: i for i, name in enumerate(TIERS)}  # basic < professional < enterprise
+NO_LIMIT = "no request limit known, and the guide tells tiers by it: set the provider's rpm in xvckit.yaml"
 UPGRADE = "a higher API tier or plan with {name} (the guide: Professional to start, Enterprise for 10x+)"
 
 
 @dataclass(slots=True)
 class Evidence:
     rpm: int | None = None
-    unlimited: bool = False  # answered with no request limit in its headers
     response_s: float | None = None
     response_from: str = ""
     notes: list[str] = field(default_factory=list)
@@ -69,13 +70,11 @@ def _job(setup: Setup, provider: Provider):
         tier_p, response_p = promises(provider)
         try:
             evidence = await (_probe(setup, provider) if setup.probe_api else _from_records(setup, provider))
-        except (ProbeError, NoHistory, NoEvidence) as exc:
-            status = Status.UNREACHABLE if isinstance(exc, ProbeError) else Status.UNKNOWN
+        except (ProbeError, NoHistory, NoEvidence) as exc:  # not measured: unknown, with the reason
+            reason = f"--probe-api: {exc}" if isinstance(exc, ProbeError) else str(exc)
             hint = "" if setup.probe_api else "; --probe-api sends one minimal request to find out"
             for promise in (tier_p, response_p):
-                deliver(
-                    setup.judge.missing(promise.id, promise.title, promise.threshold, f"{exc}{hint}", status)
-                )
+                deliver(setup.judge.missing(promise.id, promise.title, promise.threshold, reason + hint))
             return
         deliver(_response_check(setup, provider, response_p, evidence))
         deliver(_tier_check(setup, provider, tier_p, evidence))
@@ -94,27 +93,30 @@ def _response_check(setup: Setup, provider: Provider, promise: Promise, evidence
 
 
 def _tier_check(setup: Setup, provider: Provider, promise: Promise, evidence: Evidence) -> Check:
-    by: dict[str, str] = {}
-    if evidence.unlimited:
-        by["rate limit"] = "enterprise"
-    elif evidence.rpm is not None:
-        by["rate limit"] = "professional" if evidence.rpm >= TIERS["professional"].rpm_range[0] else "basic"
+    if evidence.rpm is None:
+        hint = "" if setup.probe_api else ", or --probe-api reads it from the provider's headers"
+        reason = "; ".join([*evidence.notes, NO_LIMIT + hint])
+        return setup.judge.missing(promise.id, promise.title, promise.threshold, reason)
+    rank = "professional" if evidence.rpm >= TIERS["professional"].rpm_range[0] else "basic"
+    by = {"rate limit": rank}
     if evidence.response_s is not None:
         by["response time"] = TIER_BY_RESPONSE[
             judge(setup.judge.table["api.response_time"], evidence.response_s)
         ]
-    if not by:
-        return setup.judge.missing(promise.id, promise.title, promise.threshold, "; ".join(evidence.notes))
     tier = min(by.values(), key=RANK.__getitem__)
     detail = "; ".join([*evidence.notes, ", ".join(f"{t} by {what}" for what, t in by.items())])
     fix = UPGRADE.format(name=provider.name)
     return setup.judge.measured(promise.id, promise.title, promise.threshold, tier, fix=fix, detail=detail)
 
 
+def _configured(provider: Provider) -> Evidence:
+    """What xvckit.yaml says: the provider's rpm, if set."""
+    notes = [] if provider.rpm is None else [f"rpm {provider.rpm} set in xvckit.yaml"]
+    return Evidence(rpm=provider.rpm, notes=notes)
+
+
 async def _from_records(setup: Setup, provider: Provider) -> Evidence:
-    evidence = Evidence(rpm=provider.rpm)
-    if provider.rpm is not None:
-        evidence.notes.append(f"rpm {provider.rpm} set in xvckit.yaml")
+    evidence = _configured(provider)
     try:
         stats = await setup.history.of(provider.name)
     except NoHistory as exc:
@@ -161,15 +163,13 @@ async def _probe(setup: Setup, provider: Provider) -> Evidence:
         raise NoEvidence(f"--probe-api: {provider.name} refused the key ({head.status})")
     limits = PARSE[provider.kind](head.headers, time.time())
     answered = f"one request for 1 output token of {model} (--probe-api), answered {head.status}"
-    evidence = Evidence(response_s=elapsed, response_from=answered)
-    if limits.requests is not None:
+    evidence = _configured(provider)
+    evidence.response_s, evidence.response_from = elapsed, answered
+    if limits.requests is not None:  # the provider's own word outranks xvckit.yaml's
         evidence.rpm = limits.requests.limit
-        evidence.notes.append(f"rpm limit {limits.requests.limit} in the rate-limit headers")
-    elif 200 <= head.status < 300:
-        evidence.unlimited = True
-        evidence.notes.append("no request limit in the rate-limit headers")
+        evidence.notes = [f"rpm limit {limits.requests.limit} in the rate-limit headers"]
     else:
-        evidence.notes.append(f"answered {head.status} without rate-limit headers")
+        evidence.notes.insert(0, f"answered {head.status} without a request limit in its headers")
     return evidence
 
 

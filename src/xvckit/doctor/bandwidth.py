@@ -4,8 +4,9 @@ Down: GET the URL and read until the body ends or a cap is hit; the rate is the 
 the first read over the time after it, so connection set-up and the server's first-byte
 delay do not count against the link. Up: POST a chunked body of random bytes (nothing a
 proxy could compress) until a cap, and time it to the server's answer, which it sends only
-once it has read everything; a server that refuses uploads (an error status) leaves the
-upload `unknown`. Both run after the latency probes, so they do not skew them.
+once it has read everything. A server that refuses uploads (an error status) or cannot be
+reached leaves the direction `unknown`: a test server, not a provider, whose absence says
+nothing of the link's speed. Both run after the latency probes, so they do not skew them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from xvckit.doctor.http_probe import (
 )
 from xvckit.doctor.runner import Deliver, Job, Promise
 from xvckit.doctor.setup import Setup
-from xvckit.doctor.thresholds import Status
 
 KEY = "network.bandwidth"
 CHUNK = 64 * 1024
@@ -136,9 +136,9 @@ def _job(setup: Setup, check_id: str, title: str, option: str, transfer):
                 )
             finally:
                 conn.close()
-        except ProbeError as exc:
+        except ProbeError as exc:  # the test server, not a provider: the link is not measured
             fix = f"check that {endpoint.label} can be reached from here, or set doctor.{option}"
-            deliver(setup.judge.missing(check_id, title, KEY, str(exc), Status.UNREACHABLE, fix))
+            deliver(setup.judge.missing(check_id, title, KEY, str(exc), fix=fix))
             return
         except Refused as exc:
             deliver(

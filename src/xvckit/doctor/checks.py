@@ -28,11 +28,6 @@ class Check:
     def section(self) -> str:
         return self.id.split(".", 1)[0]
 
-    @property
-    def failing(self) -> bool:
-        """Short of optimal, or not measured for a reason a user can act on."""
-        return self.status in (Status.BELOW_MINIMUM, Status.MINIMUM, Status.UNREACHABLE)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -86,7 +81,8 @@ class Judge:
         status: Status = Status.UNKNOWN,
         fix: str | None = None,
     ) -> Check:
-        """Not measured: `unknown` (nothing to measure, or no data) or `unreachable`, and why."""
+        """Not measured, and why: `unknown` (left out of the verdict), or `unreachable` (a provider
+        that does not answer, which limits everything)."""
         return self._check(check_id, title, key, None, status, fix, reason)
 
     def _check(

@@ -34,6 +34,12 @@ def parse_sections(text: str | None) -> tuple[str, ...]:
     return tuple(name for name in SECTIONS if name in asked)
 
 
+def check_ids(setup: Setup) -> list[str]:
+    """The id of every check a full run makes with this configuration."""
+    jobs = [job for name in SECTIONS for job in JOBS[name](setup)] + bandwidth.jobs(setup)
+    return [promise.id for job in jobs for promise in job.promises]
+
+
 def diagnose(setup: Setup, sections: tuple[str, ...] = SECTIONS) -> Report:
     return asyncio.run(_diagnose(setup, sections))
 

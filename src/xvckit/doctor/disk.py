@@ -19,7 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-VIRTUAL_PREFIXES = ("vd", "xvd")
+VIRTUAL_PREFIXES = ("vd", "xvd")  # virtio, Xen
+# What hypervisors' emulated SCSI/ATA disks give as vendor or model (QEMU, VMware, Hyper-V's
+# "Msft Virtual Disk", VirtualBox's "VBOX HARDDISK", Google's "PersistentDisk").
+VIRTUAL_MAKERS = ("qemu", "vmware", "virtual", "vbox", "msft", "persistentdisk")
 
 
 def block_device(directory: Path, sys_root: Path, proc_root: Path) -> str | None:
@@ -62,6 +65,21 @@ def disk_kind(name: str, sys_root: Path) -> str:
         return "nvme"
     rotational = (sys_root / "block" / name / "queue" / "rotational").read_text().strip()
     return "hdd" if rotational == "1" else "ssd"
+
+
+def is_virtual(name: str, sys_root: Path) -> bool:
+    """A disk a hypervisor provides: by its driver's name, or its vendor or model."""
+    if name.startswith(VIRTUAL_PREFIXES):
+        return True
+    device = sys_root / "block" / name / "device"
+    for field in ("vendor", "model"):
+        try:
+            text = (device / field).read_text().lower()
+        except OSError:
+            continue
+        if any(maker in text for maker in VIRTUAL_MAKERS):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

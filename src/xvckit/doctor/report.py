@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from xvckit.doctor.checks import Check
 from xvckit.doctor.thresholds import Status
 from xvckit.doctor.verdict import BASIS, Verdict, verdict
+from xvckit.errors import UserError
 
 SECTIONS = ("network", "compute", "tools", "tuning", "api")  # as --only names them, in report order
 NO_CHECKS = "no checks here: they are per provider, and xvckit.yaml configures none"
@@ -26,6 +28,10 @@ class Report:
     @property
     def verdict(self) -> Verdict:
         return verdict(self.checks)
+
+    @property
+    def headline(self) -> str:
+        return headline(self.verdict, self.sections)
 
     def section(self, name: str) -> list[Check]:
         return [check for check in self.checks if check.section == name]
@@ -46,9 +52,10 @@ class Report:
                 "high": band.high,
                 "basis": BASIS,
                 "judged_checks": found.judged,
-                "unknown_checks": found.unknown,
+                "unknown_checks": len(found.not_measured),
             },
             "bottleneck": None if found.bottleneck is None else _brief(found.bottleneck),
+            "not_measured": [check.id for check in found.not_measured],
             "statuses": dict(Counter(check.status.value for check in self.checks)),
             "sections": {name: [c.to_dict() for c in self.section(name)] for name in self.sections},
         }
@@ -72,7 +79,7 @@ class Report:
                 cells += [check.status.value, check.fix or ""]
                 lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
             lines.append("")
-        lines += [f"**{headline(self.verdict)}**", "", f"_{BASIS}._", ""]
+        lines += [f"**{self.headline}**", "", f"_{BASIS}._", ""]
         return "\n".join(lines)
 
 
@@ -86,16 +93,22 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
 
 
-def headline(found: Verdict) -> str:
-    """One line: the band and the bottleneck, or why there are none."""
+def headline(found: Verdict, sections: tuple[str, ...] = SECTIONS) -> str:
+    """One line: the band and the bottleneck, or why there are none; the sections it covers
+    when not all ran, and the checks that could not be measured (the band is then a ceiling)."""
+    scope = "" if _full(sections) else f", {','.join(sections)} only"
+    missing = ", ".join(check.id for check in found.not_measured)
     if found.band is None:
-        return "velocity band: unknown (nothing could be judged)"
-    text = f"velocity band (guide's estimate): {found.band.name}, {found.band.velocity}"
+        return f"velocity band{scope}: unknown (" + (f"not measured: {missing})" if missing else "no checks)")
+    text = f"velocity band (guide's estimate{scope}): {found.band.name}, {found.band.velocity}"
+    text += " at best" if missing else ""
     if found.bottleneck is None:
-        return text + "; no bottleneck: every judged check is optimal"
-    check = found.bottleneck
-    shown = check.status.value if check.value is None else f"{show_value(check)}, {check.status.value}"
-    return text + f"; bottleneck: {check.title} ({check.id}: {shown})"
+        text += "; no bottleneck: every measured check is optimal"
+    else:
+        check = found.bottleneck
+        shown = check.status.value if check.value is None else f"{show_value(check)}, {check.status.value}"
+        text += f"; bottleneck: {check.title} ({check.id}: {shown})"
+    return text + (f"; not measured: {missing}" if missing else "")
 
 
 def show_value(check: Check) -> str:
@@ -121,26 +134,62 @@ def _show(value: Any, unit: str) -> str:
     return f"{text} {unit}" if unit else text
 
 
-def history_rows(runs: list[dict[str, Any]], check_id: str | None = None) -> list[dict[str, Any]]:
-    """One row per saved run: its band and bottleneck, or the value of one check."""
+def _full(sections: Iterable[str]) -> bool:
+    return set(sections) == set(SECTIONS)
+
+
+def history_rows(
+    runs: list[dict[str, Any]],
+    limit: int,
+    *,
+    check_id: str | None = None,
+    known_ids: Iterable[str] = (),
+    partial: bool = False,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows of `doctor history`, the latest `limit`, and a note on what they leave out.
+
+    Bands: the full runs only (the machine's band), or with `partial` the `--only` runs only,
+    with their sections: a band over some sections is never set beside the machine's. One
+    check (`check_id`): its value in every run that measured it, full or not; an id neither
+    in a saved run nor among `known_ids` (what the doctor measures now) is an error."""
+    if check_id is not None:
+        if partial:
+            raise UserError("--partial goes without --check (a check's trend takes every run with it)")
+        return _trend(runs, check_id, known_ids)[-limit:], None
+    kept = [run for run in runs if _full(run["sections"]) != partial]
     rows = []
-    for run in runs:
+    for run in kept[-limit:]:
         row: dict[str, Any] = {"run": run["run"], "started_at": run["started_at"]}
-        band = run.get("velocity_band") or {}
-        if check_id is None:
-            row["velocity"] = band.get("velocity")
-            row["bottleneck"] = (run.get("bottleneck") or {}).get("id")
-            row.update({status.value: run.get("statuses", {}).get(status.value, 0) for status in Status})
-        else:
-            found = next(
-                (c for checks in run["sections"].values() for c in checks if c["id"] == check_id), None
-            )
-            row.update(
-                {"value": None, "unit": None, "status": None} if found is None else _trend_cells(found)
-            )
+        if partial:
+            row["sections"] = ",".join(run["sections"])
+        row["velocity"] = (run.get("velocity_band") or {}).get("velocity")
+        row["bottleneck"] = (run.get("bottleneck") or {}).get("id")
+        row.update({status.value: run.get("statuses", {}).get(status.value, 0) for status in Status})
         rows.append(row)
-    return rows
+    left_out = len(runs) - len(kept)
+    note = None
+    if left_out and not partial:
+        note = f"{left_out} run(s) made with --only not shown (a band of some sections): see --partial"
+    return rows, note
 
 
-def _trend_cells(check: dict[str, Any]) -> dict[str, Any]:
-    return {"value": check["value"], "unit": check["unit"], "status": check["status"]}
+def _trend(runs: list[dict[str, Any]], check_id: str, known_ids: Iterable[str]) -> list[dict[str, Any]]:
+    measured = [(run, checks[check_id]) for run in runs if check_id in (checks := _checks_of(run))]
+    known = set(known_ids)
+    if not measured and check_id not in known:
+        ids = sorted(known.union(*map(_checks_of, runs)))
+        raise UserError(f"--check {check_id}: no such check; choose from {', '.join(ids)}")
+    return [
+        {
+            "run": run["run"],
+            "started_at": run["started_at"],
+            "value": check["value"],
+            "unit": check["unit"],
+            "status": check["status"],
+        }
+        for run, check in measured
+    ]
+
+
+def _checks_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {check["id"]: check for checks in run["sections"].values() for check in checks}

@@ -3,11 +3,12 @@
 Each judged check maps to a row of one of the guide's velocity tables: an API tier to its
 row of the tier table (§3), any other check by its status to the network-quality table
 (§1: below minimum Poor 2-3x, minimum Good 5-7x, optimal 10x+), which is the guide's one
-statement of how quality turns into velocity. An unreachable check counts as below minimum
-(a provider that cannot be reached limits everything); an unknown one is left out. The band
-is the lowest row reached; the bottleneck is the check that reached it (network first, then
-API, compute, tools, tuning). Estimates from a table, not measurements.
-"""
+statement of how quality turns into velocity. An unreachable provider counts as below
+minimum (it limits everything); a check that could not be measured (`unknown`) is left out
+and named, never the bottleneck, and the band is then a ceiling: what was not measured
+could only lower it. The band is the lowest row reached; the bottleneck is the check that
+reached it (network first, then API, compute, tools, tuning). Estimates from a table, not
+measurements."""
 
 from __future__ import annotations
 
@@ -28,16 +29,17 @@ class Verdict:
     band: Band | None  # None: nothing could be judged
     bottleneck: Check | None  # None: every judged check is optimal
     judged: int
-    unknown: int
+    not_measured: list[Check]  # `unknown`: left out of the band, in report order
 
 
 def band_of(check: Check) -> Band | None:
     if check.status is Status.UNKNOWN:
         return None
-    if check.threshold == "api.tier" and check.status is not Status.UNREACHABLE:
+    if check.status is Status.UNREACHABLE:
+        return BAND_BY_STATUS[Status.BELOW_MINIMUM]
+    if check.threshold == "api.tier":
         return tier_band(check.value)
-    status = Status.BELOW_MINIMUM if check.status is Status.UNREACHABLE else check.status
-    return BAND_BY_STATUS[status]
+    return BAND_BY_STATUS[check.status]
 
 
 def verdict(checks: list[Check]) -> Verdict:
@@ -46,9 +48,9 @@ def verdict(checks: list[Check]) -> Verdict:
         for position, check in enumerate(checks)
         if (band := band_of(check)) is not None
     ]
-    unknown = len(checks) - len(ranked)
+    not_measured = [check for check in checks if check.status is Status.UNKNOWN]
     if not ranked:
-        return Verdict(None, None, 0, unknown)
+        return Verdict(None, None, 0, not_measured)
     *_, band, limiting = min(ranked, key=lambda row: row[:3])
     bottleneck = None if limiting.status is Status.OPTIMAL else limiting
-    return Verdict(band, bottleneck, len(ranked), unknown)
+    return Verdict(band, bottleneck, len(ranked), not_measured)

@@ -28,8 +28,8 @@ def save_run(store: Store, report: dict[str, Any]) -> int:
         return int(result.inserted_primary_key[0])
 
 
-def list_runs(store: Store, limit: int) -> list[dict[str, Any]]:
-    """The latest `limit` reports, oldest first, each with its run id as `run`."""
+def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
+    """The latest `limit` reports (None: all), oldest first, each with its run id as `run`."""
     query = sa.select(doctor_runs.c.id, doctor_runs.c.report).order_by(doctor_runs.c.ts.desc()).limit(limit)
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
