@@ -129,6 +129,15 @@ def test_config_init_honours_xdg_data_home(tmp_path):
     assert checked.stdout.strip().endswith(f"store {folder}/xvckit.db, data folder {folder}")
 
 
+def test_without_xdg_data_home_the_folder_is_under_home_written_out(tmp_path):
+    env = cli_env(tmp_path, HOME=str(tmp_path / "home"))
+    del env["XDG_DATA_HOME"]
+    (tmp_path / "xvckit.yaml").write_text("{}\n")
+    checked = run_cli(tmp_path, "config", "check", "--config", "xvckit.yaml", env=env)
+    folder = tmp_path / "home" / ".local" / "share" / "xvckit"
+    assert checked.stdout.strip().endswith(f"store {folder}/xvckit.db, data folder {folder}"), checked.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "env", "named"),
     [

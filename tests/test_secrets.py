@@ -119,6 +119,33 @@ def test_wrong_key_is_named_not_garbage(store, box):
         secrets.get_secret(store, other, "p")
 
 
+def test_a_second_key_is_refused(store, box):
+    """A store's secrets are all sealed with one key: a put under another ($XVCKIT_SECRET_KEY set
+    to another key, a key file made anew) is refused, and nothing is stored or audited."""
+    secrets.put_secret(store, box, "p", VALUE, "admin")
+    audited = len(audit.entries(store))
+    other = SecretBox.generate()
+    for name in ("p", "q"):  # replacing the only secret, or adding one
+        with pytest.raises(
+            SecretKeyError, match=f"encrypted with key {box.key_id}, the key from generated is"
+        ):
+            secrets.put_secret(store, other, name, OTHER, "admin")
+    assert [(row["name"], row["key_id"]) for row in raw_rows(store)] == [("p", box.key_id)]
+    assert len(audit.entries(store)) == audited
+
+
+def test_no_new_key_file_beside_secrets_sealed_with_another(store):
+    box = SecretBox.for_store(store)
+    secrets.put_secret(store, box, "p", VALUE, "admin")
+    key_file = store.data_dir / "secret.key"
+    key_file.unlink()  # lost, or another data folder given
+    with pytest.raises(
+        SecretKeyError, match=f"encrypted with key {box.key_id}, and {key_file} does not exist"
+    ):
+        SecretBox.for_store(store)
+    assert not key_file.exists()
+
+
 def test_tampered_ciphertext(store, box):
     secrets.put_secret(store, box, "p", VALUE, "admin")
     (row,) = raw_rows(store)
@@ -423,6 +450,18 @@ def test_cli_set_list_delete(store, config_file):
 
     for result in (done, again, refused, listed, as_json, deleted, missing, empty):
         assert VALUE not in result.output and OTHER not in result.output
+
+
+def test_cli_set_refuses_a_second_key(store, config_file, monkeypatch):
+    cfg = ["--config", str(config_file)]
+    assert CliRunner().invoke(app, ["secrets", "set", "a", *cfg], input=VALUE).exit_code == 0
+    monkeypatch.setenv(secrets.SECRET_KEY_ENV, base64.b64encode(KEY).decode())  # not the key file's
+    refused = CliRunner().invoke(app, ["secrets", "set", "b", *cfg], input=OTHER)
+    assert isinstance(refused.exception, SecretKeyError)
+    assert str(refused.exception).startswith(
+        "secret 'b' not stored: the store's secrets are encrypted with key "
+    )
+    assert secrets.list_secret_names(store) == ["a"]
 
 
 def test_cli_delete_warns_about_references(store, box, tmp_path, store_url):

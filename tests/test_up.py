@@ -25,7 +25,7 @@ def test_up_serves_offline_from_its_data_dir_and_stops_on_ctrl_c(tmp_path):
             "--port",
             str(port),
             "--data-dir",
-            str(tmp_path / "data"),
+            "data",  # relative: the banner shows where it is
             "--log-level",
             "warning",
         ],
@@ -37,6 +37,12 @@ def test_up_serves_offline_from_its_data_dir_and_stops_on_ctrl_c(tmp_path):
     )
     exports = {}
     try:
+        banner = process.stdout.readline().strip()
+        data = tmp_path.resolve() / "data"
+        assert (
+            banner
+            == f"# xvckit gateway on http://127.0.0.1:{port}, store {data}/xvckit.db, data folder {data}"
+        )
         for line in process.stdout:
             if line.startswith("export "):
                 name, _, value = line.removeprefix("export ").strip().partition("=")
