@@ -5,6 +5,9 @@ In one run against `xvckit sim` (see bench/README.md, "Reliability"):
 - pacing: 600 chat completions from 64 concurrent clients to a deployment limited to 300 RPM
   (the simulator enforces it over a sliding 60 s window), sent directly, through xvckit (the
   provider configured with `rpm: 300`) and through LiteLLM's proxy (its model with `rpm: 300`);
+  then through xvckit alone to deployments that enforce the same 300 RPM over shorter windows
+  (`--windows`, default 1 s and 10 s: 5 calls in any second, 50 in any 10 s), which xvckit is
+  not told of;
 - faults: the simulator answers 10% of calls with HTTP 500 and drops 2% of connections;
   2,000 requests at 64 connections, directly, through xvckit and through LiteLLM;
 - replicas: 3 xvckit gateway processes sharing Redis in front of one deployment limited to
@@ -213,18 +216,21 @@ def run_load(
     return run
 
 
-def ideal_makespan(requests: int, connections: int, rpm: int, service_s: float) -> float:
+def ideal_makespan(
+    requests: int, connections: int, rpm: int, service_s: float, window_s: float = WINDOW_S
+) -> float:
     """The shortest makespan the limit allows: each request starts as soon as a connection is
-    free and the sliding window has room (the request `rpm` places earlier started at least
-    WINDOW_S ago), and takes `service_s`. 600 requests, 64 connections, 300 RPM, 0.5 s:
-    the first 300 go in five rounds (by 2.0 s), the next 300 a window after their
-    predecessors, the last ending at 62.5 s."""
+    free and the sliding window has room (the request `share` places earlier started at least
+    `window_s` ago, `share` being what the limit allows in that window), and takes `service_s`.
+    600 requests, 64 connections, 300 RPM, 0.5 s: the first 300 go in five rounds (by 2.0 s),
+    the next 300 a window after their predecessors, the last ending at 62.5 s."""
+    share = max(1, int(rpm * window_s / WINDOW_S))
     free = [0.0] * connections
     starts: list[float] = []
     for index in range(requests):
         start = heapq.heappop(free)
-        if index >= rpm:
-            start = max(start, starts[index - rpm] + WINDOW_S)
+        if index >= share:
+            start = max(start, starts[index - share] + window_s)
         starts.append(start)
         heapq.heappush(free, start + service_s)
     return max(starts) + service_s
@@ -417,8 +423,47 @@ def pacing(args, tmp, key, litellm_exe, services, notes) -> tuple[list[Run], lis
     if proxy is not None:
         proxy.stop()  # give its CPU back
     gateway.stop()
+    sim.stop()
     checks = pacing_checks(runs[1], "pacing, xvckit")
+    for window in args.windows:
+        run = short_window(args, tmp, key, services, window)
+        runs.append(run)
+        checks += pacing_checks(run, f"pacing over {window:g} s, xvckit")
     return runs, checks
+
+
+def short_window(args, tmp, key, services, window: float) -> Run:
+    """xvckit, configured with the deployment's rpm only, in front of a simulator that enforces
+    it over `window` seconds."""
+    rpm, latency_s = args.rpm, args.latency_ms / 1000
+    extra = ["--rpm", str(rpm), "--latency-ms", str(args.latency_ms), "--rate-window", f"{window:g}"]
+    sim = start_sim(args, tmp, extra, name=f"sim-window-{window:g}")
+    services.append(sim)
+    gateway = start_gateway(
+        f"xvckit-window-{window:g}",
+        sim,
+        tmp,
+        key,
+        f"gateway: {{queue_timeout_s: {args.queue_timeout}}}" if args.queue_timeout else "",
+        provider_yaml=f"rpm: {rpm}",
+        warm=False,
+    )
+    services.append(gateway)
+    ideal = ideal_makespan(args.requests, args.connections, rpm, latency_s, window)
+    say(f"pacing over {window:g} s: ideal {ideal:.1f} s")
+    run = run_load(
+        f"xvckit, {window:g} s window",
+        [gateway.url + CHAT_PATH],
+        key,
+        sim,
+        args.requests,
+        args.connections,
+        args,
+        ideal,
+    )
+    gateway.stop()
+    sim.stop()
+    return run
 
 
 def faults(args, tmp, key, litellm_exe, services, notes) -> tuple[list[Run], list[Check]]:
@@ -541,6 +586,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=600, help="pacing: requests (600)")
     p.add_argument("--connections", type=int, default=64, help="concurrent clients, every scenario (64)")
     p.add_argument("--rpm", type=int, default=300, help="pacing: the deployment's limit (300)")
+    p.add_argument(
+        "--windows",
+        type=lambda text: [float(part) for part in text.split(",") if part],
+        default=[1.0, 10.0],
+        help="pacing: shorter windows the limit is also enforced over, one run each (1,10; '': none)",
+    )
     p.add_argument("--latency-ms", type=float, default=500, help="pacing, replicas: simulator latency (500)")
     p.add_argument("--fault-requests", type=int, default=2000, help="faults: requests (2000)")
     p.add_argument("--fail-rate", type=float, default=0.10, help="faults: share answered 500 (0.10)")
@@ -613,7 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     if "pacing" in results:
         print(
             f"Pacing: {args.requests} chat completions, {args.connections} connections, to a deployment "
-            f"limited to {args.rpm} RPM (simulator: sliding 60 s window, {args.latency_ms:g} ms per call)"
+            f"limited to {args.rpm} RPM (simulator: sliding 60 s window, {args.latency_ms:g} ms per call); "
+            f"then xvckit to the same limit enforced over {', '.join(f'{w:g} s' for w in args.windows)}"
         )
         print(
             "ideal: the shortest makespan the limit allows at this concurrency and latency; "

@@ -65,7 +65,7 @@ async def test_fifty_concurrent_first_requests_on_a_one_request_budget(gw):
             return "ok"
         except openai.RateLimitError as exc:
             assert "budget exhausted for key" in exc.message and "resets at" in exc.message
-            assert int(exc.response.headers["retry-after"]) > 0
+            assert exc.response.headers["x-should-retry"] == "false"  # waiting a minute will not help
             return "429"
 
     outcomes = await asyncio.gather(*(one() for _ in range(50)))
@@ -122,7 +122,8 @@ def test_models_outside_the_keys_list(gw):
 
 
 def test_expired_revoked_unknown_and_malformed_keys(gw):
-    _, expired = new_key(gw, name="expired", expires_at=time.time() - 1)
+    _, expired = new_key(gw, name="expired", expires_at=time.time() + 0.05)  # none is made expired
+    time.sleep(0.1)
     with pytest.raises(openai.AuthenticationError, match="expired at"):
         client(gw, expired).chat.completions.create(model="gpt-4o-mini", messages=HI)
     key, raw = new_key(gw)

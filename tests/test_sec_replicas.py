@@ -178,7 +178,7 @@ def test_redis_unreachable_each_replica_holds_its_share(sim, make_gateway, tmp_p
         refusals(outcomes, "requests per minute limit of 2 reached for key")
         outcomes = [asyncio.run(spread([gw], [by_budget], 1))[0] for _ in range(2)]
         assert outcomes[0] == "ok"  # $0.02 of a third of $0.0615
-        assert "budget exhausted for key" in outcomes[1] and "$0.0200 of $0.0205 used" in outcomes[1]
+        assert "budget exhausted for key" in outcomes[1] and "$0.0005 of $0.0205 is left" in outcomes[1]
         ready = httpx.get(f"{gw.url}/readyz").json()
         assert ready["status"] == "ready"
         assert any(
@@ -253,7 +253,7 @@ async def test_costs_settled_during_an_outage_reach_the_shared_budget(redis_url,
     cut_off.settle(await cut_off.admit(who.scopes, "m", 10, 0.1), 10, 0.1)
     assert await shared_spend(redis_url, redis_prefix, 0.1)  # settled before the cut
     await relay.cut()
-    with pytest.raises(GatewayError, match=r"\$0.0000 of \$0.5000"):  # half of the budget, alone
+    with pytest.raises(GatewayError, match=r"needs up to \$0.60 and \$0.50 of \$0.50 is left"):  # half, alone
         await cut_off.admit(who.scopes, "m", 10, 0.6)
     assert "Redis unavailable" in cut_off.degraded
     cut_off.settle(await cut_off.admit(who.scopes, "m", 10, 0.3), 10, 0.2)

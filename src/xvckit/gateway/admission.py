@@ -98,7 +98,7 @@ class Scope(WindowLog):
             if not (budget and budget.period_start <= now < budget.period_end and budget.limit == budget_usd):
                 raise BudgetNotLoaded(self, limits)
             if budget.used + usd > budget.limit:
-                raise _budget_exceeded(self.name, budget, now)
+                raise _budget_exceeded(self.name, budget, usd)
         entry = -1
         rpm, tpm = self._rpm, self._tpm
         if rpm is not None or tpm is not None:
@@ -272,15 +272,27 @@ def _rate_limited(scope: str, wait: float, limit: int, what: str) -> GatewayErro
 BUDGET_LEFT_HEADER = "x-xvckit-budget-left-usd"
 
 
-def _budget_exceeded(scope: str, budget: Budget, now: float) -> GatewayError:
-    left = budget.limit - budget.used
+# Refusals that waiting will not cure (a budget that resets in weeks): the OpenAI and Anthropic
+# SDKs retry a 429 after its retry-after (one slept 10 hours on `retry-after: 35865`) unless
+# told not to by this header.
+NO_RETRY = {"x-should-retry": "false"}
+
+
+def _budget_exceeded(scope: str, budget: Budget, needed_usd: float) -> GatewayError:
+    left = max(0.0, budget.limit - budget.used)
     return GatewayError(
         429,
-        f"budget exhausted for {_label(scope)}: ${budget.used:.4f} of "
-        f"${budget.limit:.4f} used this period; resets at {_iso(budget.period_end)}",
+        f"budget exhausted for {_label(scope)}: this request needs up to {_usd(needed_usd)} and "
+        f"{_usd(left)} of {_usd(budget.limit)} is left this period (resets at {_iso(budget.period_end)}); "
+        "ask for a larger budget, or send a smaller max_tokens",
         "budget_exceeded",
-        {**_retry_after(budget.period_end - now), BUDGET_LEFT_HEADER: f"{left if left > 0 else 0.0:.9f}"},
+        {**NO_RETRY, BUDGET_LEFT_HEADER: f"{left:.9f}"},
     )
+
+
+def _usd(amount: float) -> str:
+    """Dollars with the digits that tell small amounts apart: $12.50, $0.50, $0.0205, $0.000153."""
+    return f"${amount:,.2f}" if amount >= 0.1 or amount == 0 else f"${amount:.3g}"
 
 
 def _unpriced(scope: str, model: str) -> GatewayError:

@@ -385,7 +385,7 @@ class RedisAdmission:
                 break
             await self._seed(checked[figures[0] - 1])
         if verdict != b"ok":
-            raise _refusal(verdict, checked[figures[0] - 1], float(figures[1]), now)
+            raise _refusal(verdict, checked[figures[0] - 1], float(figures[1]), usd or 0.0)
         leased = [0] * len(checked)
         for i, (part, used) in enumerate(zip(checked, figures, strict=True)):
             if part.limits.budget_usd is not None:
@@ -525,11 +525,11 @@ class RedisAdmission:
             await self._push_spend()
 
 
-def _refusal(verdict: bytes, part: _Checked, figure: float, now: float) -> GatewayError:
-    """The 429 for a refusal by ADMIT_LUA."""
+def _refusal(verdict: bytes, part: _Checked, figure: float, usd: float) -> GatewayError:
+    """The 429 for a refusal by ADMIT_LUA (`usd`: what the request needed of a budget)."""
     limits = part.limits
     if verdict == b"budget":
-        return _budget_exceeded(part.name, Budget(limits.budget_usd, part.start, part.end, figure), now)
+        return _budget_exceeded(part.name, Budget(limits.budget_usd, part.start, part.end, figure), usd)
     if verdict == b"rpm":
         return _rate_limited(part.name, figure / 1000, limits.rpm, "requests per minute")
     return _rate_limited(part.name, figure / 1000, limits.tpm, "tokens per minute")

@@ -587,7 +587,9 @@ class Pacer:
         if rpm:
             wait = _recent_wait(state.window, _share(rpm, share), requests, since, held, now, False)
         if tpm and tokens:
-            wait = max(wait, _recent_wait(state.window, _share(tpm, share), tokens, since, held, now, True))
+            # one call larger than the share waits for an empty window, not for several
+            limit = _share(tpm, share) if requests > 1 else max(_share(tpm, share), tokens)
+            wait = max(wait, _recent_wait(state.window, limit, tokens, since, held, now, True))
         return wait
 
     @staticmethod

@@ -171,7 +171,9 @@ if burst > 0 and burst < limits_ms and (rpm > 0 or tpm > 0) then
     wait = math.max(wait, burst_wait(math.max(1, math.floor(rpm * share + 1e-9)), tonumber(ARGV[7]), 1))
   end
   if tpm > 0 and need_t > 0 then
-    wait = math.max(wait, burst_wait(math.max(1, math.floor(tpm * share + 1e-9)), need_t, 2))
+    local limit = math.max(1, math.floor(tpm * share + 1e-9))
+    if tonumber(ARGV[7]) == 1 then limit = math.max(limit, need_t) end  -- one call: an empty window
+    wait = math.max(wait, burst_wait(limit, need_t, 2))
   end
 end
 if ARGV[1] == 'reserve' and wait <= 0 then
