@@ -54,7 +54,7 @@ def test_failed_authentication_answers_alike(gw):
     admin.put("/admin/secrets/openai-prod", json={"value": "sk-live-1"})
     revoked = admin.post("/admin/keys", json={"name": "old", "team": "blue"}).json()
     admin.post(f"/admin/keys/{revoked['id']}/revoke")
-    expiring = admin.post("/admin/keys", json={"name": "brief", "expires_in_s": 0.01}).json()
+    expiring = admin.post("/admin/keys", json={"name": "brief", "expires_in": 0.01}).json()
     time.sleep(0.05)
     credentials = {
         "none": {},
@@ -80,7 +80,9 @@ def test_failed_authentication_answers_alike(gw):
     # the documentation stays open; with a key, a wrong route is a 404 in the API's own form
     assert httpx.get(f"{gw.url}/admin/openapi.json").status_code == 200
     assert httpx.get(f"{gw.url}/admin/docs").status_code == 200
-    assert admin.get("/admin/no-such-route").json() == {"error": {"message": "Not Found"}}
+    assert admin.get("/admin/no-such-route").json() == {
+        "error": {"type": "not_found", "message": "Not Found"}
+    }
     # nothing was changed by any of them
     assert [k["name"] for k in admin.get("/admin/keys").json()] == ["dev", "old", "brief"]
     assert admin.get("/admin/keys/old").json()["hint"] == revoked["hint"]

@@ -77,11 +77,12 @@ def test_names_shaped_like_ids_are_refused(gw, teams):
 def test_key_names_are_unique_within_a_team(gw, teams):
     master, lead = api(gw, MASTER_KEY), api(gw, teams["lead"]["key"])
     taken = lead.post("/keys", json={"name": "dev"})
-    assert taken.status_code == 400 and "exists already" in taken.text
+    assert taken.status_code == 409 and "exists already" in taken.json()["error"]["message"]
+    assert taken.json()["error"]["type"] == "conflict"
     api(gw, MASTER_KEY).post(f"/keys/{teams['dev']['id']}/revoke")
-    assert lead.post("/keys", json={"name": "dev"}).status_code == 400  # revoked: still its name
+    assert lead.post("/keys", json={"name": "dev"}).status_code == 409  # revoked: still its name
     created(master.post("/keys", json={"name": "solo"}))
-    assert master.post("/keys", json={"name": "solo"}).status_code == 400  # among team-less keys
+    assert master.post("/keys", json={"name": "solo"}).status_code == 409  # among team-less keys
     # another team may have its own "dev"; a name lookup then needs the caller's team or the id
     red_dev = created(master.post("/keys", json={"name": "dev", "team": "red"}))
     ambiguous = master.get("/keys/dev")  # the master sees both: it is asked for the id
@@ -103,7 +104,7 @@ def test_concurrent_creates_of_one_name_make_one_key(gw, teams):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == [201] + [400] * 7
+    assert sorted(results) == [201] + [409] * 7
     assert [k["name"] for k in api(gw, lead_key).get("/keys").json()].count("twin") == 1
 
 

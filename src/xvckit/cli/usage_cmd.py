@@ -14,6 +14,7 @@ from xvckit.errors import UserError
 from xvckit.timespec import parse_moment
 
 stores = on_use("xvckit.store")
+key_store = on_use("xvckit.store.keys")
 
 COLUMNS = ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "errors")
 HEADERS = {
@@ -23,7 +24,13 @@ HEADERS = {
     "cached_tokens": "cached tok",
     "cost_usd": "cost",
     "errors": "errors",
+    "key_name": "key",
+    "team_name": "team",
 }
+# the names beside the id of each group that has one (instead of it in the table: the id
+# where there is no name)
+NAMES = {"key": ["key_name", "team_name"], "team": ["team_name"]}
+ID_OF = {"key_name": "key_id", "team_name": "team_id"}
 # a cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -41,8 +48,10 @@ def usage(
         None, "--since", help="from: 7d, 24h, 30m, or a UTC date/time (2026-11-01); default: all"
     ),
     until: str | None = typer.Option(None, "--until", help="up to (not including); same forms; default: now"),
-    key: str | None = typer.Option(None, "--key", help="only this key id"),
-    team: str | None = typer.Option(None, "--team", help="only this team id"),
+    key: str | None = typer.Option(
+        None, "--key", help="only this key (id, or name: with --team if several teams have it)"
+    ),
+    team: str | None = typer.Option(None, "--team", help="only this team (id or name)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows"),
     as_csv: bool = typer.Option(False, "--csv", help="print CSV with a header line"),
     config: ConfigOption = None,
@@ -60,13 +69,17 @@ def usage(
         raise UserError(f"--until ({until}) is not after --since ({since})")
     for option, value in (("--key", key), ("--team", team)):
         if value is not None and not value.isprintable():  # an id never is; a database could not hold it
-            raise UserError(f"{option}: {value!r} is not an id")
+            raise UserError(f"{option}: {value!r} is not an id or a name")
     _config, store = stores.open_store(config, data_dir)
     try:
-        rows = usage_report(store, by.value if by else None, start, end, key_id=key, team_id=team)
+        team_id = key_store.get_team(store, team).id if team else None
+        key_id = key_store.get_key(store, key, team_id).id if key else None
+        rows = usage_report(store, by.value if by else None, start, end, key_id=key_id, team_id=team_id)
+        if by and by.value in NAMES:
+            rows = key_store.with_names(rows, key_store.list_keys(store), key_store.list_teams(store))
     finally:
         store.close()
-    group = [GROUPS[by.value]] if by else []
+    group = [GROUPS[by.value], *NAMES.get(by.value, [])] if by else []
     if as_json:
         import orjson
 
@@ -77,7 +90,7 @@ def usage(
         for row in rows:
             writer.writerow([*(_csv_text(row[g]) for g in group), *(row[c] for c in COLUMNS)])
     else:
-        _table(rows, group, _period(start, end))
+        _table(rows, NAMES.get(by.value, group) if by else group, _period(start, end))
 
 
 def _csv_text(value: str | None) -> str:
@@ -104,17 +117,22 @@ def _period(start: float | None, end: float | None) -> str:
     return f"{show(start, 'the beginning')} to {show(end, 'now')}"
 
 
+def _or_id(row: dict, name: str) -> str | None:
+    value = row[name]
+    return row.get(ID_OF[name]) if value is None and name in ID_OF else value
+
+
 def _table(rows: list[dict], group: list[str], period: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"usage, {period}", title_justify="left", header_style="bold")
     for name in group:
-        table.add_column(name)
+        table.add_column(HEADERS.get(name, name))
     for name in COLUMNS:
         table.add_column(HEADERS[name], justify="right")
     for row in rows:
-        cells = ["-" if row[name] is None else str(row[name]) for name in group]
+        cells = [str(_or_id(row, name) or "-") for name in group]
         cells += [f"${row[name]:,.4f}" if name == "cost_usd" else f"{row[name]:,}" for name in COLUMNS]
         table.add_row(*cells)
-    Console().print(table)
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)  # piped: names whole

@@ -64,7 +64,7 @@ class Gateway:
         self.metrics = Metrics(config.models)
         prices = price_table({m: p.model_dump(exclude_none=True) for m, p in config.prices.items()})
         max_body = int(config.gateway.max_body_mb * 1024 * 1024)
-        self.admin = create_admin_app(store, self.keyring)
+        self.admin = create_admin_app(store, self.keyring, config)
         self.pacer = RedisPacer(redis.url, local_share=1 / redis.replicas) if redis else Pacer()
         cache_bytes = int(config.cache.max_mb * 1024 * 1024)
         entry_bytes = int(config.cache.max_entry_mb * 1024 * 1024)
@@ -145,7 +145,7 @@ class Gateway:
     async def _models(self, scope: Scope, send: Send) -> None:
         anthropic_client = any(name == b"anthropic-version" for name, _ in scope["headers"])
         try:
-            self.keyring.authenticate(scope)
+            await self.keyring.authenticate(scope)
         except GatewayError as exc:
             dialect = ANTHROPIC if anthropic_client else OPENAI
             await respond(send, exc.status, dialect.error_body(exc.status, exc.message, exc.code, ""))
@@ -176,7 +176,7 @@ class Gateway:
         """The Prometheus exposition, for the master key and admin keys: it names every key and
         team, and their budgets."""
         try:
-            if self.keyring.authenticate(scope).role != "admin":
+            if (await self.keyring.authenticate(scope)).role != "admin":
                 raise GatewayError(403, "/metrics needs an admin key or the master key", "permission_denied")
         except GatewayError as exc:
             await respond(send, exc.status, OPENAI.error_body(exc.status, exc.message, exc.code, ""))

@@ -1,5 +1,12 @@
 """Who a key belongs to, answered from memory: every key by hash, refreshed when the
-store's key version changes (the CLI, the admin API or another replica changed a key)."""
+store's key version changes (the CLI, the admin API or another replica changed a key).
+
+A key not in memory may be one created since the last refresh: it is looked up in the store
+at once (in a worker thread), so a new key works at its first request. What the store does
+not know is remembered for a while (a bounded number of hashes), and only a few lookups run
+at once, answering 429 beyond them: a flood of made-up keys neither hammers the store nor
+grows memory. A key found in memory pays nothing for any of this (`known`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -14,7 +22,7 @@ from typing import TYPE_CHECKING
 from xvckit.asgi import Scope
 from xvckit.gateway.dialects import GatewayError
 from xvckit.store import Store
-from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, hash_key, read_version, snapshot
+from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, by_hash, hash_key, read_version, snapshot
 
 if TYPE_CHECKING:
     from xvckit.gateway.admission import Scope as AdmissionScope
@@ -22,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("xvckit.gateway")
 
 REFRESH_EVERY_S = 1.0
+MISSES_KEPT = 10_000  # hashes the store did not know (the oldest go first)
+MISS_TTL_S = 60.0  # how long one is remembered
+LOOKUPS_AT_ONCE = 4  # store lookups of keys not in memory; a request beyond them gets a 429
 
 
 def presented_key(scope: Scope) -> bytes | None:
@@ -88,6 +99,8 @@ class Keyring:
         self._teams: dict[str, Team] = {}
         self._version: str | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._misses: OrderedDict[str, float] = OrderedDict()  # hash -> when forgotten (monotonic)
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}  # hash -> its lookup in flight
 
     async def start(self) -> None:
         await self.reload()
@@ -123,27 +136,98 @@ class Keyring:
     def team(self, team_id: str | None) -> Team | None:
         return self._teams.get(team_id) if team_id else None
 
-    def authenticate(self, scope: Scope) -> Principal:
+    def known(self, scope: Scope) -> Principal | None:
+        """The caller when its key is the master key or one in memory (revoked or expired: a
+        GatewayError); None otherwise. Nothing awaited: the path of nearly every request."""
         raw = presented_key(scope)
+        if raw is None:
+            return None
+        digest = hash_key(raw)
+        if digest == self._master_hash:
+            return self._master
+        found = self._keys.get(digest)
+        if found is not None and found.may_lapse:
+            _check_usable(found.key)
+        return found
+
+    async def authenticate(self, scope: Scope) -> Principal:
+        """The caller of any key: `known`, else looked up in the store; a GatewayError when
+        there is no usable key. (The proxy calls `known` first and this only on a miss.)"""
+        return self.known(scope) or await self._look_up(presented_key(scope))
+
+    async def _look_up(self, raw: bytes | None) -> Principal:
         if raw is None:
             raise GatewayError(
                 401,
                 "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
                 "missing_api_key",
             )
+        if not raw.startswith(KEY_PREFIX.encode()):
+            raise GatewayError(
+                401, f"malformed API key: xvckit keys start with '{KEY_PREFIX}'", "invalid_api_key"
+            )
         digest = hash_key(raw)
-        if digest == self._master_hash:
-            return self._master
-        found = self._keys.get(digest)
-        if found is None:
-            if not raw.startswith(KEY_PREFIX.encode()):
+        pending = self._lookups.get(digest)
+        if pending is None:
+            if self._missed(digest):
+                raise _invalid()
+            if len(self._lookups) >= LOOKUPS_AT_ONCE:
                 raise GatewayError(
-                    401, f"malformed API key: xvckit keys start with '{KEY_PREFIX}'", "invalid_api_key"
+                    429,
+                    "too many unknown API keys are being checked at once; retry in a second",
+                    "rate_limit_exceeded",
+                    {"retry-after": "1"},
                 )
-            raise GatewayError(401, "invalid API key", "invalid_api_key")
+            pending = self._lookups[digest] = asyncio.get_running_loop().create_future()
+            try:
+                pending.set_result(await self._from_store(digest))
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved here: waiters, if any, get it too
+                raise
+            finally:
+                del self._lookups[digest]
+        found = await asyncio.shield(pending)
+        if found is None:
+            raise _invalid()
         if found.may_lapse:
             _check_usable(found.key)
         return found
+
+    def _missed(self, digest: str) -> bool:
+        """Did the store lately not know this hash? (An expired entry is dropped.)"""
+        until = self._misses.get(digest)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._misses[digest]
+        return False
+
+    async def _from_store(self, digest: str) -> Principal | None:
+        """The key's caller, kept in memory until the next reload; None, remembered, when the
+        store does not know the hash."""
+        try:
+            found = await asyncio.to_thread(by_hash, self._store, digest)
+        except Exception as exc:
+            log.warning("key lookup failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise GatewayError(
+                503, "cannot check this API key now: the key store is unavailable", "store_unavailable"
+            ) from None
+        if found is None:
+            if len(self._misses) >= MISSES_KEPT:
+                self._misses.popitem(last=False)
+            self._misses[digest] = time.monotonic() + MISS_TTL_S
+            return None
+        key, team = found
+        if team is not None:
+            self._teams.setdefault(team.id, team)
+        self._keys[digest] = who = principal(key, self.team(key.team_id), self._scope_for)
+        return who
+
+
+def _invalid() -> GatewayError:
+    return GatewayError(401, "invalid API key", "invalid_api_key")
 
 
 def _check_usable(key: ApiKey) -> None:

@@ -128,7 +128,7 @@ class Proxy:
         gateway_failed = False
         self.metrics.in_flight += 1
         try:
-            who = self.keyring.authenticate(scope)
+            who = self.keyring.known(scope) or await self.keyring.authenticate(scope)
             ex.key_id, ex.team_id, ex.authenticated = who.key_id, who.team_id, True
             body = await self._read_json_body(scope, receive, headers.get(b"content-type", b""))
             payload = _parse_object(body)

@@ -8,6 +8,9 @@ A reference to a key or a team is an id (`key_...`, `team_...`), which matches o
 or a name, which can never look like an id; a key's name is unique within its team (or
 among the keys of no team), a team's among teams. So an id always finds its one key, and a
 name finds at most one key per team.
+
+An update changes the fields it names and keeps the others (None clears a limit or the
+expiry), with the same checks as a create.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ import math
 import secrets
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
-from xvckit.errors import UserError
+from xvckit.errors import Conflict, NotAllowed, NotFound, UserError
 from xvckit.store import audit
 from xvckit.store.database import Store
+from xvckit.store.ledger import usage_report
 from xvckit.store.schema import bump_version, meta, metadata
 
 KEY_PREFIX = "xvc-"
@@ -37,6 +41,9 @@ KEYS_VERSION = "keys_version"
 MAX_INT = 2**31 - 1  # rpm and tpm are INTEGER columns: 32 bits on PostgreSQL
 MAX_LIFETIME_S = 100 * 366 * 86400  # a later expiry is no expiry, and past what clocks print
 _ID_PREFIXES = ("key_", "team_")
+LIMIT_FIELDS = ("models", "rpm", "tpm", "budget_usd", "budget_period")
+TEAM_FIELDS = ("name", *LIMIT_FIELDS)  # what `update_team` may change
+KEY_FIELDS = (*TEAM_FIELDS, "role", "expires_at", "priority", "cache")  # and `update_key`
 
 teams_table = sa.Table(
     "teams",
@@ -168,10 +175,12 @@ def outranks(role: str, other: str) -> bool:
 
 
 def check_name(name: str, kind: str) -> str:
-    """A key's or a team's name: 1 to 200 printable characters that cannot be taken for an
-    id, so a lookup by id can never meet a name."""
-    if not 1 <= len(name) <= 200:
-        raise UserError(f"{kind} name must have 1 to 200 characters")
+    """A key's or a team's name: 1 to 200 printable characters, not all blank, that cannot be
+    taken for an id, so a lookup by id can never meet a name."""
+    if not name.strip():
+        raise UserError(f"{kind} name must not be empty")
+    if len(name) > 200:
+        raise UserError(f"{kind} name must have at most 200 characters")
     if not _printable(name):
         raise UserError(f"{kind} name must not contain control characters or lone surrogates")
     if name.lower().startswith(_ID_PREFIXES):
@@ -197,6 +206,35 @@ def validate_limits(limits: Limits) -> Limits:
     if not all(1 <= len(model) <= 200 and _printable(model) for model in limits.models or ()):
         raise UserError("models must each have 1 to 200 characters and no control characters")
     return limits
+
+
+def merged_limits(limits: Limits, changes: dict) -> Limits:
+    """`limits` with the limit fields of `changes` (None clears one). A budget keeps its period
+    unless a new one is given; a budget that had none is monthly, as at create."""
+    row = {**limits.as_row(), **{k: v for k, v in changes.items() if k in LIMIT_FIELDS}}
+    if row["budget_usd"] is None:
+        if changes.get("budget_period") is not None:
+            raise UserError("a budget period needs a budget (--budget)")
+    elif row["budget_period"] is None:
+        row["budget_period"] = "month"
+    models = row.pop("models")
+    return Limits(tuple(models) if models is not None else None, **row)
+
+
+def _diff(before: dict, after: dict, fields: Iterable[str]) -> dict:
+    """Each field that changed, as [old, new] (the audit entry of an update)."""
+    return {f: [before[f], after[f]] for f in fields if before[f] != after[f]}
+
+
+def _check_changes(changes: dict, fields: tuple[str, ...]) -> None:
+    if not changes:
+        raise UserError("nothing to change: give at least one setting")
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise UserError(f"cannot change {', '.join(unknown)} (can: {', '.join(fields)})")
+    for name in ("name", "role"):
+        if name in changes and changes[name] is None:
+            raise UserError(f"{name} cannot be removed, only changed")
 
 
 def _team_from(row) -> Team:
@@ -238,20 +276,37 @@ def create_team(store: Store, name: str, limits: Limits, actor: str) -> Team:
     validate_limits(limits)
     team = Team(_new_id("team"), name, limits, time.time())
     with _admin_change(store, actor, "team.create", team.id, {"name": name, **limits.as_row()}) as conn:
-        if conn.execute(sa.select(teams_table.c.id).where(teams_table.c.name == name)).first():
-            raise UserError(f"a team named {name!r} exists already")
+        _check_team_name_free(conn, name)
         conn.execute(
             teams_table.insert().values(id=team.id, name=name, created_at=team.created_at, **limits.as_row())
         )
     return team
 
 
-def update_team(store: Store, ref: str, limits: Limits, actor: str) -> Team:
-    validate_limits(limits)
+def update_team(store: Store, ref: str, changes: dict, actor: str) -> Team:
+    """Change the TEAM_FIELDS in `changes`, keep the others."""
+    _check_changes(changes, TEAM_FIELDS)
     team = get_team(store, ref)
-    with _admin_change(store, actor, "team.update", team.id, limits.as_row()) as conn:
-        conn.execute(teams_table.update().where(teams_table.c.id == team.id).values(**limits.as_row()))
+    new = replace(team, name=changes.get("name", team.name), limits=merged_limits(team.limits, changes))
+    if "name" in changes:
+        check_name(new.name, "team")
+    validate_limits(new.limits)
+    diff = _diff(team.public(), new.public(), TEAM_FIELDS)
+    if not diff:
+        return team
+    with _admin_change(store, actor, "team.update", team.id, {"name": team.name, "changed": diff}) as conn:
+        if "name" in diff:
+            _check_team_name_free(conn, new.name)
+        row = new.public()
+        conn.execute(
+            teams_table.update().where(teams_table.c.id == team.id).values({f: row[f] for f in diff})
+        )
     return get_team(store, team.id)
+
+
+def _check_team_name_free(conn, name: str) -> None:
+    if conn.execute(sa.select(teams_table.c.id).where(teams_table.c.name == name)).first():
+        raise Conflict(f"a team named {name!r} exists already")
 
 
 def get_team(store: Store, ref: str) -> Team:
@@ -262,7 +317,7 @@ def get_team(store: Store, ref: str) -> Team:
         with store.engine.connect() as conn:
             row = conn.execute(sa.select(teams_table).where(column == ref)).first()
     if row is None:
-        raise UserError(f"no team {ref!r}")
+        raise NotFound(f"no team {ref!r}")
     return _team_from(row)
 
 
@@ -285,21 +340,11 @@ def create_key(
     expires_at: float | None = None,
     priority: str | None = None,
     cache: str | None = None,
+    ceiling: Team | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key; the raw key is returned once and never stored."""
+    """A new key; the raw key is returned once and never stored. `ceiling`: see `update_key`."""
     check_name(name, "key")
-    if role not in ROLES:
-        raise UserError(f"role must be one of {', '.join(ROLES)}")
-    if priority not in (None, *PRIORITIES):
-        raise UserError(f"priority must be one of {', '.join(PRIORITIES)}")
-    if cache not in (None, *CACHE_MODES):
-        raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}")
-    validate_limits(limits)
-    if expires_at is not None and not expires_at <= time.time() + MAX_LIFETIME_S:
-        raise UserError(f"a key's lifetime must be at most {MAX_LIFETIME_S // 86400} days")
     team_id = get_team(store, team).id if team else None
-    if role == "team-admin" and team_id is None:
-        raise UserError("a team-admin key needs a team (--team)")
     raw = new_raw_key()
     key = ApiKey(
         id=_new_id("key"),
@@ -314,10 +359,79 @@ def create_key(
         priority=priority,
         cache=cache,
     )
+    _check_key(key, set(KEY_FIELDS), ceiling)
     with _admin_change(store, actor, "key.create", key.id, _audit_detail(key)) as conn:
         _check_name_free(conn, name, team_id)
         conn.execute(keys_table.insert().values(_key_row(key)))
     return key, raw
+
+
+def update_key(store: Store, ref: str, changes: dict, actor: str, *, ceiling: Team | None = None) -> ApiKey:
+    """Change the KEY_FIELDS in `changes` (None clears a limit or the expiry), keep the others.
+    `ceiling`: a team whose rpm, tpm and budget the key's changed ones may not exceed (what a
+    team-admin may give). The audit entry holds each changed field's old and new value."""
+    _check_changes(changes, KEY_FIELDS)
+    key = get_key(store, ref)
+    if key.revoked_at is not None:
+        raise UserError(f"key {key.id} is revoked; create a new one")
+    plain = {k: v for k, v in changes.items() if k not in LIMIT_FIELDS}
+    new = replace(key, limits=merged_limits(key.limits, changes), **plain)
+    if "name" in changes:
+        check_name(new.name, "key")
+    _check_key(new, set(changes), ceiling)
+    diff = _diff(key.public(), new.public(), KEY_FIELDS)
+    if not diff:
+        return key
+    with _admin_change(store, actor, "key.update", key.id, {"name": key.name, "changed": diff}) as conn:
+        if "name" in diff:
+            _check_name_free(conn, new.name, key.team_id)
+        row = _key_row(new)
+        conn.execute(keys_table.update().where(keys_table.c.id == key.id).values({f: row[f] for f in diff}))
+    return get_key(store, key.id)
+
+
+def _check_key(key: ApiKey, changed: set[str], ceiling: Team | None) -> None:
+    """What a created or updated key must be (its name is checked apart: an update that keeps
+    a name an older xvckit let through must not fail on it)."""
+    if key.role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    if key.priority not in (None, *PRIORITIES):
+        raise UserError(f"priority must be one of {', '.join(PRIORITIES)}")
+    if key.cache not in (None, *CACHE_MODES):
+        raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}")
+    validate_limits(key.limits)
+    if "expires_at" in changed and key.expires_at is not None:
+        now = time.time()
+        if not key.expires_at > now:
+            raise UserError("the expiry must be in the future: the key would be expired at once")
+        if not key.expires_at <= now + MAX_LIFETIME_S:
+            raise UserError(f"a key's lifetime must be at most {MAX_LIFETIME_S // 86400} days")
+    if key.role == "team-admin" and key.team_id is None:
+        raise UserError("a team-admin key needs a team (--team)")
+    if ceiling is not None:
+        _within(key.limits, changed, ceiling)
+
+
+def _within(limits: Limits, changed: set[str], team: Team) -> None:
+    """No rpm, tpm or budget above the team's: a budget over the same or a shorter period may
+    not be larger (the team's model list binds its keys anyway, at every request)."""
+    cap = team.limits
+    for name in ("rpm", "tpm"):
+        value, most = getattr(limits, name), getattr(cap, name)
+        if name in changed and value is not None and most is not None and value > most:
+            raise NotAllowed(f"{name} {value} is above the {most} of team {team.name!r}")
+    budget, most = limits.budget_usd, cap.budget_usd
+    if (
+        changed & {"budget_usd", "budget_period"}
+        and budget is not None
+        and most is not None
+        and PERIODS.index(limits.budget_period) <= PERIODS.index(cap.budget_period)
+        and budget > most
+    ):
+        raise NotAllowed(
+            f"a budget of ${budget:g} a {limits.budget_period} is above the ${most:g} a "
+            f"{cap.budget_period} of team {team.name!r}"
+        )
 
 
 def _check_name_free(conn, name: str, team_id: str | None) -> None:
@@ -326,7 +440,7 @@ def _check_name_free(conn, name: str, team_id: str | None) -> None:
     team = keys_table.c.team_id == team_id if team_id else keys_table.c.team_id.is_(None)
     if conn.execute(sa.select(keys_table.c.id).where(keys_table.c.name == name, team).limit(1)).first():
         where = "in its team" if team_id else "among the keys of no team"
-        raise UserError(f"a key named {name!r} exists already {where}; choose another name")
+        raise Conflict(f"a key named {name!r} exists already {where}; choose another name")
 
 
 def _key_row(key: ApiKey) -> dict:
@@ -364,16 +478,29 @@ def find_keys(store: Store, ref: str) -> list[ApiKey]:
 def one_key(ref: str, found: list[ApiKey]) -> ApiKey:
     """The one key a reference found, or a UserError saying none or which teams have one."""
     if not found:
-        raise UserError(f"no key {ref!r}")
+        raise NotFound(f"no key {ref!r}")
     if len(found) > 1:
         teams = ", ".join(sorted(k.team_id or "no team" for k in found))
-        raise UserError(f"{len(found)} keys are named {ref!r} ({teams}); use the key id")
+        raise UserError(f"{len(found)} keys are named {ref!r} ({teams}); use the key id or give its team")
     return found[0]
 
 
-def get_key(store: Store, ref: str) -> ApiKey:
-    """A key by id, or by name when one key has that name."""
-    return one_key(ref, find_keys(store, ref))
+def get_key(store: Store, ref: str, team_id: str | None = None) -> ApiKey:
+    """A key by id, or by name when one key has that name (among `team_id`'s keys if given)."""
+    found = find_keys(store, ref)
+    if team_id is not None:
+        found = [k for k in found if k.team_id == team_id]
+    return one_key(ref, found)
+
+
+def by_hash(store: Store, digest: str) -> tuple[ApiKey, Team | None] | None:
+    """The key with this hash and its team, or None: for a key the gateway does not hold yet."""
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(keys_table).where(keys_table.c.key_hash == digest)).first()
+        if row is None:
+            return None
+        team = conn.execute(sa.select(teams_table).where(teams_table.c.id == row.team_id)).first()
+    return _key_from(row), _team_from(team) if team else None
 
 
 def list_keys(store: Store, team_id: str | None = None, include_revoked: bool = True) -> list[ApiKey]:
@@ -418,3 +545,54 @@ def snapshot(store: Store) -> tuple[dict[str, ApiKey], dict[str, Team], str | No
 
 def read_version(conn) -> str | None:
     return conn.execute(sa.select(meta.c.value).where(meta.c.key == KEYS_VERSION)).scalar()
+
+
+# ---- spend -----------------------------------------------------------------------------
+
+
+def spend(store: Store, key: ApiKey, now: float | None = None) -> list[dict]:
+    """What the key, and its team, spent in the current period of each one's budget (this
+    month without one) and what the budget leaves, from the usage ledger (which the gateway
+    commits about once a second)."""
+    rows = [_spend(store, "key", key.id, key.limits, now)]
+    if key.team_id:
+        team = get_team(store, key.team_id)
+        rows.append(_spend(store, "team", team.id, team.limits, now))
+    return rows
+
+
+def _spend(store: Store, scope: str, ident: str, limits: Limits, now: float | None) -> dict:
+    from xvckit.gateway.admission import period_bounds  # not at the top: admission imports this module
+
+    period = limits.budget_period or "month"
+    start, end = period_bounds(period, time.time() if now is None else now)
+    found = usage_report(store, None, start, **{f"{scope}_id": ident})
+    spent = float(found[0]["cost_usd"]) if found else 0.0
+    budget = limits.budget_usd
+    return {
+        "scope": scope,
+        "id": ident,
+        "period": period,
+        "started_at": start,
+        "resets_at": end,
+        "spent_usd": spent,
+        "budget_usd": budget,
+        "left_usd": None if budget is None else max(0.0, budget - spent),
+    }
+
+
+def with_names(rows: list[dict], keys: Iterable[ApiKey], teams: Iterable[Team]) -> list[dict]:
+    """Usage rows with names beside the ids: `key_name` and its team's `team_name` in rows by
+    key, `team_name` in rows by team; None for a key or team not among those given."""
+    key_by_id = {k.id: k for k in keys}
+    team_names = {t.id: t.name for t in teams}
+    named = []
+    for row in rows:
+        if "key_id" in row:
+            key = key_by_id.get(row["key_id"])
+            team = team_names.get(key.team_id) if key and key.team_id else None
+            row = {"key_id": row["key_id"], "key_name": key.name if key else None, "team_name": team, **row}
+        elif "team_id" in row:
+            row = {"team_id": row["team_id"], "team_name": team_names.get(row["team_id"]), **row}
+        named.append(row)
+    return named
