@@ -23,7 +23,7 @@ DataDirOption = Annotated[
     typer.Option(
         "--data-dir",
         help="the data folder: the SQLite store, secret.key, master.key, the ledger journal "
-        "(default: $XVCKIT_DATA_DIR, else $XDG_DATA_HOME/xvckit, ~/.local/share/xvckit)",
+        "(default: $XVCKIT_DATA_DIR, else the config's storage, else $XDG_DATA_HOME/xvckit)",
     ),
 ]
 
