@@ -126,8 +126,9 @@ def test_a_key_of_the_gateway_is_refused_as_a_provider_key(tmp_path, command, pa
     assert "\n" not in message and master not in message
 
 
-def test_a_stored_secret_holding_a_gateway_key_is_refused_at_start(tmp_path):
-    """`config check` does not open the store; the start does, after decrypting `secret:` keys."""
+@pytest.mark.parametrize("command", [("config", "check"), SERVE])
+def test_a_stored_secret_holding_a_gateway_key_is_refused_at_start(tmp_path, command):
+    """Both decrypt `secret:` keys first (`config check` opens the store for them)."""
     env = cli_env(tmp_path)
     write_config(tmp_path, provider_config("secret:openai-prod"))
     virtual = "xvc-" + secrets.token_urlsafe(32)
@@ -135,7 +136,7 @@ def test_a_stored_secret_holding_a_gateway_key_is_refused_at_start(tmp_path):
         tmp_path, "secrets", "set", "openai-prod", "--config", "xvckit.yaml", env=env, stdin=virtual
     )
     assert stored.returncode == 0, stored.stderr
-    result = run_cli(tmp_path, *SERVE, "--config", "xvckit.yaml", env=env)
+    result = run_cli(tmp_path, *command, "--config", "xvckit.yaml", env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "providers[0].api_keys[0]: is an xvckit key" in result.stderr and virtual not in result.stderr
 
