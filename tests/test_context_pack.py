@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from xvckit.config.schema import ContextSettings
 from xvckit.context.index import build
 from xvckit.context.pack import build_pack
 from xvckit.context.tokens import count
+from xvckit.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("tiktoken_encodings")
 
@@ -86,12 +88,12 @@ def test_pack_ranks_the_task_code_first_and_fits(tmp_path):
     assert [f["path"] for f in data["files"] if f["section"] == "core"] == ["AGENTS.md", "README.md"]
 
 
-def test_secrets_binaries_and_locks_are_never_packed(tmp_path):
+def test_secrets_and_binaries_are_never_packed(tmp_path):
     repo = service_repo(tmp_path)
     packed = build_pack("API key settings private key", repo, SETTINGS, budget=20_000)
     data = packed.as_dict()
     assert data["secrets_excluded"] == 3
-    assert data["excluded"] == {"binary": 1, "lock": 1}
+    assert data["excluded"] == {"binary": 1}  # the lock file is indexed, ranked last
     paths = {f["path"] for f in data["files"]}
     assert not paths & {".env", "deploy/key.pem", "config/settings.py", "assets/logo.png"}
     assert "sk-aaaa" not in packed.text and "PRIVATE KEY" not in packed.text
@@ -99,7 +101,7 @@ def test_secrets_binaries_and_locks_are_never_packed(tmp_path):
 
 def test_reindex_parses_only_changed_files(tmp_path):
     repo = service_repo(tmp_path)
-    assert build(repo).parsed == 7  # the 6 indexed and the one found secret by its content
+    assert build(repo).parsed == 8  # the 7 indexed and the one found secret by its content
     assert build(repo).parsed == 0
     (repo / "shop/tax.py").write_text("def vat_rate(country):\n    return 0.2\n")
     (repo / "README.md").touch()  # same content, new mtime: hashed, not parsed
@@ -153,7 +155,7 @@ def test_cli_json_shape(tmp_path):
         check=True,
     )
     tree = json.loads(proc.stdout)["tree"]
-    assert tree["files"] == 6 and [c["tokens"] for c in tree["children"]] == sorted(
+    assert tree["files"] == 7 and [c["tokens"] for c in tree["children"]] == sorted(
         (c["tokens"] for c in tree["children"]), reverse=True
     )
 
@@ -180,13 +182,53 @@ _REPOS = st.dictionaries(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     files=_REPOS,
-    budget=st.integers(0, 3_000),
-    task=st.text(max_size=40),
+    budget=st.integers(1, 3_000),
+    task=st.text(max_size=40).filter(str.strip),
     fmt=st.sampled_from(["markdown", "xml"]),
 )
 def test_tokens_never_exceed_the_budget(files, budget, task, fmt):
+    """A pack within the budget, or an error that names a budget which holds one (if any does)."""
     with tempfile.TemporaryDirectory() as root:
         repo = write(Path(root), files)
-        packed = build_pack(task, repo, SETTINGS, budget=budget, fmt=fmt)
-        assert count(packed.text) <= budget
+        try:
+            packed = build_pack(task, repo, SETTINGS, budget=budget, fmt=fmt)
+        except UserError as exc:
+            suggested = re.search(r"is too small for anything in .*; try --budget (\d+)$", str(exc))
+            if suggested is None:  # no budget holds anything: no text, or only empty core files
+                assert all(f.parse.tokens == 0 for f in build(repo).files), exc
+                return
+            budget = int(suggested[1])
+            packed = build_pack(task, repo, SETTINGS, budget=budget, fmt=fmt)
+        assert 0 < count(packed.text) <= budget
         assert packed.as_dict()["tokens"] <= budget
+
+
+def test_an_empty_task_is_an_error(tmp_path):
+    repo = service_repo(tmp_path)
+    for task in ("", " \n\t"):
+        with pytest.raises(UserError, match=r"^the task is empty"):
+            build_pack(task, repo, SETTINGS, budget=2_000)
+
+
+def test_a_budget_too_small_for_anything_is_an_error_naming_one_that_is_not(tmp_path):
+    repo = service_repo(tmp_path)
+    with pytest.raises(
+        UserError, match=r"^a budget of 3 tokens is too small for anything in .*; try --budget (\d+)$"
+    ) as caught:
+        build_pack("invoice total", repo, SETTINGS, budget=3)
+    suggested = int(re.search(r"(\d+)$", str(caught.value))[1])
+    assert build_pack("invoice total", repo, SETTINGS, budget=suggested).text
+    with pytest.raises(UserError, match="--budget 0: must be more than 0"):
+        build_pack("invoice total", repo, SETTINGS, budget=0)
+
+
+@pytest.mark.parametrize("argv", [["", "--budget", "800"], ["invoice total", "--budget", "3"]])
+def test_cli_empty_pack_is_a_one_line_error(tmp_path, argv):
+    repo = service_repo(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xvckit", "context", "pack", *argv, "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("xvckit: ") and proc.stderr.count("\n") == 1

@@ -389,3 +389,14 @@ def test_xvckit_context_window_end_to_end():
     assert failed.returncode == 2 and failed.stdout == b""
     assert failed.stderr.startswith(b"xvckit: the system part and the last turn need ")
     assert failed.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("command", [["window", "--budget", "700"], ["pack", "fit the conversation"]])
+def test_an_unknown_model_is_an_error_in_window_as_in_pack(command):
+    conversation = orjson.dumps(as_openai([turn(1)]))
+    argv = [sys.executable, "-m", "xvckit", "context", *command, "--model", "gpt-nonesuch"]
+    done = subprocess.run(argv, input=conversation, capture_output=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.startswith(b"xvckit: --model gpt-nonesuch: unknown ") and done.stderr.count(b"\n") == 1
+    with pytest.raises(UserError, match=r"^--model gpt-nonesuch: unknown model"):
+        fit(as_openai([turn(1)]), 700, model="gpt-nonesuch")

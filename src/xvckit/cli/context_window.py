@@ -10,9 +10,17 @@ import orjson
 import typer
 
 from xvckit.cli.options import input_file, output_file
+from xvckit.context.conversation import Tokenizer
 from xvckit.context.summarize import through_gateway
 from xvckit.context.window import DEFAULT_KEEP_TURNS, SUMMARY_MAX_TOKENS, SUMMARY_SHARE, fit
 from xvckit.errors import UserError
+
+
+def _known_model(value: str | None) -> str | None:
+    """An unknown --model is an error before the conversation is read, as in `context pack`."""
+    if value:
+        Tokenizer(value)
+    return value
 
 
 def window(
@@ -24,7 +32,10 @@ def window(
         None, "--out", callback=output_file, help="write the conversation here (default: stdout)"
     ),
     model: str | None = typer.Option(
-        None, "--model", help="count with this model's encoding, or a tiktoken encoding (default o200k_base)"
+        None,
+        "--model",
+        callback=_known_model,
+        help="count with this model's encoding, or a tiktoken encoding (default o200k_base)",
     ),
     keep_turns: int = typer.Option(
         DEFAULT_KEEP_TURNS, "--keep-turns", min=1, help="recent turns kept verbatim if they fit"

@@ -29,20 +29,21 @@ _ANTHROPIC_ONLY_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_think
 
 class Tokenizer:
     """Exact counts in one encoding: `model` is a tiktoken encoding name or a model (its
-    encoding from `providers.models`); o200k_base when none or unknown. A budget must hold
-    exactly, so nothing is sampled and a missing encoding is an error, not an estimate."""
+    encoding from `providers.models`); o200k_base when none. A budget must hold exactly, so
+    nothing is sampled, and an unknown model or a missing encoding is an error, not a guess."""
 
     def __init__(self, model: str | None = None) -> None:
         import tiktoken
 
-        known = tokens.model_info(model) if model else None
-        self.name = (
-            model
-            if model in tiktoken.list_encoding_names()
-            else known[0]
-            if known
-            else tokens.DEFAULT_ENCODING
-        )
+        if not model:
+            self.name = tokens.DEFAULT_ENCODING
+        elif model in tiktoken.list_encoding_names():
+            self.name = model
+        elif known := tokens.model_info(model):
+            self.name = known[0]
+        else:
+            encodings = ", ".join(tiktoken.list_encoding_names())
+            raise UserError(f"--model {model}: unknown model; name a known one or an encoding ({encodings})")
         tokens.encoding(self.name)  # a missing encoding is a one-line error now, not mid-fit
 
     def count(self, text: str) -> int:

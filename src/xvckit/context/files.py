@@ -2,9 +2,14 @@
 
 The candidates are what git tracks plus untracked files it does not ignore (`git ls-files`
 respects .gitignore); outside a git repository, a walk that skips hidden directories.
-Binaries, lock files, generated and huge files are left out with a reason, and so is
-anything that looks like a secret: by name (.env, keys, certificates) or by content (private
-key blocks, provider tokens). Secrets are never packed, whatever the budget.
+Binaries and huge files are left out with a reason, and so is anything that looks like a
+secret: by name (.env, keys, certificates) or by content (private key blocks, provider
+tokens). Secrets are never packed, whatever the budget.
+
+Changelogs, lock files and generated files are text a task may name ("add a CHANGELOG entry",
+"bump certifi in poetry.lock"), so they are indexed, but they are rarely the code a task
+needs and often large: `demoted` says which they are, and the ranking puts them last unless
+the task names them.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from functools import cache
 from pathlib import Path
 
 BINARY = "binary"
-LOCK = "lock"
-GENERATED = "generated"
 HUGE = "huge"
 SECRET = "secret"
 EXCLUDED = "excluded"  # by the user's `context.exclude` globs
+CHANGELOG = "changelog"  # demoted kinds: indexed, ranked last unless the task names them
+LOCK = "lock"
+GENERATED = "generated"
 
 _BINARY = (
     ".png .jpg .jpeg .gif .bmp .ico .icns .webp .tif .tiff .psd .svgz .pdf .mo .pyc .pyo .pyd .so .dll"
@@ -36,8 +42,17 @@ _LOCKS = (
     " packages.lock.json Podfile.lock"
 )
 LOCK_NAMES = frozenset(_LOCKS.split())
-GENERATED_GLOBS = ("*.min.js", "*.min.css", "*.map", "*_pb2.py", "*_pb2_grpc.py", "*.pb.go", "*.pb.cc")
+_GENERATED = "*.min.* *.bundle.js *.map *_pb2.py *_pb2.pyi *_pb2_grpc.py *.pb.go *.pb.cc *.pb.h PKG-INFO"
+GENERATED_GLOBS = tuple(_GENERATED.split())
+VENDORED_DIRS = frozenset({"dist", "vendor", "vendored", "_vendor", "third_party", "node_modules"})
 GENERATED_MARKERS = re.compile(rb"@generated|DO NOT EDIT|[Aa]uto-?generated (?:file|code|by)")
+_CHANGELOG_STEMS = frozenset(
+    {"changelog", "changes", "history", "news", "releases", "release-notes", "release_notes", "whatsnew"}
+)
+_CHANGELOG_DIRS = frozenset(
+    {"changelog", "changelog.d", "changes", "newsfragments", "release-notes", "releases"}
+)
+_DOC_SUFFIXES = frozenset({"", ".md", ".markdown", ".mdx", ".rst", ".txt", ".adoc"})
 SECRET_NAMES = (
     ".env",
     ".env.*",
@@ -108,15 +123,26 @@ def reason_by_name(path: str, exclude: tuple[str, ...] = ()) -> str | None:
     suffix = os.path.splitext(name)[1].lower()
     if suffix in BINARY_SUFFIXES:
         return BINARY
+    return None
+
+
+def demoted(path: str, generated_header: bool) -> str | None:
+    """Which kind of file that tasks rarely need `path` is (changelog, lock, generated), or None.
+    `generated_header`: its first lines say it is generated (GENERATED_MARKERS)."""
+    *dirs, name = path.split("/")
+    dirs = [d.lower() for d in dirs]
+    stem, suffix = name.split(".", 1)[0].lower(), os.path.splitext(name)[1].lower()
+    if suffix in _DOC_SUFFIXES and (stem in _CHANGELOG_STEMS or _CHANGELOG_DIRS.intersection(dirs)):
+        return CHANGELOG
     if name in LOCK_NAMES or suffix == ".lock":
         return LOCK
-    if _globs(GENERATED_GLOBS).match(name):
+    if generated_header or _globs(GENERATED_GLOBS).match(name) or VENDORED_DIRS.intersection(dirs):
         return GENERATED
     return None
 
 
 def reason_by_content(data: bytes, max_bytes: int) -> str | None:
-    """Why a file with these bytes is left out (binary, huge, generated, secret), or None."""
+    """Why a file with these bytes is left out (binary, huge, secret), or None."""
     if len(data) > max_bytes:
         return HUGE
     head = data[:SNIFF_BYTES]
@@ -126,8 +152,11 @@ def reason_by_content(data: bytes, max_bytes: int) -> str | None:
         data.decode("utf-8")
     except UnicodeDecodeError:
         return BINARY
-    if GENERATED_MARKERS.search(data, 0, 1024):
-        return GENERATED
     if SECRET_CONTENT.search(data):
         return SECRET
     return None
+
+
+def generated_header(data: bytes) -> bool:
+    """Whether the file's first lines say it is generated ("DO NOT EDIT", "@generated")."""
+    return GENERATED_MARKERS.search(data, 0, 1024) is not None

@@ -27,7 +27,7 @@ from xvckit.context.languages import language_for
 from xvckit.context.terms import words
 from xvckit.context.tokens import count
 
-FORMAT = 2  # bump when what a parse holds changes
+FORMAT = 3  # bump when what a parse holds changes
 POOL_THRESHOLD = 64  # fewer files than this are parsed in-process: a pool costs more to start
 
 
@@ -54,12 +54,18 @@ class Parse(NamedTuple):
     docs: bytes  # ... the chunk each is in (uint16) ...
     tfs: bytes  # ... and how often (uint16)
     spans: bytes  # what stripping removes: (line, start byte, end byte) triples (uint32)
+    generated: bool  # its first lines say it is generated
 
 
 @dataclass(slots=True)
 class IndexedFile:
     path: str
     parse: Parse
+
+    @property
+    def demoted(self) -> str | None:
+        """Changelog, lock or generated: ranked last unless the task names it (files.demoted)."""
+        return filesmod.demoted(self.path, self.parse.generated)
 
 
 @dataclass
@@ -163,7 +169,7 @@ def parse_file(path: str, data: bytes, max_bytes: int):
     """A file's chunks, token counts and per-chunk term counts (local term ids); run in workers."""
     reason = filesmod.reason_by_content(data, max_bytes)
     if reason:
-        return reason, 0, (), [], [], [], [], b""
+        return reason, 0, (), [], [], [], [], b"", False
     chunked = chunk_file(path, data)
     metas, local_terms = [], {}
     docs, term_list, tfs = array("H"), array("I"), array("H")
@@ -192,7 +198,8 @@ def parse_file(path: str, data: bytes, max_bytes: int):
     spans = array(
         "I", (v for row, row_spans in chunked.strip_spans.items() for a, b in row_spans for v in (row, a, b))
     )
-    return None, total, tuple(metas), list(local_terms), term_list, docs, tfs, spans.tobytes()
+    generated = filesmod.generated_header(data)
+    return None, total, tuple(metas), list(local_terms), term_list, docs, tfs, spans.tobytes(), generated
 
 
 def rebuild(path: str, data: bytes, parse: Parse) -> Chunked:
@@ -215,7 +222,7 @@ def texts(chunked: Chunked, index: int) -> tuple[str, str, str | None]:
 
 
 def _globalize(raw, vocab: list[str], term_ids: dict[str, int]) -> Parse:
-    reason, tokens, metas, local_terms, term_list, docs, tfs, spans = raw
+    reason, tokens, metas, local_terms, term_list, docs, tfs, spans, generated = raw
     mapping = []
     for term in local_terms:
         tid = term_ids.get(term)
@@ -224,7 +231,7 @@ def _globalize(raw, vocab: list[str], term_ids: dict[str, int]) -> Parse:
             vocab.append(term)
         mapping.append(tid)
     global_terms = array("i", (mapping[t] for t in term_list))
-    return Parse(reason, tokens, metas, global_terms.tobytes(), bytes(docs), bytes(tfs), spans)
+    return Parse(reason, tokens, metas, global_terms.tobytes(), bytes(docs), bytes(tfs), spans, generated)
 
 
 def _load(path: Path, max_bytes: int, exclude: tuple[str, ...]) -> dict:

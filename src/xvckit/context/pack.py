@@ -14,7 +14,7 @@ the model's encoding and re-planned until it fits: `tokens <= budget` always.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from xvckit.errors import UserError
 
 MAX_CANDIDATES = 400  # files the planner considers for code, best first
 FIT_ATTEMPTS = 8
+MAX_SUGGESTED_BUDGET = 1 << 24  # an empty pack's error suggests a budget up to this
 
 
 @dataclass
@@ -119,8 +120,8 @@ def resolve_budget(settings: ContextSettings, budget: int | None, model: str | N
         if info is None:
             raise UserError(f"--model {model}: unknown context window; give --budget instead")
         encoding, window = info
-    if budget is not None and budget < 0:
-        raise UserError(f"--budget {budget}: must be 0 or more")
+    if budget is not None and budget <= 0:
+        raise UserError(f"--budget {budget}: must be more than 0")
     total = budget if budget is not None else int(window * shares)
     buffer = int(total * settings.buffer / shares) if budget is not None else window - total
     return Budget(total, int(total * settings.core / shares), buffer, encoding or DEFAULT_ENCODING)
@@ -136,12 +137,35 @@ def build_pack(
     core: list[str] | None = None,
     fmt: str = "markdown",
 ) -> Pack:
+    if not task.strip():
+        raise UserError("the task is empty: say in words what the pack is for")
     if not repo.is_dir():
         raise UserError(f"--repo {repo}: not a directory")
     plan_budget = resolve_budget(settings, budget, model)
     index = build(repo, max_bytes=settings.max_file_kb * 1024, exclude=tuple(settings.exclude))
+    if not index.files:
+        raise UserError(f"--repo {repo}: no text files to pack")
     ranking = rank(index, task)
-    return _Packer(index, ranking, settings, plan_budget, _core_files(index, core, settings), fmt).fit()
+    core_files = _core_files(index, core, settings)
+    packed = _Packer(index, ranking, settings, plan_budget, core_files, fmt).fit()
+    if not packed.text:
+        raise UserError(_nothing_fits(index, ranking, settings, plan_budget, core_files, fmt))
+    return packed
+
+
+def _nothing_fits(
+    index: Index, ranking: Ranking, settings: ContextSettings, budget: Budget, core: list[int], fmt: str
+) -> str:
+    """Why a pack came out empty, with a budget that holds something (doubling) if there is one."""
+    trial = budget
+    while trial.total < MAX_SUGGESTED_BUDGET:
+        trial = replace(resolve_budget(settings, trial.total * 2, None), encoding=budget.encoding)
+        if _Packer(index, ranking, settings, trial, core, fmt).fit().text:
+            return (
+                f"a budget of {budget.total:,} tokens is too small for anything in {index.repo}; "
+                f"try --budget {trial.total}"
+            )
+    return f"nothing in {index.repo} to pack: no file matches the task, and the core and outline are empty"
 
 
 def _core_files(index: Index, named: list[str] | None, settings: ContextSettings) -> list[int]:
@@ -155,7 +179,8 @@ def _core_files(index: Index, named: list[str] | None, settings: ContextSettings
                 raise UserError(f"--core {name}: {why} in {index.repo}")
             out.append(positions[path])
         return out
-    top = [f.path for f in index.files if "/" not in f.path]
+    # Per pattern, the plainest name first: README.md before README.ja.md.
+    top = sorted((f.path for f in index.files if "/" not in f.path), key=lambda path: (len(path), path))
     return [
         positions[path]
         for pattern in settings.core_files
@@ -240,7 +265,8 @@ class _Packer:
             cand = self._candidates.get(f)
             if cand is None:  # made once per pack: its chunk steps do not depend on the allowance
                 lo, hi = int(corpus.first_doc[f]), int(corpus.first_doc[f + 1])
-                cand = self._candidates[f] = self.candidate(f, score, corpus_scores[lo:hi], None)
+                worth = float(self.ranking.undemoted[f])  # a demoted file's outline line keeps its worth
+                cand = self._candidates[f] = self.candidate(f, worth, corpus_scores[lo:hi], None)
             cand.outline_cost = None if f in outlined else self.line_cost(f)
             out.append(cand)
         return out

@@ -7,6 +7,14 @@ A file's score is a weighted sum of signals, each scaled to [0, 1] by its maximu
     score        = seed + pagerank*PageRank personalized by the seed (definition/reference graph)
                    + cochange*changed together with the seed's top files + recency*changed lately
 
+Changelogs, lock files and generated files (files.demoted) have their seed and score scaled
+by DEMOTED, unless the task names them: by path or file name, as "CHANGELOG" (a capitalized
+stem), as "the changelog", "release notes", "version 1.2.0", or as "the lock file". A
+changelog matches any task about what it lists: undemoted, it took 37% of a 6k working budget
+on httpx for a task about the redirect code, which was left out. Their outline lines keep
+their worth (`undemoted`, the score before demotion): one line says the file exists and
+matches, for a few tokens.
+
 A chunk's score is its file's score times (CHUNK_FLOOR + (1 - CHUNK_FLOOR) * its share of the
 file's best chunk relevance), so the chunks that match the task get most of the file's weight.
 The weights are checked with bench/context_recall.py. On this repository's own history
@@ -34,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xvckit.context import history
+from xvckit.context.files import CHANGELOG, LOCK
 from xvckit.context.graph import Graph
 from xvckit.context.index import Index, cache_dir
 from xvckit.context.lexical import Corpus, bm25
@@ -56,12 +65,21 @@ class Weights:
 WEIGHTS = Weights()
 CHUNK_FLOOR = 0.3
 QUERY_CAP = 3  # a word said more often than this counts no more
+DEMOTED = 0.05  # what a changelog, lock or generated file's score is scaled by (see above)
 _PATHLIKE = re.compile(r"[\w./-]*\w\.\w+|[\w-]+/[\w./-]+")
+_CAPITALIZED = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*\b")  # README, CHANGELOG, Makefile
+_CALLED = {  # how a task names a demoted kind without naming the file
+    CHANGELOG: re.compile(
+        r"\bchange ?logs?\b|\brelease notes\b|\b(?:version|release) v?\d+\.\d", re.IGNORECASE
+    ),
+    LOCK: re.compile(r"\block ?files?\b", re.IGNORECASE),
+}
 
 
 @dataclass
 class Ranking:
     file_score: np.ndarray  # per indexed file
+    undemoted: np.ndarray  # per indexed file: the score before demotion (what an outline line is worth)
     chunk_score: np.ndarray  # per chunk, numbered as in the Corpus
     importance: np.ndarray  # PageRank without a task: what the stable outline shows first
     corpus: Corpus
@@ -84,23 +102,31 @@ def rank(index: Index, task: str, weights: Weights = WEIGHTS) -> Ranking:
         np.bincount(corpus.doc_file, weights=doc_symbol, minlength=n) if corpus.n_docs else np.zeros(n)
     )
     paths = [f.path for f in index.files]
+    mentioned = _mentions(paths, task)
     seed = (
         weights.bm25_file * _unit(file_bm25)
         + weights.bm25_chunk * _unit(best_chunk)
         + weights.path * _unit(_path_scores(paths, task_words))
         + weights.symbol * _unit(file_symbol)
-        + weights.mention * _mentions(paths, task)
+        + weights.mention * mentioned
     )
+    kinds = [f.demoted for f in index.files]
+    called = {kind for kind, pattern in _CALLED.items() if pattern.search(task)}
+    demote = np.array(
+        [DEMOTED if kind and kind not in called and not mentioned[i] else 1.0 for i, kind in enumerate(kinds)]
+    )
+    spread = seed * demote  # what the graph and the history spread from
     graph, importance = Graph.cached(index, corpus)
-    score = seed + weights.pagerank * _unit(graph.pagerank(seed))
+    score = seed + weights.pagerank * _unit(graph.pagerank(spread))
     commits = history.commits(index.repo, cache_dir(index.repo))
     if commits:
-        top = np.argsort(-seed)[: weights.seeds]
-        seeds = {paths[i]: float(seed[i]) for i in top if seed[i] > 0}
+        top = np.argsort(-spread)[: weights.seeds]
+        seeds = {paths[i]: float(spread[i]) for i in top if spread[i] > 0}
         co = history.cochange(commits, seeds)
         recent = history.recency(commits)
         score += weights.cochange * _unit(np.array([co.get(p, 0.0) for p in paths]))
         score += weights.recency * _unit(np.array([recent.get(p, 0.0) for p in paths]))
+    undemoted, score = score, score * demote
     # Chunks: the file's score, shared out by how well each chunk matches the task.
     relevance = _unit(doc_bm25) + doc_symbol
     file_best = np.zeros(n)
@@ -113,7 +139,7 @@ def rank(index: Index, task: str, weights: Weights = WEIGHTS) -> Ranking:
         where=file_best[corpus.doc_file] > 0,
     )
     chunk_score = score[corpus.doc_file] * (CHUNK_FLOOR + (1 - CHUNK_FLOOR) * share)
-    return Ranking(score, chunk_score, importance, corpus)
+    return Ranking(score, undemoted, chunk_score, importance, corpus)
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -150,20 +176,30 @@ def _path_scores(paths: list[str], task_words: Counter[str]) -> np.ndarray:
 
 
 def _mentions(paths: list[str], task: str) -> np.ndarray:
-    """1 for files the task names by path, file name or dotted module name."""
+    """Per file: 1 if the task names it by path, file name, dotted module name or a stem with a
+    capital written as the file writes it (README, CHANGELOG, Makefile). Where one name fits
+    several files, the shallowest get 1 and the deeper 0.5: "the README" is the top-level one."""
     named = set()
     for text in _PATHLIKE.findall(task):
         text = text.strip("./")
         named.add(text)
         if "/" not in text and text.count(".") > 1:  # package.module -> package/module.*
             named.add(text.replace(".", "/"))
+    stems = {word for word in _CAPITALIZED.findall(task) if len(word) >= 4}
     out = np.zeros(len(paths))
-    if not named:
+    if not named and not stems:
         return out
+    matches: dict[str, list[int]] = {}
     for i, path in enumerate(paths):
         stem = path.rsplit(".", 1)[0]
         for name in named:
             if path == name or path.endswith("/" + name) or stem == name or stem.endswith("/" + name):
-                out[i] = 1.0
-                break
+                matches.setdefault(name, []).append(i)
+        file_stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
+        if file_stem in stems:
+            matches.setdefault(file_stem, []).append(i)
+    for found in matches.values():
+        top = min(paths[i].count("/") for i in found)
+        for i in found:
+            out[i] = max(out[i], 1.0 if paths[i].count("/") == top else 0.5)
     return out
