@@ -18,6 +18,7 @@ in worker threads; a key change reloads the gateway's keyring at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from xvckit.store import Store, audit, keys
 from xvckit.store.ledger import usage_report
 from xvckit.store.secrets import SecretBox, put_secret
 from xvckit.timespec import EARLIEST, LATEST, parse_duration, parse_moment
+
+log = logging.getLogger("xvckit.gateway")
 
 _CALLER = "xvckit.admin.caller"  # in the scope: the principal `authenticated_first` found
 _DOCS = "/admin/docs"
@@ -227,7 +230,10 @@ def authenticated_first(app: ASGIApp, keyring: Keyring) -> ASGIApp:
                 await error(413, f"the request body is over {MAX_BODY_BYTES} bytes")(scope, receive, send)
                 return
             receive = _replay(body, receive)
-        await app(scope, receive, send)
+        try:
+            await app(scope, receive, send)
+        except Exception:  # answered already (`internal`); logged here, the connection kept
+            log.exception("admin API: %s %s failed", scope["method"], path)
 
     return admin
 
@@ -336,7 +342,7 @@ def create_admin_app(store: Store, keyring: Keyring, config: Config) -> ASGIApp:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail)
         return error(422, message, detail=detail)
 
-    @app.exception_handler(Exception)  # the answer; Starlette raises it on, for the server's log
+    @app.exception_handler(Exception)  # the answer; Starlette raises it on (`authenticated_first`)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:
         return error(500, "internal error: see the gateway's log")
 
