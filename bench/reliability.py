@@ -387,18 +387,7 @@ def litellm_or_none(
 
 def pacing(args, tmp, key, litellm_exe, services, notes) -> tuple[list[Run], list[Check]]:
     rpm, latency_s = args.rpm, args.latency_ms / 1000
-    sim = start_sim(args, tmp, ["--rpm", str(rpm), "--latency-ms", str(args.latency_ms)], name="sim-pacing")
-    services.append(sim)
-    gateway = start_gateway(
-        "xvckit-pacing",
-        sim,
-        tmp,
-        key,
-        f"gateway: {{queue_timeout_s: {args.queue_timeout}}}" if args.queue_timeout else "",
-        provider_yaml=f"rpm: {rpm}",
-        warm=False,
-    )
-    services.append(gateway)
+    sim, gateway = paced_pair(args, tmp, key, services, "pacing", [])
     proxy = litellm_or_none(
         litellm_exe,
         sim,
@@ -432,23 +421,31 @@ def pacing(args, tmp, key, litellm_exe, services, notes) -> tuple[list[Run], lis
     return runs, checks
 
 
-def short_window(args, tmp, key, services, window: float) -> Run:
-    """xvckit, configured with the deployment's rpm only, in front of a simulator that enforces
-    it over `window` seconds."""
-    rpm, latency_s = args.rpm, args.latency_ms / 1000
-    extra = ["--rpm", str(rpm), "--latency-ms", str(args.latency_ms), "--rate-window", f"{window:g}"]
-    sim = start_sim(args, tmp, extra, name=f"sim-window-{window:g}")
+def paced_pair(args, tmp, key, services, name: str, sim_args: list[str]) -> tuple[Service, Service]:
+    """A simulator limited to `--rpm`, and xvckit in front of it configured with that rpm."""
+    extra = ["--rpm", str(args.rpm), "--latency-ms", str(args.latency_ms), *sim_args]
+    sim = start_sim(args, tmp, extra, name=f"sim-{name}")
     services.append(sim)
     gateway = start_gateway(
-        f"xvckit-window-{window:g}",
+        f"xvckit-{name}",
         sim,
         tmp,
         key,
         f"gateway: {{queue_timeout_s: {args.queue_timeout}}}" if args.queue_timeout else "",
-        provider_yaml=f"rpm: {rpm}",
+        provider_yaml=f"rpm: {args.rpm}",
         warm=False,
     )
     services.append(gateway)
+    return sim, gateway
+
+
+def short_window(args, tmp, key, services, window: float) -> Run:
+    """xvckit, configured with the deployment's rpm only, in front of a simulator that enforces
+    it over `window` seconds."""
+    rpm, latency_s = args.rpm, args.latency_ms / 1000
+    sim, gateway = paced_pair(
+        args, tmp, key, services, f"window-{window:g}", ["--rate-window", f"{window:g}"]
+    )
     ideal = ideal_makespan(args.requests, args.connections, rpm, latency_s, window)
     say(f"pacing over {window:g} s: ideal {ideal:.1f} s")
     run = run_load(

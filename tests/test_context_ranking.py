@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from test_context_pack import _own_cache as _own_cache  # the fixture: a cache of the test's own
+from test_context_pack import write
 from xvckit.config.schema import ContextSettings
 from xvckit.context.pack import build_pack
 
@@ -17,19 +19,6 @@ pytestmark = pytest.mark.usefixtures("tiktoken_encodings")
 SETTINGS = ContextSettings()
 REDIRECT_TASK = "fix how redirects drop the Authorization header"
 CODE_LEVELS = ("full", "partial")
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
-def write(repo: Path, files: dict[str, str]) -> Path:
-    for path, text in files.items():
-        target = repo / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    return repo
 
 
 # Entries in the style of an HTTP client's changelog; many say "redirect", "header" and
