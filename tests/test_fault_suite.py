@@ -281,10 +281,13 @@ async def test_learned_limit_and_a_clear_queue_timeout(sim_factory, make_gateway
     assert all(50 <= int(value) <= 61 for value in load.retry_after), load.retry_after
 
 
-async def test_upstream_429s_leave_the_circuit_closed(sim_factory, make_gateway, figures):
+async def test_upstream_429s_leave_the_circuit_closed(sim_factory, make_gateway, figures, monkeypatch):
     """A cold burst over a limit nobody configured meets the provider's 429s; those are the
     pacer's business (it cools the lane down), not a failing deployment: the requests after
-    them must get a 429 with `retry-after`, not a 503 from an open circuit breaker."""
+    them must get a 429 with `retry-after`, not a 503 from an open circuit breaker. (The pacer
+    is told the provider enforces over the whole minute: else it sends one call first and
+    learns the limit before the burst, and no 429 comes back.)"""
+    monkeypatch.setattr(gateway_app, "Pacer", functools.partial(Pacer, enforced_over_s=60.0))
     limit = 12
     sim = sim_factory(rpm=limit, latency_ms=300)  # the burst is sent before the first answer
     gw = make_gateway(

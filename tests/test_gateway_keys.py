@@ -124,8 +124,9 @@ def test_models_outside_the_keys_list(gw):
 def test_expired_revoked_unknown_and_malformed_keys(gw):
     _, expired = new_key(gw, name="expired", expires_at=time.time() + 0.05)  # none is made expired
     time.sleep(0.1)
-    with pytest.raises(openai.AuthenticationError, match="expired at"):
+    with pytest.raises(openai.AuthenticationError, match="expired at") as caught:
         client(gw, expired).chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert caught.value.response.headers["x-should-retry"] == "false"  # waiting will not cure it
     key, raw = new_key(gw)
     client(gw, raw).chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=2)
     keys.revoke_key(gw.store, key.id, "test")  # as the CLI would: the gateway notices by itself

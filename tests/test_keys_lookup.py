@@ -162,3 +162,38 @@ def test_concurrent_first_requests_of_a_new_key_make_one_lookup(start, cli, look
         return [a.status_code for a in answers]
 
     assert asyncio.run(burst()) == [200] * 10 and lookups == [keys.hash_key(raw)]
+
+
+def test_a_lookup_that_overlaps_a_revoke_and_reload_is_not_kept(store_url, monkeypatch):
+    """The security read's race: a lookup reads a key, the key is revoked and the keyring
+    reloads, then the lookup ends; what it read is stale and must not bring the key back."""
+    from xvckit.store import Store
+
+    store = Store.open(store_url)
+    key, raw = keys.create_key(store, "racy", "test")
+    read, release = threading.Event(), threading.Event()
+    real = keys.by_hash
+
+    def slow(store_, digest):
+        found = real(store_, digest)  # read while the key is still valid
+        read.set()
+        release.wait(10)
+        return found
+
+    monkeypatch.setattr(keyring, "by_hash", slow)
+
+    async def scenario() -> None:
+        ring = keyring.Keyring(store, MASTER_KEY, lambda name: None)
+        await ring.reload()
+        ring._keys.clear()  # as on a replica that has not loaded the key yet
+        scope = {"type": "http", "headers": [(b"authorization", b"Bearer " + raw.encode())]}
+        lookup = asyncio.create_task(ring.authenticate(scope))
+        await asyncio.to_thread(read.wait, 10)
+        keys.revoke_key(store, key.id, "test")
+        await ring.reload()
+        release.set()
+        await lookup  # this one request was already under way with the old read
+        with pytest.raises(keyring.GatewayError, match="revoked"):
+            await ring.authenticate(scope)
+
+    asyncio.run(scenario())

@@ -836,3 +836,20 @@ async def test_a_provider_without_rate_limit_headers_costs_no_window():
     await pacer.acquire(lane, 10)
     assert pacer.snapshot()[0]["requests_in_window"] >= 1
     await pacer.aclose()
+
+
+@pytest.mark.parametrize("reset", ["nan", "inf", "1e400", "-5"])
+def test_a_hostile_reset_header_teaches_nothing(reset):
+    """An upstream's non-finite or negative `reset` neither raises nor changes the window."""
+
+    async def scenario():
+        pacer = virtual_pacer(enforced_over_s=None)
+        headers = {
+            "x-ratelimit-limit-requests": "100",
+            "x-ratelimit-remaining-requests": "50",
+            "x-ratelimit-reset-requests": reset,
+        }
+        pacer.observe(LANE, 200, headers, None)
+        assert pacer.snapshot()[0]["enforced_over_s"] == 1.0
+
+    run_virtual(scenario())

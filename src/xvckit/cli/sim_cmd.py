@@ -30,11 +30,11 @@ def sim(
     tpm: int | None = typer.Option(
         None, min=0, help="tokens per minute per key (default: the tier's; 0: none)"
     ),
-    rate_window: float = typer.Option(
-        60.0,
+    rate_window: float | None = typer.Option(
+        None,
         min=1.0,
         max=60.0,
-        help="seconds the per-minute limits are enforced over (1: 600 RPM as 10 a second)",
+        help="seconds the per-minute limits are enforced over (default 60; 1: 600 RPM as 10 a second)",
     ),
     context_window: int | None = typer.Option(
         None, min=1, help="context window in tokens (default: the tier's)"

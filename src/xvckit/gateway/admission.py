@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.dialects import NO_RETRY, GatewayError
 from xvckit.gateway.window_log import WindowLog
 from xvckit.store.keys import Limits
 
@@ -270,12 +270,6 @@ def _rate_limited(scope: str, wait: float, limit: int, what: str) -> GatewayErro
 # On a budget refusal: what the budget has left (USD), so that the proxy can cut the request's
 # output to what that pays for (and the client can see it).
 BUDGET_LEFT_HEADER = "x-xvckit-budget-left-usd"
-
-
-# Refusals that waiting will not cure (a budget that resets in weeks): the OpenAI and Anthropic
-# SDKs retry a 429 after its retry-after (one slept 10 hours on `retry-after: 35865`) unless
-# told not to by this header.
-NO_RETRY = {"x-should-retry": "false"}
 
 
 def _budget_exceeded(scope: str, budget: Budget, needed_usd: float) -> GatewayError:

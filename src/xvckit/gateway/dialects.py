@@ -26,6 +26,12 @@ OPENAI = Dialect(openai.NAME)
 ANTHROPIC = Dialect(anthropic.NAME)
 
 
+# Refusals that waiting will not cure (a budget that resets in weeks, an expired key): the OpenAI
+# and Anthropic SDKs retry a 429 after its retry-after (one slept 10 hours on `retry-after:
+# 35865`) unless told not to by this header.
+NO_RETRY = {"x-should-retry": "false"}
+
+
 class GatewayError(Exception):
     """A failure the client should see as an API error in its own dialect."""
 

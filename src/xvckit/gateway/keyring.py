@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xvckit.asgi import Scope
-from xvckit.gateway.dialects import GatewayError
+from xvckit.gateway.dialects import NO_RETRY, GatewayError
 from xvckit.store import Store
 from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, by_hash, hash_key, read_version, snapshot
 
@@ -98,6 +98,7 @@ class Keyring:
         self._keys: dict[str, Principal] = {}  # by the key's hash, made at each reload
         self._teams: dict[str, Team] = {}
         self._version: str | None = None
+        self._reloads = 0  # a lookup that overlapped a reload may have read what it replaced
         self._refresher: asyncio.Task[None] | None = None
         self._misses: OrderedDict[str, float] = OrderedDict()  # hash -> when forgotten (monotonic)
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}  # hash -> its lookup in flight
@@ -114,6 +115,7 @@ class Keyring:
 
     async def reload(self) -> None:
         keys, self._teams, self._version = await asyncio.to_thread(snapshot, self._store)
+        self._reloads += 1
         self._keys = {
             digest: principal(key, self.team(key.team_id), self._scope_for) for digest, key in keys.items()
         }
@@ -207,6 +209,7 @@ class Keyring:
     async def _from_store(self, digest: str) -> Principal | None:
         """The key's caller, kept in memory until the next reload; None, remembered, when the
         store does not know the hash."""
+        reloads = self._reloads
         try:
             found = await asyncio.to_thread(by_hash, self._store, digest)
         except Exception as exc:
@@ -214,15 +217,20 @@ class Keyring:
             raise GatewayError(
                 503, "cannot check this API key now: the key store is unavailable", "store_unavailable"
             ) from None
+        current = reloads == self._reloads  # else a revoke or rotate may have come in between
         if found is None:
+            if not current:
+                return None
             if len(self._misses) >= MISSES_KEPT:
                 self._misses.popitem(last=False)
             self._misses[digest] = time.monotonic() + MISS_TTL_S
             return None
         key, team = found
-        if team is not None:
+        if team is not None and current:
             self._teams.setdefault(team.id, team)
-        self._keys[digest] = who = principal(key, self.team(key.team_id), self._scope_for)
+        who = principal(key, self.team(key.team_id) or team, self._scope_for)
+        if current:  # kept until the next reload replaces it
+            self._keys[digest] = who
         return who
 
 
@@ -232,7 +240,7 @@ def _invalid() -> GatewayError:
 
 def _check_usable(key: ApiKey) -> None:
     if key.revoked_at is not None:
-        raise GatewayError(401, f"API key {key.id} was revoked", "revoked_api_key")
+        raise GatewayError(401, f"API key {key.id} was revoked", "revoked_api_key", {**NO_RETRY})
     if key.expires_at is not None and key.expires_at <= time.time():
         expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.expires_at))
-        raise GatewayError(401, f"API key {key.id} expired at {expired}", "expired_api_key")
+        raise GatewayError(401, f"API key {key.id} expired at {expired}", "expired_api_key", {**NO_RETRY})

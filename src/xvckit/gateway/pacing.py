@@ -706,8 +706,8 @@ class Pacer:
                 state.burst_s = narrower
             return
         limit = limits.requests or limits.tokens
-        if limit is None or not limit.reset_s:
-            return
+        if limit is None or not (limit.reset_s and math.isfinite(limit.reset_s)):
+            return  # none shown (or a hostile nan / inf)
         shown = min(self.window_s, math.ceil(limit.reset_s * 10 - 1e-6) / 10)  # 9.9995 s -> 10 s
         if state.burst_s < shown < state.burst_ceiling:
             state.burst_s = shown

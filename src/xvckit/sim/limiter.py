@@ -55,20 +55,20 @@ class _Window:
 
 class Limiter:
     """`rpm` / `tpm` of 0 mean no limit of that kind; `window_s` (1..60): the window they are
-    enforced over."""
+    enforced over (None: the whole minute)."""
 
     def __init__(
-        self, rpm: int, tpm: int, clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S
+        self, rpm: int, tpm: int, clock: Callable[[], float] = time.monotonic, window_s: float | None = None
     ) -> None:
-        if not 1 <= window_s <= WINDOW_S:
-            raise ValueError(f"the enforcement window must be 1 to 60 seconds, not {window_s}")
+        if window_s is not None and not 1 <= window_s <= WINDOW_S:
+            raise ValueError(f"the enforcement window must be 1 to {WINDOW_S:g} seconds, not {window_s}")
         self.rpm = rpm
         self.tpm = tpm
         self._clock = clock
         self._windows: dict[bytes, _Window] = {}
-        self._span = window_s
-        self._enforced: dict[bytes, _Window] | None = None if window_s == WINDOW_S else {}
-        self._caps = (_share(rpm, window_s), _share(tpm, window_s))
+        self._span = WINDOW_S if window_s is None else window_s
+        self._enforced: dict[bytes, _Window] | None = None if self._span == WINDOW_S else {}
+        self._caps = (_share(rpm, self._span), _share(tpm, self._span))
 
     @property
     def active(self) -> bool:

@@ -26,7 +26,7 @@ class SimSettings:
     chunk_delay_ms: float = 0.0  # pause between two events of a stream
     api_key: str | None = None  # None: any non-empty key is accepted
     seed: int = 0  # for the random faults and ids
-    rate_window_s: float = 60.0  # the window the per-minute limits are enforced over (1..60)
+    rate_window_s: float | None = None  # the window the per-minute limits are enforced over (1..60)
 
     def __post_init__(self) -> None:
         preset = find_tier(self.tier)
@@ -46,7 +46,7 @@ class SimSettings:
         for name in ("latency_ms", "rpm", "tpm", "chunk_delay_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
-        if not 1 <= self.rate_window_s <= 60:
+        if self.rate_window_s is not None and not 1 <= self.rate_window_s <= 60:
             raise ValueError(f"rate_window_s must be 1 to 60 seconds, not {self.rate_window_s}")
         if self.context_window <= 0:
             raise ValueError(f"context_window must be positive, not {self.context_window}")
