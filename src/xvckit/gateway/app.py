@@ -9,6 +9,7 @@ import orjson
 
 from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
+from xvckit.gateway import model_list
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.admission_redis import RedisAdmission
@@ -100,8 +101,12 @@ class Gateway:
             endpoint = _PROXIED.get(path)
             if endpoint is not None and scope["method"] == "POST":
                 await self.proxy.handle(scope, receive, send, endpoint)
-            elif path in ("/v1/models", "/models") and scope["method"] == "GET":
-                await self._models(scope, send)
+            elif scope["method"] == "GET" and (
+                path in ("/v1/models", "/models") or path.startswith(model_list.PREFIXES)
+            ):
+                await model_list.answer(scope, send, self.keyring, self.router)
+            elif path == "/" and scope["method"] in ("GET", "HEAD"):
+                await _root(scope, send)
             elif path == "/healthz":
                 await respond(send, 200, b'{"status":"ok"}')
             elif path == "/readyz":
@@ -141,36 +146,6 @@ class Gateway:
         filters = {"key_id": ident} if scope == "key" else {"team_id": ident}
         rows = await asyncio.to_thread(usage_report, self.store, None, since, **filters)
         return float(rows[0]["cost_usd"]) if rows else 0.0
-
-    async def _models(self, scope: Scope, send: Send) -> None:
-        anthropic_client = any(name == b"anthropic-version" for name, _ in scope["headers"])
-        try:
-            await self.keyring.authenticate(scope)
-        except GatewayError as exc:
-            dialect = ANTHROPIC if anthropic_client else OPENAI
-            await respond(send, exc.status, dialect.error_body(exc.status, exc.message, exc.code, ""))
-            return
-        models = self.router.listed_models()
-        if anthropic_client:
-            data = [
-                {"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
-                for name, _ in models
-            ]
-            body = {
-                "data": data,
-                "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
-        else:
-            body = {
-                "object": "list",
-                "data": [
-                    {"id": name, "object": "model", "created": 0, "owned_by": provider}
-                    for name, provider in models
-                ],
-            }
-        await respond(send, 200, orjson.dumps(body))
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         """The Prometheus exposition, for the master key and admin keys: it names every key and
@@ -221,6 +196,25 @@ def _ledger(config: Config, store: Store) -> Ledger:
     """The usage ledger, journaled in the data folder: the hot path appends, a process commits."""
     journal = Journal(journal_dir(store.data_dir, store.url))
     return Ledger(store, journal, retention_days=config.ledger.retention_days)
+
+
+async def _root(scope: Scope, send: Send) -> None:
+    """What a client probing the base URL (HEAD / or GET /) is told: a gateway is here."""
+    body = b'{"service":"xvckit","status":"ok","openai_base_url":"/v1","anthropic_base_url":"/"}'
+    if scope["method"] == "HEAD":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await respond(send, 200, body)
 
 
 async def _not_found(scope: Scope, send: Send, endpoint: Endpoint | None) -> None:
