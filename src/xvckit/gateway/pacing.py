@@ -315,7 +315,7 @@ class Pacer:
         state = self._state(lane)
         state.rpm_set, state.tpm_set = rpm, tpm
         if enforced_over_s is not None:
-            state.burst_s, state.burst_fixed = min(self.window_s, enforced_over_s), True
+            self._known_window(state, enforced_over_s)
         state.limits_changed()
         self._poke(state)
 
@@ -524,6 +524,10 @@ class Pacer:
         grant.seen_admitted_tokens = state.admitted_tokens
         return grant
 
+    def _known_window(self, state: _LaneState, seconds: float) -> None:
+        """The provider is known to enforce the lane's limits over `seconds`: nothing to learn."""
+        state.burst_s, state.burst_fixed = min(self.window_s, seconds), True
+
     def _scout(self, state: _LaneState, now: float) -> None:
         """After the first call of a lane with no limit known, wait for its answer."""
         if not (state.burst_fixed or state.silent or self._rpm_tpm(state) != (None, None)):
@@ -604,10 +608,7 @@ class Pacer:
                 extra = max(0.0, state.ext_until - now)
             else:
                 limit -= external
-        rounds = 0
-        if need > limit:  # each full limit ahead of the last one takes one more window
-            rounds, need = divmod(need - 1, limit)
-            need += 1
+        rounds, need = _rounds(need, limit)
         free = limit - used
         if need <= free:
             return extra + rounds * span
@@ -848,7 +849,7 @@ class Pacer:
         if state is None:
             state = self._lanes[lane] = _LaneState(lane, WindowLog(self.window_s + self.guard_s))
             if self.enforced_over_s is not None:
-                state.burst_s, state.burst_fixed = min(self.window_s, self.enforced_over_s), True
+                self._known_window(state, self.enforced_over_s)
         return state
 
 
@@ -895,15 +896,21 @@ def _share(limit: int, share: float) -> int:
     return max(1, int(limit * share + 1e-9))
 
 
+def _rounds(need: int, limit: int) -> tuple[int, int]:
+    """`need` as whole windows ahead of the last one (each full limit takes one more window)
+    and what is left for the last: 250 at a limit of 100 is (2, 50)."""
+    if need <= limit:
+        return 0, need
+    rounds, rest = divmod(need - 1, limit)
+    return rounds, rest + 1
+
+
 def _recent_wait(
     window: WindowLog, limit: int, need: int, since: float, held: float, now: float, by_weight: bool
 ) -> float:
     """Seconds until `need` more (calls, or tokens) fit `limit` among the entries stamped after
     `since`; each full limit beyond the first takes one more `held`."""
-    rounds = 0
-    if need > limit:
-        rounds, need = divmod(need - 1, limit)
-        need += 1
+    rounds, need = _rounds(need, limit)
     count, weight = window.recent(since)
     free = limit - (weight if by_weight else count)
     if need <= free:
