@@ -96,7 +96,7 @@ class Limiter:
         _count(window, now, tokens)
         if enforced is not window:
             _count(enforced, now, tokens)
-        return Verdict(self._limits(window, now, None, enforced.slots[-1][0] + span - now))
+        return Verdict(self._limits(window, now, None))
 
     def snapshot(self, key: bytes, retry_after_s: float | None = None) -> RateLimits:
         """The limits as they stand for `key`, e.g. for a 429 forced by a test."""
@@ -115,13 +115,10 @@ class Limiter:
     ) -> Verdict:
         return Verdict(self._limits(window, now, wait), kind, limit, used, requested)
 
-    def _limits(
-        self, window: _Window, now: float, retry_after_s: float | None, reset: float | None = None
-    ) -> RateLimits:
-        # Both limits are back to full when the newest admitted request leaves the enforced window.
-        if reset is None:
-            reset = window.slots[-1][0] + min(self._span, WINDOW_S) - now if window.slots else 0.0
-        reset = max(0.0, reset)
+    def _limits(self, window: _Window, now: float, retry_after_s: float | None) -> RateLimits:
+        # Both limits are back to full when the newest admitted request (the newest of both
+        # windows) leaves the enforced window.
+        reset = max(0.0, window.slots[-1][0] + self._span - now) if window.slots else 0.0
         return RateLimits(
             requests=Limit(self.rpm, max(0, self.rpm - window.requests), reset) if self.rpm else None,
             tokens=Limit(self.tpm, max(0, self.tpm - window.tokens), reset) if self.tpm else None,
