@@ -60,6 +60,7 @@ def with_simulator(config: Config, sim_url: str) -> Config:
             "base_url": f"{sim_url}/v1",
             "api_keys": ["sim"],
             "forward_headers": controls,
+            "responses_api": True,  # it serves /v1/responses as OpenAI does
         },
         {
             "name": "sim-anthropic",

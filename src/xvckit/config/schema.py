@@ -135,6 +135,11 @@ class Provider(Strict):
     forward_headers: list[str] = Field(
         default_factory=list, description="client request headers passed on to this upstream (e.g. X-Title)"
     )
+    responses_api: bool | None = Field(
+        None,
+        description="whether it serves POST /responses itself (default: only api.openai.com); "
+        "else /v1/responses is translated to chat completions",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -229,6 +234,13 @@ class CacheSettings(Strict):
     max_entry_mb: float = Field(1, gt=0, description="larger answers are not cached")
 
 
+class ResponsesSettings(Strict):
+    """Responses API answers kept for `previous_response_id` and GET /v1/responses/{id}."""
+
+    ttl_s: float = Field(30 * 86400, gt=0, description="how long a stored response is kept (OpenAI: 30 days)")
+    max_mb: float = Field(256, gt=0, description="memory for them in each gateway (Redis: its maxmemory)")
+
+
 class Redis(Strict):
     url: str = Field(description="redis://host:port/db; shares pacing state between gateway replicas")
     replicas: int = Field(
@@ -319,6 +331,7 @@ class Config(Strict):
     prices: dict[str, Price] = Field(default_factory=dict, description="override the built-in price table")
     admin: Admin = Field(default_factory=Admin)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
     redis: Redis | None = None
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)

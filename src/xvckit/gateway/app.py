@@ -9,7 +9,7 @@ import orjson
 
 from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
-from xvckit.gateway import model_list
+from xvckit.gateway import model_list, responses_api
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.admission_redis import RedisAdmission
@@ -22,7 +22,8 @@ from xvckit.gateway.keyring import Keyring
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.pacing import Pacer
 from xvckit.gateway.pacing_redis import RedisPacer
-from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, Endpoint, Proxy
+from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint, Proxy
+from xvckit.gateway.responses_api import Conversations
 from xvckit.gateway.routing import Router
 from xvckit.gateway.token_estimate import preload
 from xvckit.gateway.upstream import Upstreams
@@ -41,6 +42,8 @@ _PROXIED: dict[str, Endpoint] = {
     "/embeddings": EMBEDDINGS,
     "/v1/messages": MESSAGES,
     "/v1/messages/count_tokens": COUNT_TOKENS,
+    "/v1/responses": RESPONSES,
+    "/responses": RESPONSES,
 }
 _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -69,14 +72,20 @@ class Gateway:
         self.pacer = RedisPacer(redis.url, local_share=1 / redis.replicas) if redis else Pacer()
         cache_bytes = int(config.cache.max_mb * 1024 * 1024)
         entry_bytes = int(config.cache.max_entry_mb * 1024 * 1024)
+        kept_bytes = int(config.responses.max_mb * 1024 * 1024)
         if config.redis:  # shared by the replicas; each falls back to its own when Redis is away
             self.cache = RedisResponseCache(
                 config.redis.url, max_bytes=cache_bytes, max_entry_bytes=entry_bytes
             )
             self.idempotency = RedisIdempotencyStore(config.redis.url)
+            kept = RedisResponseCache(
+                config.redis.url, prefix="xvckit:responses:", max_bytes=kept_bytes, max_entry_bytes=max_body
+            )
         else:
             self.cache = ResponseCache(cache_bytes, entry_bytes)
             self.idempotency = IdempotencyStore()
+            kept = ResponseCache(kept_bytes, max_body)
+        self.conversations = Conversations(kept, config.responses.ttl_s)
         balancer = Balancer(config.gateway.routing, self.pacer, prices)
         self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, balancer, config.gateway)
         self.proxy = Proxy(
@@ -92,6 +101,7 @@ class Gateway:
             cache_ttl_s=config.cache.ttl_s,
             idempotency=self.idempotency,
             idempotency_wait_s=config.gateway.queue_timeout_s,
+            conversations=self.conversations,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,6 +115,8 @@ class Gateway:
                 path in ("/v1/models", "/models") or path.startswith(model_list.PREFIXES)
             ):
                 await model_list.answer(scope, send, self.keyring, self.router)
+            elif path.startswith(responses_api.PREFIXES):
+                await self.conversations.answer(scope, send, self.keyring)
             elif path == "/" and scope["method"] in ("GET", "HEAD"):
                 await _root(scope, send)
             elif path == "/healthz":
@@ -134,6 +146,7 @@ class Gateway:
         if isinstance(self.admission, RedisAdmission):
             await self.admission.aclose()
         await self.cache.aclose()
+        await self.conversations.aclose()
         await self.idempotency.aclose()
         if self.ledger:
             await self.ledger.close()

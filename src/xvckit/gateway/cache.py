@@ -644,6 +644,10 @@ class ResponseCache:
             self._drop(next(iter(self._slots)), "evictions")
         return True
 
+    async def delete(self, key: str) -> None:
+        if key in self._slots:
+            self._drop(key, None)
+
     def _drop(self, key: str, reason: str | None) -> None:
         slot = self._slots.pop(key)
         self._bytes -= slot.size
@@ -733,6 +737,14 @@ class RedisResponseCache:
             self._link.fail(exc)
             return self._stored(await self.local.put(key, entry, ttl_s))
         return self._stored(True)
+
+    async def delete(self, key: str) -> None:
+        await self.local.delete(key)
+        if not self._link.local():
+            try:
+                await self._link.redis.delete(self._prefix + key)
+            except ERRORS as exc:
+                self._link.fail(exc)
 
     def _count(self, entry: CachedResponse | None) -> CachedResponse | None:
         self._counts["hits" if entry is not None else "misses"] += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xvckit.providers import anthropic, openai
+from xvckit.providers import anthropic, openai, sse
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +19,17 @@ class Dialect:
     def stream_error_event(self, status: int, message: str, code: str | None, request_id: str) -> bytes:
         if self.name == anthropic.NAME:
             return anthropic.stream_error_event(status, message, request_id)
+        if self.name == RESPONSES_NAME:
+            return sse.encode(
+                {"type": "error", "code": code, "message": message, "param": None}, event="error"
+            )
         return openai.stream_error_event(status, message, code)
 
 
+RESPONSES_NAME = "responses"  # OpenAI's Responses API: OpenAI's errors, its own stream events
 OPENAI = Dialect(openai.NAME)
 ANTHROPIC = Dialect(anthropic.NAME)
+RESPONSES = Dialect(RESPONSES_NAME)
 
 
 # Refusals that waiting will not cure (a budget that resets in weeks, an expired key): the OpenAI

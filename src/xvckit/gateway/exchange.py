@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from xvckit.gateway.admission import Ticket
 from xvckit.gateway.dispatch import Attempt
+from xvckit.gateway.responses_api import ResponsesCall
 from xvckit.gateway.routing import Deployment
 from xvckit.providers import Usage
 
@@ -71,6 +72,7 @@ class Exchange:
     max_tokens_capped: int | None = None  # the output limit the caller's budget cut the request to
     responded: bool = False  # the response head went out
     finished: bool = False  # settled, ledgered and counted (once)
+    responses: ResponsesCall | None = None  # a Responses API request: its translation and keeping
 
     @property
     def trace_id(self) -> str:

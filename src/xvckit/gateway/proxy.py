@@ -22,6 +22,7 @@ from xvckit.gateway import crossing
 from xvckit.gateway.admission import BUDGET_LEFT_HEADER, Admission, BudgetNotLoaded
 from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
+from xvckit.gateway.dialects import RESPONSES as RESPONSES_DIALECT
 from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.exchange import Exchange, client_request_id, request_id
 from xvckit.gateway.http1 import Response, TooLarge, Upstream
@@ -29,6 +30,7 @@ from xvckit.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
 from xvckit.gateway.idempotency import conflict_error, in_progress_error, request_hash, scoped_key
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
+from xvckit.gateway.responses_api import Conversations, ResponsesCall, owner, wire
 from xvckit.gateway.routing import Deployment, Router
 from xvckit.gateway.token_estimate import estimate_parts, output_ceiling, streamed_output_tokens
 from xvckit.gateway.upstream import failure
@@ -54,6 +56,8 @@ STREAM_SAMPLE_BYTES = 64 << 10
 # Upstream answers the gateway reads may hold anything: reading one that is malformed raises
 # one of these (the upstream's fault: a 502).
 _UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+# The events that end a Responses API stream.
+_RESPONSE_ENDS = (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
 # The fields that limit a request's output.
 _OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens")
 
@@ -80,12 +84,16 @@ class Endpoint:
     streams: bool
     crosses: bool = False  # can be served by the other dialect's provider (translated)
     output_field: str | None = None  # the field that limits its output (None: it makes none)
+    replays: bool = False  # its answers are kept and given again (response cache, Idempotency-Key)
 
 
-CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True, True, "max_completion_tokens")
+CHAT = Endpoint("chat", OPENAI, "/chat/completions", "openai", True, True, "max_completion_tokens", True)
 EMBEDDINGS = Endpoint("embeddings", OPENAI, "/embeddings", "openai", False)
-MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True, True, "max_tokens")
+MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True, True, "max_tokens", True)
 COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", "anthropic", False)
+RESPONSES = Endpoint(
+    "responses", RESPONSES_DIALECT, "/responses", "responses", True, True, "max_output_tokens"
+)
 
 
 class Proxy:
@@ -103,6 +111,7 @@ class Proxy:
         cache_ttl_s: float = 3600.0,
         idempotency=None,
         idempotency_wait_s: float = 60.0,
+        conversations: Conversations | None = None,
     ) -> None:
         self.keyring = keyring
         self.router = router
@@ -116,6 +125,7 @@ class Proxy:
         self.cache_ttl_s = cache_ttl_s
         self.idempotency = idempotency  # IdempotencyStore | RedisIdempotencyStore | None
         self.idempotency_wait_s = idempotency_wait_s
+        self.conversations = conversations
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         headers = dict(scope["headers"])
@@ -143,10 +153,14 @@ class Proxy:
                     "dialect_mismatch",
                 )
             ex.stream = endpoint.streams and payload.get("stream") is True
+            if endpoint is RESPONSES:
+                who_owns = owner(who)
+                earlier = await self.conversations.earlier(who_owns, payload)
+                ex.responses = ResponsesCall(payload, body, earlier, who_owns)
             include_usage = _asks_usage(payload)
             # Both hashes are over the request as the client sent it (`_requests` changes it).
             idempotency_value = headers.get(IDEMPOTENCY_KEY)
-            if idempotency_value is not None and self.idempotency is not None and endpoint.crosses:
+            if idempotency_value is not None and self.idempotency is not None and endpoint.replays:
                 key = scoped_key(who.key_id, idempotency_value)
                 stored = await self._claim(key, request_hash(payload))
                 if stored is not None:
@@ -154,7 +168,7 @@ class Proxy:
                     return
                 owned = key
             wanted = (
-                endpoint.crosses
+                endpoint.replays
                 and self.cache is not None
                 and _cache_wanted(headers, deployment, payload, who.key.cache if who.key else None)
             )
@@ -192,7 +206,11 @@ class Proxy:
                 limit = MAX_KEPT_BYTES if owned else self.cache.max_entry_bytes
                 send = capture = _Capture(send, limit, b"miss" if entry_key else None)
             changed = ex.max_tokens_capped is not None
-            request_for, hide_usage = _requests(payload, body, ex.stream, endpoint, changed)
+            if ex.responses is not None:
+                call, hide_usage = ex.responses, False
+                request_for = lambda deployment: call.request_for(deployment, changed)  # noqa: E731
+            else:
+                request_for, hide_usage = _requests(payload, body, ex.stream, endpoint, changed)
             # A request with an Idempotency-Key runs to its end when its client leaves: the
             # client's retry is to find the answer.
             watch = None if owned else DisconnectWatch(scope, receive)
@@ -424,7 +442,8 @@ class Proxy:
             raise
         ex.attempt, ex.retries = attempt, attempt.retries
         ex.served_by(attempt.deployment)
-        upstream_kind = attempt.deployment.provider.kind
+        provider = attempt.deployment.provider
+        upstream_kind = wire(provider) if ex.responses is not None else provider.kind
         response = attempt.response
         try:
             ex.status = response.status
@@ -456,11 +475,14 @@ class Proxy:
             ex.usage = _usage_of_body(endpoint, upstream_kind, data, ex.provider)
         else:
             ex.error = f"upstream_{response.status}"
-        if upstream_kind != endpoint.provider_kind:
-            try:
+        try:
+            if ex.responses is not None:
+                data = ex.responses.answer(upstream_kind, response.status, data)
+                await ex.responses.keep(self.conversations)
+            elif upstream_kind != endpoint.provider_kind:
                 data = crossing.response_body(endpoint.provider_kind, response.status, data, ex.model)
-            except _UNREADABLE:
-                raise _malformed(ex.provider) from None
+        except _UNREADABLE:
+            raise _malformed(ex.provider) from None
         headers = _response_headers(response, ex)
         headers.append((b"content-length", str(len(data)).encode()))
         ex.overhead_ms = _overhead_ms(ex, upstream_done)
@@ -493,10 +515,12 @@ class Proxy:
         ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         translate = None
-        if upstream_kind != endpoint.provider_kind:
+        if ex.responses is not None:
+            translate = ex.responses.stream(upstream_kind)
+        elif upstream_kind != endpoint.provider_kind:
             translate = crossing.stream_translator(endpoint.provider_kind, ex.model, not hide_usage)
         reader = _StreamReader(
-            upstream_kind == "openai",
+            upstream_kind,
             hide_usage and translate is None,
             self.dispatcher.upstreams.max_event_bytes,
             translate,
@@ -532,6 +556,8 @@ class Proxy:
             held += endpoint.dialect.stream_error_event(
                 broken.status, broken.message, broken.code, ex.trace_id
             )
+        elif ex.responses is not None:
+            await ex.responses.keep(self.conversations)
         self._finish(ex)
         await send({"type": "http.response.body", "body": held, "more_body": False})
 
@@ -631,6 +657,7 @@ class _StreamReader:
 
     __slots__ = (
         "_hide_usage",
+        "_kind",
         "_max_event",
         "_openai",
         "_sample",
@@ -643,12 +670,13 @@ class _StreamReader:
 
     def __init__(
         self,
-        openai_upstream: bool,
+        upstream_kind: str,
         hide_usage: bool,
         max_event: int,
         translate: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        self._openai = openai_upstream
+        self._kind = upstream_kind
+        self._openai = upstream_kind != "anthropic"  # chat chunks or Responses events
         self._hide_usage = hide_usage
         self._max_event = max_event
         self._translate = translate
@@ -674,6 +702,14 @@ class _StreamReader:
         return keep[0] if len(keep) == 1 else b"".join(keep)
 
     def _keep(self, event: bytes) -> bool:
+        if self._kind == "responses":
+            if event.startswith(_RESPONSE_ENDS):
+                self.complete = True
+                data = event_json(event)
+                response = data.get("response") if data else None
+                if isinstance(response, dict):
+                    self.usage = openai.usage_from_response(response.get("usage"))
+            return True
         if self._openai:
             if event.startswith(b"data: [DONE]"):
                 self.complete = True
@@ -823,6 +859,8 @@ def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes, provider
         raise _malformed(provider)
     if endpoint is COUNT_TOKENS:
         return Usage(input_tokens=body["input_tokens"])
+    if upstream_kind == "responses":
+        return openai.usage_from_response(body.get("usage"))
     return (anthropic if upstream_kind == "anthropic" else openai).usage_from_body(body)
 
 
@@ -831,6 +869,8 @@ def _is_answer(endpoint: Endpoint, upstream_kind: str, body: dict) -> bool:
         return type(body.get("input_tokens")) is int
     if endpoint is EMBEDDINGS:
         return isinstance(body.get("data"), list)
+    if upstream_kind == "responses":
+        return isinstance(body.get("output"), list)
     return isinstance(body.get("choices" if upstream_kind == "openai" else "content"), list)
 
 

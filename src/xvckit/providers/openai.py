@@ -61,6 +61,18 @@ def usage_from_obj(usage: dict | None) -> Usage:
     )
 
 
+def usage_from_response(usage: dict | None) -> Usage:
+    """Read a Responses API `usage` object (`input_tokens` includes the cached ones)."""
+    if not usage:
+        return Usage()
+    details = usage.get("input_tokens_details") or {}
+    return Usage(
+        input_tokens=usage.get("input_tokens") or 0,
+        output_tokens=usage.get("output_tokens") or 0,
+        cached_tokens=details.get("cached_tokens") or 0,
+    )
+
+
 def usage_from_body(body: dict) -> Usage:
     return usage_from_obj(body.get("usage"))
 

@@ -31,7 +31,7 @@ from xvckit.asgi import (
     lifespan,
     read_body,
 )
-from xvckit.sim import anthropic_routes, faults, openai_routes
+from xvckit.sim import anthropic_routes, faults, openai_routes, responses_route
 from xvckit.sim.exchange import Dialect, Headers, Reply, Request, Route
 from xvckit.sim.limiter import Limiter
 from xvckit.sim.settings import SimSettings
@@ -60,7 +60,11 @@ class SimApp:
         self._chunk_delay_s = settings.chunk_delay_ms / 1000
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self._stats: dict[tuple[str, str], int] = {}
-        self._routes: dict[tuple[str, str], Route] = {**openai_routes.ROUTES, **anthropic_routes.ROUTES}
+        self._routes: dict[tuple[str, str], Route] = {
+            **openai_routes.ROUTES,
+            **anthropic_routes.ROUTES,
+            **responses_route.ROUTES,
+        }
 
     # --- what routes use (the `Simulator` protocol) --------------------------------------------
 

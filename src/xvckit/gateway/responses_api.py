@@ -1,0 +1,276 @@
+"""OpenAI's Responses API (`POST /v1/responses`) for every model the gateway routes.
+
+A provider that serves `/responses` itself (OpenAI's own API, or `responses_api: true`) gets
+the request as the client sent it; any other is sent a translation, and its answer, whole or
+streamed, comes back as a `response` (`providers/responses_*`): chat completions for other
+OpenAI-dialect servers, chat completions then Messages for Anthropic.
+
+The conversation is the gateway's to keep, whatever served it: each stored response (the
+request's `store`, true by default) is kept with the input it was given under its caller's key
+(`Conversations`, in the response cache's kind of store: this process, or Redis for all
+replicas). `previous_response_id` is resolved here into the earlier turns, sent as input items
+to every upstream, so that a conversation may move between deployments (a fallback, another
+provider); `GET` / `DELETE /v1/responses/{id}` and `.../input_items` are answered from it. A
+key sees only its own responses: another key's id is 404 like one that never existed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from xvckit.asgi import Scope, Send, respond
+from xvckit.config import Provider
+from xvckit.gateway.cache import CachedResponse
+from xvckit.gateway.dialects import OPENAI, GatewayError
+from xvckit.gateway.keyring import Keyring, Principal
+from xvckit.providers import sse, translate
+from xvckit.providers.responses_request import input_items, to_chat_request
+from xvckit.providers.responses_response import ChatToResponsesStream, from_chat_response, new_id
+from xvckit.providers.translate import InvalidRequest
+
+PATH = "/responses"  # after the provider's base_url
+PREFIXES = ("/v1/responses/", "/responses/")
+MAX_ID_CHARS = 128
+# The wire an upstream answers a Responses request in: its own, or what it was translated to.
+NATIVE, CHAT, MESSAGES = "responses", "openai", "anthropic"
+_ENDS = (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
+_WITH_RESPONSE = (
+    *_ENDS,
+    b"event: response.created",
+    b"event: response.in_progress",
+    b"event: response.queued",
+)
+
+
+def speaks_responses(provider: Provider) -> bool:
+    """Whether the provider serves `/responses` itself: as configured, else only OpenAI's own API
+    (vLLM, Ollama, llama.cpp and most OpenAI-compatible servers speak chat completions only)."""
+    if provider.kind != "openai":
+        return False
+    if provider.responses_api is not None:
+        return provider.responses_api
+    return "://api.openai.com" in provider.base_url
+
+
+def wire(provider: Provider) -> str:
+    if provider.kind == "anthropic":
+        return MESSAGES
+    return NATIVE if speaks_responses(provider) else CHAT
+
+
+def owner(who: Principal) -> str:
+    """Whose responses these are: the key's (the master key's own)."""
+    return who.key_id or "master"
+
+
+def _not_found(response_id: str, param: str | None = None) -> GatewayError:
+    if param:
+        return GatewayError(
+            404, f"Previous response with id '{response_id}' not found.", "previous_response_not_found"
+        )
+    return GatewayError(404, f"No response found with id '{response_id}'.", "not_found")
+
+
+def _checked_id(value: Any, param: str | None = None) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise GatewayError(
+            400,
+            f"'{param or 'id'}' must be a response id (a string of at most {MAX_ID_CHARS} characters)",
+            "invalid_request",
+        )
+    return value
+
+
+class Conversations:
+    """Stored responses with the input they answered, per caller, in a `ResponseCache` or
+    `RedisResponseCache` of their own (bounded in bytes, each for `ttl_s`)."""
+
+    def __init__(self, store, ttl_s: float) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+
+    async def record(self, who: str, response_id: str) -> dict[str, Any] | None:
+        entry = await self._store.get(f"{who}:{response_id}")
+        return orjson.loads(entry.body) if entry is not None else None
+
+    async def earlier(self, who: str, payload: dict) -> list[dict[str, Any]]:
+        """The turns before this request: what `previous_response_id` was given and answered."""
+        previous = payload.get("previous_response_id")
+        if previous is None:
+            return []
+        found = await self.record(who, _checked_id(previous, "previous_response_id"))
+        if found is None:
+            raise _not_found(previous, "previous_response_id")
+        return [*found["input"], *found["response"]["output"]]
+
+    async def keep(self, who: str, items: list[dict[str, Any]], response: dict[str, Any]) -> None:
+        """Keep a response and the whole input it answered (the earlier turns included)."""
+        numbered = [
+            item
+            if "id" in item
+            else {**item, "id": new_id("msg" if item.get("type", "message") == "message" else "item")}
+            for item in items
+        ]
+        body = orjson.dumps({"input": numbered, "response": response})
+        await self._store.put(f"{who}:{response['id']}", CachedResponse(200, [], body), self._ttl_s)
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+
+    async def answer(self, scope: Scope, send: Send, keyring: Keyring) -> None:
+        """GET / DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items."""
+        try:
+            who = owner(keyring.known(scope) or await keyring.authenticate(scope))
+            rest = scope["path"].split("/responses/", 1)[1]
+            response_id, _, tail = rest.partition("/")
+            _checked_id(response_id)
+            method = scope["method"]
+            if (
+                tail not in ("", "input_items")
+                or (tail and method != "GET")
+                or method not in ("GET", "DELETE")
+            ):
+                raise GatewayError(404, f"no such endpoint: {method} {scope['path']}", "not_found")
+            found = await self.record(who, response_id)
+            if found is None:
+                raise _not_found(response_id)
+            if method == "DELETE":
+                await self._store.delete(f"{who}:{response_id}")
+                body = {"id": response_id, "object": "response", "deleted": True}
+            elif tail:
+                body = _item_page(found["input"], scope.get("query_string", b""))
+            else:
+                body = found["response"]
+        except GatewayError as exc:
+            await respond(send, exc.status, OPENAI.error_body(exc.status, exc.message, exc.code, ""))
+            return
+        await respond(send, 200, orjson.dumps(body))
+
+
+def _item_page(items: list[dict[str, Any]], query: bytes) -> dict[str, Any]:
+    """One page of input items: `order` (desc, the API's default, or asc), `after`, `limit` (1-100)."""
+    from urllib.parse import parse_qs
+
+    args = {k: v[-1] for k, v in parse_qs(query.decode("latin-1")).items()}
+    order = args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise GatewayError(400, "'order' must be asc or desc", "invalid_request")
+    try:
+        limit = int(args.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise GatewayError(400, "'limit' must be an integer from 1 to 100", "invalid_request")
+    ordered = items if order == "asc" else items[::-1]
+    after = args.get("after")
+    if after is not None:
+        ids = [item.get("id") for item in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }
+
+
+class ResponsesCall:
+    """One Responses request on its way: what each deployment is sent, and its answer as a
+    `response` (whole or as events) in the client's shape, kept afterwards when asked to."""
+
+    def __init__(self, payload: dict, body: bytes, earlier: list[dict[str, Any]], who: str) -> None:
+        try:
+            self.items = [*earlier, *input_items(payload)]
+        except InvalidRequest as exc:
+            raise GatewayError(400, str(exc), "invalid_request") from None
+        self.payload = payload
+        self.raw = body  # as the client sent it
+        self.earlier = earlier
+        self.owner = who
+        self.response_id = new_id("resp")
+        self.final: dict[str, Any] | None = None  # the finished response, to keep
+
+    def request_for(self, deployment, changed: bool) -> tuple[str, bytes]:
+        kind = wire(deployment.provider)
+        payload = self.payload
+        if kind == NATIVE:
+            if not self.earlier and deployment.model == payload["model"] and not changed:
+                return PATH, self.raw
+            sent = {**payload, "model": deployment.model}
+            if self.earlier:
+                sent["input"] = self.items
+                del sent["previous_response_id"]
+            return PATH, orjson.dumps(sent)
+        try:
+            chat = to_chat_request(payload, deployment.model, self.items)
+            if kind == CHAT:
+                return "/chat/completions", orjson.dumps(chat)
+            return "/v1/messages", orjson.dumps(translate.openai_to_anthropic_request(chat, deployment.model))
+        except InvalidRequest as exc:
+            raise GatewayError(400, str(exc), "invalid_request") from None
+
+    def answer(self, kind: str, status: int, data: bytes) -> bytes:
+        """A whole answer (or error) from an upstream speaking `kind`, as the client reads it."""
+        if status != 200:
+            return data if kind != MESSAGES else translate.anthropic_to_openai_error(status, data)
+        answer = orjson.loads(data)
+        if kind == NATIVE:
+            self.final = answer
+            if not self.earlier:
+                return data
+            answer["previous_response_id"] = self.payload["previous_response_id"]
+            return orjson.dumps(answer)
+        if kind == MESSAGES:
+            answer = translate.anthropic_to_openai_response(answer, self.payload["model"])
+        self.final = from_chat_response(answer, self.payload, self.response_id, self.payload["model"])
+        return orjson.dumps(self.final)
+
+    def stream(self, kind: str):
+        """What turns each whole upstream event into the client's events (and finds the end)."""
+        if kind == NATIVE:
+            return self._watch
+        events = ChatToResponsesStream(self.payload, self.response_id, self.payload["model"])
+        if kind == CHAT:
+            return lambda event: self._ended(events, events.feed(event))
+        chat = translate.AnthropicToOpenAIStream(self.payload["model"], include_usage=True)
+        return lambda event: self._ended(events, b"".join(events.feed(e) for e in _split(chat.feed(event))))
+
+    def _ended(self, events: ChatToResponsesStream, out: bytes) -> bytes:
+        if events.response:
+            self.final = events.response
+        return out
+
+    def _watch(self, event: bytes) -> bytes:
+        """A native stream's events as they are, but for the response objects they carry: the
+        last is kept, and each says which `previous_response_id` the gateway resolved."""
+        ends = event.startswith(_ENDS)
+        if not (ends or (self.earlier and event.startswith(_WITH_RESPONSE))):
+            return event
+        data = sse.event_json(event)
+        response = data.get("response") if data else None
+        if not isinstance(response, dict):
+            return event
+        if ends:
+            self.final = response
+        if not self.earlier:
+            return event
+        response["previous_response_id"] = self.payload["previous_response_id"]
+        return sse.encode(data, event=data.get("type"))
+
+    async def keep(self, conversations: Conversations) -> None:
+        final = self.final
+        if (
+            final
+            and final.get("id")
+            and self.payload.get("store") is not False
+            and final.get("status") in ("completed", "incomplete")
+        ):
+            await conversations.keep(self.owner, self.items, final)
+
+
+def _split(data: bytes) -> list[bytes]:
+    return sse.EventSplitter().feed(data) if data else []

@@ -1,0 +1,188 @@
+"""Issue 20: OpenAI's Responses API through the gateway, driven by the official `openai` SDK
+(`client.responses.create`, plain, streamed, with tools and with structured output), against an
+upstream that speaks only chat completions, an Anthropic upstream, and one that speaks the
+Responses API itself; `previous_response_id` across calls; the stored response's GET, DELETE and
+input items, each key seeing only its own. Through the real HTTP server."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from conftest import MASTER_KEY
+from servers import BackgroundServer
+from test_gateway_e2e import sim_providers
+from test_gateway_keys import flush_ledger, new_key
+from xvckit.config import from_mapping
+from xvckit.gateway import Gateway
+from xvckit.http_server import HttpServer
+from xvckit.store import Store
+from xvckit.store.ledger import ledger_records
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+PERSON = {
+    "type": "json_schema",
+    "name": "person",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    },
+}
+# chat: an OpenAI-compatible server with chat completions only; claude: Anthropic's Messages
+UPSTREAMS = ["gpt-4o-mini", "claude-sonnet-4-5"]
+
+
+@pytest.fixture(scope="module")
+def gw(sim_factory, tmp_path_factory):
+    """One gateway for the module (a gateway's stop takes a second): each test its own keys."""
+    config = sim_providers(sim_factory(rpm=10_000, tpm=100_000_000))
+    config["providers"].append(
+        {**config["providers"][0], "name": "sim-native", "responses_api": True, "api_keys": ["sk-n"]}
+    )
+    config["models"].insert(0, {"name": "native-gpt", "provider": "sim-native", "model": "gpt-4o-mini"})
+    folder = tmp_path_factory.mktemp("responses")
+    loaded = from_mapping({"storage": {"url": f"sqlite:///{folder}/xvckit.db"}, **config})
+    gateway = Gateway(loaded, MASTER_KEY, Store.open(loaded.storage.url))
+    with BackgroundServer(gateway, server=HttpServer) as server:
+        server.gateway, server.store = gateway, gateway.store
+        yield server
+
+
+def sdk(gw, key: str = MASTER_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+def test_plain_response_is_read_by_the_sdk_and_ledgered(gw, model):
+    key, raw = new_key(gw, name=f"plain-{model}")
+    response = sdk(gw, raw).responses.create(
+        model=model, input="Say hello", instructions="Be brief", max_output_tokens=40
+    )
+    assert response.object == "response" and response.status == "completed"
+    assert response.id.startswith("resp_") and response.model == model
+    assert response.output_text and response.output[0].type == "message"
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    flush_ledger(gw)
+    (row,) = [row for row in ledger_records(gw.store) if row.key_id == key.id]
+    assert (row.endpoint, row.status, row.model) == ("responses", 200, model)
+    assert row.output_tokens == response.usage.output_tokens
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+def test_streamed_events_arrive_in_the_api_order(gw, model):
+    with sdk(gw).responses.stream(model=model, input="Tell me a story", max_output_tokens=500) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert final.output_text and final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_then_its_result(gw, model, stream):
+    client = sdk(gw)
+    args = dict(model=model, input="Weather in Paris?", tools=[WEATHER])
+    if stream:
+        with client.responses.stream(**args) as events:
+            kinds = [event.type for event in events]
+            first = events.get_final_response()
+        assert "response.function_call_arguments.delta" in kinds
+        assert "response.function_call_arguments.done" in kinds
+    else:
+        first = client.responses.create(**args)
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments)["city"]
+    second = client.responses.create(
+        model=model,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text and second.previous_response_id == first.id
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+def test_structured_output_validates(gw, model):
+    response = sdk(gw).responses.create(model=model, input="A person", text={"format": PERSON})
+    person = json.loads(response.output_text)
+    assert set(person) == {"name", "age"} and isinstance(person["age"], int)
+
+
+@pytest.mark.parametrize("model", [*UPSTREAMS, "native-gpt"])
+def test_previous_response_id_carries_the_conversation(gw, sim, model):
+    client = sdk(gw)
+    first = client.responses.create(model=model, input="My name is Ada.", instructions="Be brief")
+    second = client.responses.create(model=model, input="What is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    items = client.responses.input_items.list(second.id, order="asc").data
+    texts = [item.content[0].text for item in items if item.type == "message"]
+    assert texts[0] == "My name is Ada." and texts[-1] == "What is my name?"
+    assert len(items) == 3  # the first input, the first answer, the second input
+    assert client.responses.retrieve(second.id).output_text == second.output_text
+
+
+def test_stored_responses_are_the_keys_own(gw):
+    _, mine = new_key(gw, name="mine")
+    _, theirs = new_key(gw, name="theirs")
+    first = sdk(gw, mine).responses.create(model="gpt-4o-mini", input="secret plans")
+    other = sdk(gw, theirs)
+    with pytest.raises(openai.NotFoundError, match="No response found"):
+        other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError, match="Previous response with id"):
+        other.responses.create(model="gpt-4o-mini", input="go on", previous_response_id=first.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(first.id)
+    assert sdk(gw, mine).responses.retrieve(first.id).id == first.id
+    sdk(gw, mine).responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk(gw, mine).responses.retrieve(first.id)
+
+
+def test_store_false_keeps_nothing(gw):
+    client = sdk(gw)
+    first = client.responses.create(model="gpt-4o-mini", input="hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+
+
+def test_refusals_are_clear(gw):
+    client = sdk(gw)
+    with pytest.raises(openai.BadRequestError, match="web_search"):
+        client.responses.create(model="gpt-4o-mini", input="news", tools=[{"type": "web_search"}])
+    with pytest.raises(openai.BadRequestError, match="'input' must be"):
+        client.responses.create(model="gpt-4o-mini", input=42)
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        client.responses.create(model="gpt-4o-mini", input="x", previous_response_id="r" * 500)
+    for path in ("/v1/responses/resp_x/cancel", "/v1/responses/resp_x/input_items/more"):
+        answer = httpx.post(gw.url + path, headers={"authorization": f"Bearer {MASTER_KEY}"})
+        assert answer.status_code == 404
+    assert httpx.get(gw.url + "/v1/responses/resp_x").status_code == 401
