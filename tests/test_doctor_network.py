@@ -228,7 +228,7 @@ def probe_api(sim_factory, tmp_path, tier: str, kind: str, **provider) -> dict:
     providers = [
         {"name": "p", "kind": kind, "base_url": base_url, "api_keys": ["sk-secret-test"], **provider}
     ]
-    models = [{"name": "some-model", "provider": "p"}]
+    models = [{"name": "gpt-4o" if kind == "openai" else "claude-sonnet-4-6", "provider": "p"}]
     setup = setup_for(tmp_path, providers, models=models)
     setup.probe_api = True
     found = by_id(diagnose(setup, ("api",)))

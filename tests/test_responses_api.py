@@ -19,7 +19,8 @@ from test_gateway_keys import flush_ledger, new_key
 from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
 from xvckit.http_server import HttpServer
-from xvckit.store import Store
+from xvckit.providers import responses_events, sse
+from xvckit.store import Store, keys
 from xvckit.store.ledger import ledger_records
 
 WEATHER = {
@@ -186,3 +187,125 @@ def test_refusals_are_clear(gw):
         answer = httpx.post(gw.url + path, headers={"authorization": f"Bearer {MASTER_KEY}"})
         assert answer.status_code == 404
     assert httpx.get(gw.url + "/v1/responses/resp_x").status_code == 401
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+def test_the_cache_replays_a_response_whole_or_streamed_and_its_id_goes_on(gw, sim, model):
+    keys.create_team(gw.store, f"cache-{model}", keys.Limits(), "test")
+    _, first_key = new_key(gw, name=f"cache-a-{model}", team=f"cache-{model}")
+    _, other_key = new_key(gw, name=f"cache-b-{model}", team=f"cache-{model}")  # the same team: hits
+    route = "chat_completions" if model.startswith("gpt") else "messages"
+    cached = {"x-xvckit-cache": "on"}
+    whole = sdk(gw, first_key).responses.with_raw_response.create(
+        model=model, input="Cache me whole", extra_headers=cached
+    )
+    assert whole.headers["x-xvckit-cache"] == "miss"
+    with sdk(gw, other_key).responses.stream(
+        model=model, input="Cache me whole", extra_headers=cached
+    ) as events:
+        kinds = [event.type for event in events]
+        replayed = events.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert replayed.id == whole.parse().id and replayed.output_text == whole.parse().output_text
+    with sdk(gw, first_key).responses.stream(
+        model=model, input="Cache me streamed", extra_headers=cached
+    ) as events:
+        streamed = events.get_final_response()
+    again = sdk(gw, other_key).responses.with_raw_response.create(
+        model=model, input="Cache me streamed", extra_headers=cached
+    )
+    assert again.headers["x-xvckit-cache"] == "hit" and again.parse().output_text == streamed.output_text
+    assert sim.count(route) == 2
+    # the key that got a replay goes on from its id, and sees it as its own
+    follow = sdk(gw, other_key).responses.create(
+        model=model, input="And then?", previous_response_id=replayed.id
+    )
+    assert follow.previous_response_id == replayed.id
+    assert sdk(gw, other_key).responses.retrieve(again.parse().id).output_text == streamed.output_text
+
+
+def test_an_idempotency_key_answers_a_retry_from_the_record(gw, sim):
+    client = sdk(gw).with_options(default_headers={"Idempotency-Key": "responses-retry-1"})
+    first = client.responses.create(model="gpt-4o-mini", input="Pay once")
+    retry = client.responses.with_raw_response.create(model="gpt-4o-mini", input="Pay once")
+    assert retry.headers["x-xvckit-cache"] == "idempotent-replay" and retry.parse().id == first.id
+    assert sim.count("chat_completions") == 1
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.responses.create(model="gpt-4o-mini", input="Another body under the same key")
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+def test_a_budget_cuts_max_output_tokens_to_what_it_pays_for(gw, model):
+    # gpt-4o-mini's output is $0.60 per million tokens and Sonnet's $15: a budget of a few
+    # hundred output tokens, far below the 16,000 asked for
+    budget = 0.0002 if model.startswith("gpt") else 0.005
+    key, raw = new_key(gw, name=f"capped-{model}", limits=keys.Limits(budget_usd=budget, budget_period="day"))
+    answer = sdk(gw, raw).responses.with_raw_response.create(
+        model=model, input="Go", max_output_tokens=16_000
+    )
+    capped = int(answer.headers["x-xvckit-max-tokens-capped"])
+    assert 100 < capped < 400
+    assert answer.parse().usage.output_tokens <= capped
+    flush_ledger(gw)
+    (row,) = [row for row in ledger_records(gw.store) if row.key_id == key.id]
+    assert row.cost_usd <= budget
+
+
+def test_a_response_becomes_its_events_and_back():
+    response = {
+        "id": "resp_1",
+        "object": "response",
+        "status": "completed",
+        "output": [
+            {
+                "id": "rs_1",
+                "type": "reasoning",
+                "summary": [],
+                "content": [{"type": "reasoning_text", "text": "hm"}],
+            },
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Hi", "annotations": []}],
+            },
+            {
+                "id": "fc_1",
+                "type": "function_call",
+                "call_id": "c1",
+                "name": "f",
+                "arguments": "{}",
+                "status": "completed",
+            },
+        ],
+        "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+    }
+    events = sse.EventSplitter().feed(responses_events.events_of(response))
+    kinds = [sse.event_json(event)["type"] for event in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [sse.event_json(event)["sequence_number"] for event in events] == list(range(len(events)))
+    assert sse.event_json(events[0])["response"]["output"] == []
+    assert responses_events.response_from_events(events) == response
+    with pytest.raises(ValueError):
+        responses_events.response_from_events(events[:-1])

@@ -18,8 +18,9 @@ import pytest
 from xvckit.providers.ratelimit import parse_anthropic_headers, parse_openai_headers
 from xvckit.sim import SimSettings
 from xvckit.sim.limiter import Limiter
+from xvckit.sim.schemas import instance
 from xvckit.sim.text import estimate_tokens, reply_text
-from xvckit.sim.tools import arguments_for, pick_tool
+from xvckit.sim.tools import pick_tool
 
 if TYPE_CHECKING:
     from sim_fixture import RunningSim
@@ -475,9 +476,10 @@ def test_context_window(sim_factory) -> None:
         client.messages.create(model=CLAUDE, max_tokens=8, messages=long_prompt)
     assert too_long.value.body["error"]["message"].startswith("prompt is too long: ")
     assert too_long.value.body["error"]["message"].endswith(" tokens > 40 maximum")
-    with pytest.raises(anthropic.BadRequestError) as with_max:
-        client.messages.create(model=CLAUDE, max_tokens=30, messages=USER)
-    assert "exceed context limit" in with_max.value.body["error"]["message"]
+    # Current Claude models take a max_tokens past the window and stop at its end.
+    at_window = client.messages.create(model=CLAUDE, max_tokens=30, messages=USER)
+    assert at_window.stop_reason == "model_context_window_exceeded"
+    assert at_window.usage.input_tokens + at_window.usage.output_tokens == 40
 
 
 def test_drop_midstream_and_hang(sim: RunningSim) -> None:
@@ -596,9 +598,10 @@ def test_limiter_tokens() -> None:
 
 def test_settings_from_tiers() -> None:
     basic = SimSettings(tier="basic")
-    assert (basic.rpm, basic.tpm, basic.context_window, basic.latency_ms) == (15, 30_000, 8_192, 7_500)
+    assert (basic.rpm, basic.tpm, basic.latency_ms, basic.tokens_per_s) == (15, 30_000, 7_500, 45)
+    assert basic.context_window is None  # each model's own
     unlimited = SimSettings(tier="basic", rpm=0, latency_ms=0)
-    assert (unlimited.rpm, unlimited.tpm, unlimited.latency_ms) == (0, 30_000, 0)
+    assert (unlimited.rpm, unlimited.tpm, unlimited.latency_ms, unlimited.tokens_per_s) == (0, 30_000, 0, 0)
     assert SimSettings(tier="enterprise").rpm == 0
     with pytest.raises(ValueError, match="unknown tier 'gold'"):
         SimSettings(tier="gold")
@@ -620,7 +623,7 @@ def test_reply_text_and_tools() -> None:
         },
         "required": ["tags", "limit", "mode", "nested"],
     }
-    assert arguments_for(schema) == {"tags": ["sim"], "limit": 1.5, "mode": "fast", "nested": {"on": True}}
+    assert instance(schema) == {"tags": ["sim"], "limit": 1.5, "mode": "fast", "nested": {"on": True}}
     assert pick_tool(["a", "b"], "auto", None, after_tool_result=False) == 0
     assert pick_tool(["a", "b"], "auto", None, after_tool_result=True) is None
     assert pick_tool(["a", "b"], "required", "b", after_tool_result=True) == 1
@@ -632,7 +635,7 @@ def test_cli_serves_until_interrupted() -> None:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         banner = process.stderr.readline()
-        assert "basic: 15 rpm, 30000 tpm, context 8192 tokens" in banner
+        assert "basic: 15 rpm, 30000 tpm, time to first token 0 ms, 0 tokens/s" in banner
         url = banner.split(" on ")[1].split()[0]
         response = httpx2.post(
             url + "/v1/chat/completions",

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 CLAUDE = "claude-sonnet-4-6"
 GPT = "gpt-4o"
+# 1.1M tokens: past the windows of gpt-4o (128k) and of Claude Sonnet 4.6 (1M)
+TOO_LONG = [{"role": "user", "content": "word " * 880_000}]
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
@@ -1250,7 +1252,7 @@ def test_upstream_errors_reach_each_sdk_as_its_own_exceptions(
         openai_client.chat.completions.create(model=GPT, messages=USER, extra_headers={"x-sim-fail": "429"})
     assert rate_limited.value.code == "rate_limit_exceeded"
     with pytest.raises(openai.BadRequestError) as overflow:
-        openai_client.chat.completions.create(model=GPT, messages=USER, max_tokens=100_000_000)
+        openai_client.chat.completions.create(model=GPT, messages=TOO_LONG)
     assert overflow.value.code == "context_length_exceeded"
     with pytest.raises(openai.InternalServerError):
         openai_client.chat.completions.create(model=GPT, messages=USER, extra_headers={"x-sim-fail": "529"})
@@ -1261,7 +1263,7 @@ def test_upstream_errors_reach_each_sdk_as_its_own_exceptions(
         )
     with pytest.raises(anthropic.BadRequestError, match="maximum context length"):
         # streamed: the SDK itself refuses a non-streaming request this long
-        anthropic_client.messages.create(model=CLAUDE, max_tokens=100_000_000, messages=USER, stream=True)
+        anthropic_client.messages.create(model=CLAUDE, max_tokens=10, messages=TOO_LONG, stream=True)
 
 
 def test_malformed_bodies_do_not_crash_the_translators() -> None:

@@ -40,6 +40,10 @@ which it always asks for). `replay` serves an entry to either kind of request:
   usage; Anthropic: `message_start`'s message with the blocks rebuilt from their deltas (tool
   input parsed from the JSON fragments) and `message_delta`'s stop reason and usage.
 
+Responses API answers (`responses` dialect): whole -> stream as the events that stream the
+response (`providers/responses_events.py`); stream -> whole as the response its
+`response.completed` event carries; stream -> stream as stored.
+
 Body -> stream -> body gives back the same JSON object (tests/test_cache.py checks it for both
 dialects, and that the official SDKs read every replay as they read the provider).
 
@@ -75,11 +79,11 @@ from redis.asyncio import Redis
 
 from xvckit.asgi import EVENT_STREAM, JSON, Headers
 from xvckit.gateway.shared_state import ERRORS, RedisLink
-from xvckit.providers import Usage, openai, sse
+from xvckit.providers import Usage, openai, responses_events, sse
 
 log = logging.getLogger("xvckit.gateway.cache")
 
-Dialect = Literal["openai", "anthropic"]
+Dialect = Literal["openai", "anthropic", "responses"]
 
 # Request fields that do not change the answer: left out of the key.
 IGNORED_FIELDS = frozenset(
@@ -272,6 +276,8 @@ def replay_as_stream(entry: CachedResponse, dialect: Dialect, include_usage: boo
     body = _json_object(entry.body)
     if dialect == "openai":
         return _openai_body_to_stream(body, include_usage)
+    if dialect == "responses":
+        return responses_events.events_of(body)
     return _anthropic_body_to_stream(body)
 
 
@@ -281,6 +287,8 @@ def replay_as_body(entry: CachedResponse, dialect: Dialect) -> bytes:
     if not entry.streamed:
         return entry.body
     events = _split(entry.body)
+    if dialect == "responses":
+        return orjson.dumps(responses_events.response_from_events(events))
     body = _openai_stream_to_body(events) if dialect == "openai" else _anthropic_stream_to_body(events)
     return orjson.dumps(body)
 

@@ -20,7 +20,14 @@ import orjson
 from xvckit.asgi import JSON, BodyTooLarge, ClientGone, Receive, Scope, Send, read_body
 from xvckit.gateway import crossing
 from xvckit.gateway.admission import BUDGET_LEFT_HEADER, Admission, BudgetNotLoaded
-from xvckit.gateway.cache import CachedResponse, cache_key, replay, replay_as_stream, stored_headers
+from xvckit.gateway.cache import (
+    CachedResponse,
+    cache_key,
+    replay,
+    replay_as_body,
+    replay_as_stream,
+    stored_headers,
+)
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dialects import RESPONSES as RESPONSES_DIALECT
 from xvckit.gateway.dispatch import Dispatcher
@@ -92,7 +99,7 @@ EMBEDDINGS = Endpoint("embeddings", OPENAI, "/embeddings", "openai", False)
 MESSAGES = Endpoint("messages", ANTHROPIC, "/v1/messages", "anthropic", True, True, "max_tokens", True)
 COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", "anthropic", False)
 RESPONSES = Endpoint(
-    "responses", RESPONSES_DIALECT, "/responses", "responses", True, True, "max_output_tokens"
+    "responses", RESPONSES_DIALECT, "/responses", "responses", True, True, "max_output_tokens", True
 )
 
 
@@ -377,6 +384,9 @@ class Proxy:
         headers += [(b"x-request-id", ex.trace_id.encode()), (b"x-xvckit-cache", how)]
         ex.overhead_ms = _ms_since(ex.started)
         headers.append(ex.overhead_header())
+        if ex.responses is not None and status == 200:  # this key may go on from the replayed id
+            ex.responses.final = orjson.loads(replay_as_body(entry, endpoint.dialect.name))
+            await ex.responses.keep(self.conversations)
         self._finish(ex)
         ex.responded = True
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -656,6 +666,7 @@ class _StreamReader:
     that ends without its usage (no parsing on the way)."""
 
     __slots__ = (
+        "_anthropic_usage",
         "_hide_usage",
         "_kind",
         "_max_event",
@@ -682,6 +693,7 @@ class _StreamReader:
         self._translate = translate
         self._splitter = EventSplitter()
         self.usage = Usage()
+        self._anthropic_usage: dict = {}
         self.complete = False
         self.received = 0
         self._sample: list[bytes] = []
@@ -721,9 +733,9 @@ class _StreamReader:
             return True
         if event.startswith((b"event: message_start", b"event: message_delta")):
             parsed = event_json(event)
-            found = anthropic.usage_from_event(parsed) if parsed else None
-            if found:
-                self.usage.add(found)
+            if parsed:
+                self._anthropic_usage = anthropic.usage_after_event(self._anthropic_usage, parsed)
+                self.usage = anthropic.usage_from_obj(self._anthropic_usage)
         elif event.startswith(b"event: message_stop"):
             self.complete = True
         return True

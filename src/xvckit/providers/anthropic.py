@@ -68,11 +68,13 @@ def usage_from_body(body: dict) -> Usage:
     return usage_from_obj(body.get("usage"))
 
 
-def usage_from_event(event: dict) -> Usage | None:
-    """Usage carried by `message_start` (input side) or `message_delta` (output so far)."""
+def usage_after_event(so_far: dict, event: dict) -> dict:
+    """The usage object as of `event`: `message_start` opens it, each `message_delta` carries
+    cumulative counts (the input among them, now) that replace those it names."""
     kind = event.get("type")
     if kind == "message_start":
-        return usage_from_obj((event.get("message") or {}).get("usage"))
-    if kind == "message_delta":
-        return usage_from_obj(event.get("usage"))
-    return None
+        usage = (event.get("message") or {}).get("usage")
+        return dict(usage) if isinstance(usage, dict) else {}
+    if kind == "message_delta" and isinstance(event.get("usage"), dict):
+        return {**so_far, **{k: v for k, v in event["usage"].items() if v is not None}}
+    return so_far

@@ -1,9 +1,16 @@
 """Models by name: the tiktoken encoding that counts their tokens, their context window, and
 the most output one request may ask of them.
 
-One table for the gateway's token estimates and the context packer. Claude's tokenizer is
-not public; it makes more tokens of the same text than o200k_base, so cl100k_base (which
-also makes more) is the closer stand-in and errs on the side of a fuller window.
+One table for the gateway's token estimates, the context packer and the simulator's limits.
+Claude's tokenizer is not public; it makes more tokens of the same text than o200k_base, so
+cl100k_base (which also makes more) is the closer stand-in and errs on the side of a fuller
+window.
+
+Sources: each model's page in OpenAI's model docs (platform.openai.com/docs/models) and
+Anthropic's (platform.claude.com/docs/en/models/<model>/overview: "Context window: 1M tokens ·
+Max output: 128K tokens" for Opus 4.6 and Sonnet 4.6, 200K / 64K for Sonnet 4.5, Haiku 4.5 and
+Opus 4.5; Opus 4.7 and 4.8 as Opus 4.6, the limit the API itself reports for them; the
+Claude 5 models 1M / 128K).
 """
 
 from __future__ import annotations
@@ -19,11 +26,20 @@ MODELS: dict[str, tuple[str, int]] = {
     "gpt-4.1": ("o200k_base", 1_047_576),
     "gpt-4.5": ("o200k_base", 128_000),
     "gpt-5": ("o200k_base", 400_000),
+    "gpt-5.4": ("o200k_base", 1_050_000),
+    "gpt-5.4-mini": ("o200k_base", 400_000),
     "gpt-oss": ("o200k_base", 131_072),
     "o1": ("o200k_base", 200_000),
+    "o1-mini": ("o200k_base", 128_000),
     "o3": ("o200k_base", 200_000),
     "o4-mini": ("o200k_base", 200_000),
     "claude": ("cl100k_base", 200_000),
+    "claude-opus-4-6": ("cl100k_base", 1_000_000),
+    "claude-opus-4-7": ("cl100k_base", 1_000_000),
+    "claude-opus-4-8": ("cl100k_base", 1_000_000),
+    "claude-sonnet-4-6": ("cl100k_base", 1_000_000),
+    "claude-opus-5": ("cl100k_base", 1_000_000),
+    "claude-sonnet-5": ("cl100k_base", 1_000_000),
     "gemini": ("o200k_base", 1_048_576),
 }
 
@@ -50,6 +66,12 @@ MAX_OUTPUT: dict[str, int] = {
     "claude-3-7": 64_000,
     "claude-opus-4": 32_000,
     "claude-opus-4-5": 64_000,
+    "claude-opus-4-6": 128_000,
+    "claude-opus-4-7": 128_000,
+    "claude-opus-4-8": 128_000,
+    "claude-sonnet-4-6": 128_000,
+    "claude-opus-5": 128_000,
+    "claude-sonnet-5": 128_000,
     "gemini": 65_536,
 }
 

@@ -12,6 +12,13 @@ The guide gives no tokens-per-minute, so TPM comes from the providers' published
 30,000 is OpenAI Tier 1 for gpt-4o and Anthropic Tier 1 ITPM for Sonnet; 450,000 is Anthropic
 Tier 2 ITPM (https://docs.anthropic.com/en/api/rate-limits,
 https://platform.openai.com/docs/guides/rate-limits). `None` means no limit.
+
+The guide's response time is the simulator's time to first token (what `doctor --probe-api`
+measures with its one-token request); the reply then streams at `tokens_per_s`, from
+Artificial Analysis's published medians of output speed (artificialanalysis.ai, as quoted in
+June 2026): 45 tokens/s for the slow end (Claude Opus 4.1), 104 for Claude Sonnet 4.6, 131 for
+GPT-4o. The guide gives no context window per request worth imitating: a model's own window
+(providers/models.py) applies, whatever the tier.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ class Tier:
     # What the simulator does with it.
     rpm: int | None
     tpm: int | None
-    context_window: int
-    latency_ms: float
+    latency_ms: float  # time to first token
+    tokens_per_s: float  # output speed after the first token
 
 
 TIERS: dict[str, Tier] = {
@@ -49,8 +56,8 @@ TIERS: dict[str, Tier] = {
             velocity=(3, 5),
             rpm=15,
             tpm=30_000,
-            context_window=8_192,
             latency_ms=7_500,
+            tokens_per_s=45,
         ),
         Tier(
             name="professional",
@@ -61,9 +68,8 @@ TIERS: dict[str, Tier] = {
             velocity=(7, 10),
             rpm=100,
             tpm=450_000,
-            # The geometric middle of 32K-128K: context sizes come in powers of two.
-            context_window=65_536,
             latency_ms=1_500,
+            tokens_per_s=104,
         ),
         Tier(
             name="enterprise",
@@ -74,9 +80,8 @@ TIERS: dict[str, Tier] = {
             velocity=(10, 15),
             rpm=None,
             tpm=None,
-            # "Maximum context windows": Claude's standard maximum, above gpt-4o's 128K.
-            context_window=200_000,
             latency_ms=500,
+            tokens_per_s=131,
         ),
     )
 }

@@ -35,20 +35,17 @@ from xvckit.providers import anthropic, ratelimit, sse
 from xvckit.providers.ratelimit import RateLimits
 from xvckit.sim.exchange import Headers, Reply, Request, Route, Simulator, bearer_token, phrase
 from xvckit.sim.limiter import Verdict
+from xvckit.sim.schemas import instance
 from xvckit.sim.text import (
+    CHARS_PER_TOKEN,
     DEFAULT_REPLY_TOKENS,
     TOKENS_PER_MESSAGE,
     estimate_tokens,
     pieces,
     reply_text,
 )
-from xvckit.sim.tools import arguments_for, pick_tool
+from xvckit.sim.tools import pick_tool
 
-MODELS = (
-    ("claude-sonnet-4-6", "Claude Sonnet 4.6"),
-    ("claude-opus-4-7", "Claude Opus 4.7"),
-    ("claude-haiku-4-5", "Claude Haiku 4.5"),
-)
 MODELS_CREATED_AT = "2026-01-01T00:00:00Z"  # a fixed placeholder for the listed models
 _STATUS_MESSAGES = {
     429: "Number of requests has exceeded your rate limit (forced by x-sim-fail).",
@@ -75,6 +72,9 @@ class AnthropicDialect:
     def auth_error(self, missing: bool, request_id: str) -> bytes:
         message = "x-api-key header is required" if missing else "invalid x-api-key"
         return anthropic.error_body(401, message, request_id)
+
+    def model_not_found(self, model: str, request_id: str) -> bytes:
+        return anthropic.error_body(404, f"model: {model}", request_id)
 
     def status_error(self, status: int, request_id: str) -> bytes:
         return anthropic.error_body(status, _STATUS_MESSAGES.get(status) or phrase(status), request_id)
@@ -121,11 +121,18 @@ def _block_text(content: Any) -> str:
     return " ".join(texts)
 
 
-def _ends_with_tool_result(messages: list[Any]) -> bool:
-    content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
-    return isinstance(content, list) and any(
-        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
-    )
+def _after_tool_result(messages: list[Any]) -> bool:
+    """Whether a tool result came after the model's last turn (text may follow it in the same
+    user message, as Claude Code's reminders do)."""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") == "assistant":
+            return False
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+        ):
+            return True
+    return False
 
 
 def _invalid(req: Request, need_max_tokens: bool) -> Reply | None:
@@ -170,22 +177,38 @@ def _last_user_text(messages: list[Any]) -> str:
 # --- messages --------------------------------------------------------------------------------
 
 
+def _output_schema(body: dict[str, Any]) -> Any:
+    """The schema of `output_config.format` (structured outputs), None for prose."""
+    config = body.get("output_config")
+    format_ = config.get("format") if isinstance(config, dict) else None
+    if isinstance(format_, dict) and format_.get("type") == "json_schema":
+        return format_.get("schema", {})
+    return None
+
+
 async def messages(sim: Simulator, req: Request) -> Reply:
     invalid = _invalid(req, need_max_tokens=True)
     if invalid:
         return invalid
     body = req.json
     model, max_tokens, conversation = body["model"], body["max_tokens"], body["messages"]
-    input_tokens = _input_tokens(body)
-    window = sim.settings.context_window
-    if input_tokens > window:
-        return req.fail(400, f"prompt is too long: {input_tokens} tokens > {window} maximum")
-    if input_tokens + max_tokens > window:
+    unknown = sim.unknown_model(req, model)
+    if unknown:
+        return unknown
+    limits = sim.catalog.limits(model)
+    if max_tokens > limits.max_output:
         return req.fail(
             400,
-            f"input length and `max_tokens` exceed context limit: {input_tokens} + {max_tokens} > {window}, "
-            "decrease input length or `max_tokens` and try again",
+            f"max_tokens: {max_tokens} > {limits.max_output}, which is the maximum allowed number of output "
+            f"tokens for {model}",
         )
+    input_tokens = _input_tokens(body)
+    if input_tokens > limits.window:
+        return req.fail(400, f"prompt is too long: {input_tokens} tokens > {limits.window} maximum")
+    # Current models take a max_tokens past the window and stop at its end
+    # ("model_context_window_exceeded"), so a client may ask for the most a model can give.
+    room = min(max_tokens, limits.window - input_tokens)
+    cut = "max_tokens" if room == max_tokens else "model_context_window_exceeded"
 
     tools = [tool for tool in body.get("tools") or () if isinstance(tool, dict)]
     choice = body.get("tool_choice") or {}
@@ -193,24 +216,30 @@ async def messages(sim: Simulator, req: Request) -> Reply:
         [tool.get("name") or "" for tool in tools],
         _TOOL_MODES.get(choice.get("type"), "auto"),
         choice.get("name") if choice.get("type") == "tool" else None,
-        _ends_with_tool_result(conversation),
+        _after_tool_result(conversation),
     )
+    schema = _output_schema(body)
     if chosen is not None:
         tool = tools[chosen]
         block: dict[str, Any] = {
             "type": "tool_use",
             "id": sim.new_id("toolu_"),
             "name": tool.get("name") or "",
-            "input": arguments_for(tool.get("input_schema") or {}),
+            "input": instance(tool.get("input_schema") or {}),
         }
         output_tokens = estimate_tokens(block["name"] + orjson.dumps(block["input"]).decode())
         stop_reason = "tool_use"
+    elif schema is not None:
+        text = orjson.dumps(instance(schema)).decode()
+        output_tokens = min(estimate_tokens(text), room)
+        stop_reason = "end_turn" if output_tokens == estimate_tokens(text) else cut
+        block = {"type": "text", "text": text[: output_tokens * CHARS_PER_TOKEN]}
     else:
         wanted = req.control(b"x-sim-output-tokens")
         wanted = DEFAULT_REPLY_TOKENS if wanted is None else wanted
-        output_tokens = min(wanted, max_tokens)
+        output_tokens = min(wanted, room)
         block = {"type": "text", "text": reply_text(_last_user_text(conversation), output_tokens)}
-        stop_reason = "max_tokens" if wanted > max_tokens else "end_turn"
+        stop_reason = cut if wanted > room else "end_turn"
 
     refusal = sim.admit(req, model, input_tokens + output_tokens)
     if refusal:
@@ -226,14 +255,15 @@ async def messages(sim: Simulator, req: Request) -> Reply:
         "stop_sequence": None,
         "usage": {
             "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
         },
     }
     if body.get("stream"):
-        return Reply(200, _events(message), stream=True)
-    return Reply(200, [orjson.dumps(message)])
+        return Reply(200, _events(message), stream=True, tokens=output_tokens)
+    return Reply(200, [orjson.dumps(message)], tokens=output_tokens)
 
 
 def _event(data: dict[str, Any]) -> bytes:
@@ -262,7 +292,8 @@ def _events(message: dict[str, Any]) -> list[bytes]:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": usage["output_tokens"]},
+                # Cumulative counts, input included, as the API sends them now.
+                "usage": {k: v for k, v in usage.items() if k != "service_tier"},
             }
         ),
         _event({"type": "message_stop"}),
@@ -280,21 +311,18 @@ async def count_tokens(sim: Simulator, req: Request) -> Reply:
     return Reply(200, [orjson.dumps({"input_tokens": _input_tokens(req.json)})])
 
 
-_MODEL_LIST = orjson.dumps(
-    {
+async def models(sim: Simulator, req: Request) -> Reply:
+    listed = sim.catalog.anthropic_models()
+    page = {
         "data": [
             {"type": "model", "id": id_, "display_name": name, "created_at": MODELS_CREATED_AT}
-            for id_, name in MODELS
+            for id_, name in listed
         ],
         "has_more": False,
-        "first_id": MODELS[0][0],
-        "last_id": MODELS[-1][0],
+        "first_id": listed[0][0],
+        "last_id": listed[-1][0],
     }
-)
-
-
-async def models(sim: Simulator, req: Request) -> Reply:
-    return Reply(200, [_MODEL_LIST])
+    return Reply(200, [orjson.dumps(page)])
 
 
 MESSAGES = Route("messages", DIALECT, messages)

@@ -6,7 +6,12 @@ Control headers, for deterministic tests:
         `retry-after: 1`); drop closes the connection without a response; midstream sends the
         head and about half of the body or stream, then closes; hang never answers.
     x-sim-output-tokens: N      reply length in tokens (before max_tokens cuts it)
-    x-sim-latency-ms: N         response time of this request, instead of the tier's
+    x-sim-latency-ms: N         this request's whole response time, instead of the tier's
+                                time to first token and output speed
+
+Timing: a reply starts after the time to first token (`latency_ms`; embeddings a tenth of
+it), then its output tokens come at `tokens_per_s`: a stream's events spread over that time,
+a plain body sent once it has passed.
 
 Plain endpoints: GET /healthz; GET /sim/stats (requests served per route and status, a fault
 counted under its name); POST /sim/reset (zero the statistics and the rate-limit windows).
@@ -32,6 +37,7 @@ from xvckit.asgi import (
     read_body,
 )
 from xvckit.sim import anthropic_routes, faults, openai_routes, responses_route
+from xvckit.sim.catalog import Catalog
 from xvckit.sim.exchange import Dialect, Headers, Reply, Request, Route
 from xvckit.sim.limiter import Limiter
 from xvckit.sim.settings import SimSettings
@@ -56,7 +62,9 @@ class SimApp:
         self._rng = random.Random(settings.seed)
         self._id_stem = f"{self._rng.getrandbits(48):012x}"
         self._ids = itertools.count(1)
+        self.catalog = Catalog(settings)
         self._latency_s = (settings.latency_ms or 0) / 1000
+        self._tokens_per_s = settings.tokens_per_s or 0
         self._chunk_delay_s = settings.chunk_delay_ms / 1000
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self._stats: dict[tuple[str, str], int] = {}
@@ -68,6 +76,11 @@ class SimApp:
 
     # --- what routes use (the `Simulator` protocol) --------------------------------------------
 
+    def unknown_model(self, req: Request, model: str) -> Reply | None:
+        if self.catalog.known(model):
+            return None
+        return Reply(404, [req.dialect.model_not_found(model, req.request_id)])
+
     def admit(self, req: Request, model: str, tokens: int) -> Reply | None:
         if not self._limiter.active:
             return None
@@ -77,11 +90,17 @@ class SimApp:
             return None
         return Reply(429, [req.dialect.rate_limited(verdict, model, req.request_id)])
 
-    async def delay(self, req: Request) -> None:
+    async def delay(self, req: Request, share: float = 1.0) -> None:
         millis = req.control(b"x-sim-latency-ms")
-        seconds = self._latency_s if millis is None else millis / 1000
+        seconds = self._latency_s * share if millis is None else millis / 1000
         if seconds:
             await asyncio.sleep(seconds)
+
+    def _generation_s(self, req: Request, reply: Reply) -> float:
+        """How long the reply's output tokens take; none when the request set its own time."""
+        if not self._tokens_per_s or req.control(b"x-sim-latency-ms") is not None:
+            return 0.0
+        return reply.tokens / self._tokens_per_s
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{self._id_stem}{next(self._ids):012x}"
@@ -141,7 +160,7 @@ class SimApp:
         midstream = fault == faults.MIDSTREAM and reply.status == 200
         self._count(name, "midstream" if midstream else str(reply.status))
         head = [(dialect.request_id_header, req.request_id.encode()), *req.out_headers]
-        await self._send(send, receive, reply, head, midstream)
+        await self._send(send, receive, reply, head, midstream, self._generation_s(req, reply))
 
     async def _answer(self, route: Route, req: Request, body: bytes, fault: bytes | None) -> Reply:
         """Authenticate, apply a forced status, parse the body, then let the route answer."""
@@ -206,8 +225,15 @@ class SimApp:
         self._stats[key] = self._stats.get(key, 0) + 1
 
     async def _send(
-        self, send: Send, receive: Receive, reply: Reply, headers: Headers, midstream: bool = False
+        self,
+        send: Send,
+        receive: Receive,
+        reply: Reply,
+        headers: Headers,
+        midstream: bool = False,
+        generation_s: float = 0.0,
     ) -> None:
+        """Send `reply`; its events spread over `generation_s` (a plain body waits it out)."""
         if reply.stream:
             head = [(b"content-type", _EVENT_STREAM), (b"cache-control", b"no-cache"), *headers]
         else:
@@ -216,11 +242,14 @@ class SimApp:
         if midstream:
             await faults.send_partial(send, receive, start, reply.parts)
             return
-        await send(start)
         last = len(reply.parts) - 1
+        if not reply.stream and generation_s:
+            await asyncio.sleep(generation_s)
+        gap = self._chunk_delay_s + (generation_s / last if reply.stream and last else 0.0)
+        await send(start)
         for index, part in enumerate(reply.parts):
-            if index and self._chunk_delay_s:
-                await asyncio.sleep(self._chunk_delay_s)
+            if index and gap:
+                await asyncio.sleep(gap)
             await send({"type": "http.response.body", "body": part, "more_body": index < last})
 
 

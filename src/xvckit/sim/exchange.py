@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from xvckit.providers.ratelimit import RateLimits
+from xvckit.sim.catalog import Catalog
 from xvckit.sim.limiter import Verdict
 from xvckit.sim.settings import SimSettings
 
@@ -29,6 +30,10 @@ class Dialect(Protocol):
 
     def auth_error(self, missing: bool, request_id: str) -> bytes: ...
 
+    def model_not_found(self, model: str, request_id: str) -> bytes:
+        """The 404 body for a model this provider does not serve."""
+        ...
+
     def status_error(self, status: int, request_id: str) -> bytes:
         """The body this provider sends with `status` when nothing more specific applies."""
         ...
@@ -43,6 +48,7 @@ class Reply:
     status: int
     parts: list[bytes]  # one body, or the events of a stream
     stream: bool = False
+    tokens: int = 0  # output tokens generated: sent at the simulator's output speed
 
 
 @dataclass(slots=True)
@@ -67,13 +73,18 @@ class Simulator(Protocol):
     """What the simulator does for its routes."""
 
     settings: SimSettings
+    catalog: Catalog
+
+    def unknown_model(self, req: Request, model: str) -> Reply | None:
+        """The 404 to send if the simulator does not serve `model`, else None."""
+        ...
 
     def admit(self, req: Request, model: str, tokens: int) -> Reply | None:
         """None when the rate limits let `tokens` through, else the 429 to send."""
         ...
 
-    async def delay(self, req: Request) -> None:
-        """Wait the tier's response time (or the request's `x-sim-latency-ms`)."""
+    async def delay(self, req: Request, share: float = 1.0) -> None:
+        """Wait `share` of the time to first token (the request's `x-sim-latency-ms` whole)."""
         ...
 
     def new_id(self, prefix: str) -> str: ...

@@ -40,17 +40,19 @@ from xvckit.providers import openai, ratelimit
 from xvckit.providers.ratelimit import RateLimits
 from xvckit.sim.exchange import Headers, Reply, Request, Route, Simulator, bearer_token, phrase
 from xvckit.sim.limiter import Verdict
+from xvckit.sim.schemas import JSON_OBJECT, instance, strict_problem
 from xvckit.sim.text import (
+    CHARS_PER_TOKEN,
     DEFAULT_REPLY_TOKENS,
     TOKENS_PER_MESSAGE,
     estimate_tokens,
     pieces,
     reply_text,
 )
-from xvckit.sim.tools import arguments_for, pick_tool
+from xvckit.sim.tools import pick_tool
 
 FINGERPRINT = "fp_xvcsim"
-MODELS = ("gpt-5.4", "gpt-5.4-mini", "gpt-4o", "text-embedding-3-small", "text-embedding-3-large")
+EMBEDDING_LATENCY_SHARE = 0.1  # embeddings answer in a tenth of a chat reply's time to first token
 MODELS_CREATED = 1_715_367_049  # a fixed `created` for the listed models
 _RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
 _ORGANIZATION = "org-xvcsim"
@@ -86,6 +88,10 @@ class OpenAIDialect:
             "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
             "invalid_api_key",
         )
+
+    def model_not_found(self, model: str, request_id: str) -> bytes:
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return openai.error_body(404, message, "model_not_found")
 
     def status_error(self, status: int, request_id: str) -> bytes:
         message = _STATUS_MESSAGES.get(status) or phrase(status)
@@ -130,9 +136,11 @@ def _content_text(content: Any) -> str:
 
 def _read_messages(messages: list[Any]) -> tuple[str, str, bool]:
     """All the text (for the token count), the last user text (to derive the reply from) and
-    whether the conversation ends with a tool result."""
+    whether a tool result came after the model's last turn (system messages and user text
+    may follow it, as Claude Code's reminders do)."""
     texts = []
     last_user = ""
+    after_tool = False
     for message in messages:
         if not isinstance(message, dict):
             continue
@@ -140,10 +148,14 @@ def _read_messages(messages: list[Any]) -> tuple[str, str, bool]:
         texts.append(text)
         for call in message.get("tool_calls") or ():
             texts.append(str((call.get("function") or {}).get("arguments") or ""))
-        if message.get("role") == "user":
+        role = message.get("role")
+        if role == "user":
             last_user = text
-    ends_with_tool = isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
-    return " ".join(texts), last_user, ends_with_tool
+        elif role == "assistant":
+            after_tool = False
+        elif role == "tool":
+            after_tool = True
+    return " ".join(texts), last_user, after_tool
 
 
 def _tool_choice(choice: Any) -> tuple[str, str | None]:
@@ -168,6 +180,65 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
+def _output_schema(req: Request, response_format: Any, text: str) -> tuple[Any, Reply | None]:
+    """The schema the reply must follow (None: prose), or the 400 OpenAI sends for the
+    `response_format`: json_object needs the word "json" in the messages, a strict json_schema
+    the strict-mode rules."""
+    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+        return None, None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        if "json" not in text.lower():
+            message = (
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+                "'json_object'."
+            )
+            return None, req.fail(400, message, param="messages")
+        return JSON_OBJECT, None
+    if kind != "json_schema":
+        message = f"Invalid value: '{kind}'. Supported values are: 'json_object', 'json_schema', and 'text'."
+        return None, req.fail(400, message, "invalid_value", "response_format.type")
+    spec = response_format.get("json_schema")
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not isinstance(name, str) or not name:
+        param = "response_format.json_schema.name"
+        return None, req.fail(
+            400, f"Missing required parameter: '{param}'.", "missing_required_parameter", param
+        )
+    schema = spec.get("schema", {})
+    problem = strict_problem(schema) if spec.get("strict") is True else None
+    if problem:
+        return None, req.fail(
+            400, f"Invalid schema for response_format '{name}': {problem}", param="response_format"
+        )
+    return schema, None
+
+
+def _strict_tool_problem(req: Request, tools: list[dict[str, Any]]) -> Reply | None:
+    """The 400 for a `strict` function whose parameters break the strict-mode rules."""
+    for index, tool in enumerate(tools):
+        problem = strict_problem(tool.get("parameters")) if tool.get("strict") is True else None
+        if problem:
+            message = f"Invalid schema for function '{tool.get('name')}': {problem}"
+            return req.fail(400, message, "invalid_function_parameters", f"tools[{index}].parameters")
+    return None
+
+
+def _over_window(req: Request, window: int, prompt_tokens: int, max_tokens: int | None) -> Reply:
+    if max_tokens:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
+            "completion). Please reduce the length of the messages or completion."
+        )
+    else:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your messages resulted in "
+            f"{prompt_tokens} tokens. Please reduce the length of the messages."
+        )
+    return req.fail(400, message, "context_length_exceeded", "messages")
+
+
 async def chat_completions(sim: Simulator, req: Request) -> Reply:
     body = req.json
     model = body.get("model")
@@ -176,31 +247,31 @@ async def chat_completions(sim: Simulator, req: Request) -> Reply:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return req.fail(400, "[] is too short - 'messages'", param="messages")
-    text, last_user, ends_with_tool = _read_messages(messages)
+    text, last_user, after_tool = _read_messages(messages)
     tools = [tool.get("function") or {} for tool in body.get("tools") or () if isinstance(tool, dict)]
+    schema, refused = _output_schema(req, body.get("response_format"), text)
+    refused = refused or _strict_tool_problem(req, tools) or sim.unknown_model(req, model)
+    if refused:
+        return refused
     prompt_tokens = estimate_tokens(text) + TOKENS_PER_MESSAGE * len(messages)
     if tools:
         prompt_tokens += estimate_tokens(orjson.dumps(tools))
+    limits = sim.catalog.limits(model)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         return req.fail(400, "Invalid 'max_tokens': integer below minimum value.", "integer_below_min_value")
-    window = sim.settings.context_window
-    if prompt_tokens + (max_tokens or 0) > window:
-        if max_tokens:
-            message = (
-                f"This model's maximum context length is {window} tokens. However, you requested "
-                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
-                "completion). Please reduce the length of the messages or completion."
-            )
-        else:
-            message = (
-                f"This model's maximum context length is {window} tokens. However, your messages resulted in "
-                f"{prompt_tokens} tokens. Please reduce the length of the messages."
-            )
-        return req.fail(400, message, "context_length_exceeded", "messages")
+    if max_tokens and max_tokens > limits.max_output:
+        message = (
+            f"max_tokens is too large: {max_tokens}. This model supports at most {limits.max_output} "
+            f"completion tokens, whereas you provided {max_tokens}."
+        )
+        return req.fail(400, message, "invalid_value", "max_tokens")
+    if prompt_tokens + (max_tokens or 0) > limits.window:
+        return _over_window(req, limits.window, prompt_tokens, max_tokens)
 
     mode, forced = _tool_choice(body.get("tool_choice"))
-    chosen = pick_tool([tool.get("name") or "" for tool in tools], mode, forced, ends_with_tool)
+    chosen = pick_tool([tool.get("name") or "" for tool in tools], mode, forced, after_tool)
+    room = min(max_tokens or limits.max_output, limits.window - prompt_tokens)
     if chosen is not None:
         tool = tools[chosen]
         call = {
@@ -208,7 +279,7 @@ async def chat_completions(sim: Simulator, req: Request) -> Reply:
             "type": "function",
             "function": {
                 "name": tool.get("name") or "",
-                "arguments": orjson.dumps(arguments_for(tool.get("parameters") or {})).decode(),
+                "arguments": orjson.dumps(instance(tool.get("parameters") or {})).decode(),
             },
         }
         content = None
@@ -216,12 +287,7 @@ async def chat_completions(sim: Simulator, req: Request) -> Reply:
         finish = "tool_calls"
     else:
         call = None
-        wanted = req.control(b"x-sim-output-tokens")
-        wanted = DEFAULT_REPLY_TOKENS if wanted is None else wanted
-        room = min(max_tokens or window, window - prompt_tokens)
-        completion_tokens = min(wanted, room)
-        content = reply_text(last_user or text, completion_tokens)
-        finish = "length" if wanted > room else "stop"
+        content, completion_tokens, finish = _reply(req, last_user or text, schema, room)
 
     refusal = sim.admit(req, model, prompt_tokens + completion_tokens)
     if refusal:
@@ -236,7 +302,8 @@ async def chat_completions(sim: Simulator, req: Request) -> Reply:
     usage = _usage(prompt_tokens, completion_tokens)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return Reply(200, _chunks(head, content, call, finish, usage if include_usage else None), stream=True)
+        events = _chunks(head, content, call, finish, usage if include_usage else None)
+        return Reply(200, events, stream=True, tokens=completion_tokens)
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
     if call:
         message["tool_calls"] = [call]
@@ -247,7 +314,22 @@ async def chat_completions(sim: Simulator, req: Request) -> Reply:
         "usage": usage,
         "service_tier": "default",
     }
-    return Reply(200, [orjson.dumps(completion)])
+    return Reply(200, [orjson.dumps(completion)], tokens=completion_tokens)
+
+
+def _reply(req: Request, prompt: str, schema: Any, room: int) -> tuple[str, int, str]:
+    """A text reply (JSON valid for `schema` when one is given) within `room` tokens: the
+    text, its tokens and the finish reason ("length" when cut short)."""
+    if schema is None:
+        wanted = req.control(b"x-sim-output-tokens")
+        wanted = DEFAULT_REPLY_TOKENS if wanted is None else wanted
+        tokens = min(wanted, room)
+        return reply_text(prompt, tokens), tokens, "length" if wanted > room else "stop"
+    content = orjson.dumps(instance(schema)).decode()
+    tokens = estimate_tokens(content)
+    if tokens > room:
+        return content[: room * CHARS_PER_TOKEN], room, "length"
+    return content, tokens, "stop"
 
 
 def _chunks(
@@ -336,11 +418,14 @@ async def embeddings(sim: Simulator, req: Request) -> Reply:
     dimensions = body.get("dimensions") or (3072 if "large" in model else 1536)
     if not isinstance(dimensions, int) or dimensions < 1:
         return req.fail(400, "'dimensions' must be a positive integer", param="dimensions")
+    unknown = sim.unknown_model(req, model)
+    if unknown:
+        return unknown
     tokens = sum(estimate_tokens(text) for text in texts)
     refusal = sim.admit(req, model, tokens)
     if refusal:
         return refusal
-    await sim.delay(req)
+    await sim.delay(req, EMBEDDING_LATENCY_SHARE)
     data = []
     for index, text in enumerate(texts):
         vector = _vector(text, dimensions)
@@ -352,18 +437,13 @@ async def embeddings(sim: Simulator, req: Request) -> Reply:
 
 # --- models ----------------------------------------------------------------------------------
 
-_MODEL_LIST = orjson.dumps(
-    {
-        "object": "list",
-        "data": [
-            {"id": m, "object": "model", "created": MODELS_CREATED, "owned_by": "system"} for m in MODELS
-        ],
-    }
-)
-
 
 async def models(sim: Simulator, req: Request) -> Reply:
-    return Reply(200, [_MODEL_LIST])
+    listed = [
+        {"id": model, "object": "model", "created": MODELS_CREATED, "owned_by": "system"}
+        for model in sim.catalog.openai_ids()
+    ]
+    return Reply(200, [orjson.dumps({"object": "list", "data": listed})])
 
 
 CHAT = Route("chat_completions", DIALECT, chat_completions)
