@@ -55,6 +55,18 @@ def test_a_key_works_and_is_ledgered_under_its_team(gw):
     assert rows[0]["cost_usd"] == pytest.approx(0.005)
 
 
+def test_a_streamed_claude_answer_is_ledgered_with_its_input_counted_once(gw):
+    """Anthropic's `message_delta` repeats the input tokens (its usage is cumulative): the
+    ledger takes them once."""
+    key, raw = new_key(gw)
+    claude = anthropic.Anthropic(base_url=gw.url, api_key=raw, max_retries=0)
+    with claude.messages.stream(model="claude-sonnet-4-6", max_tokens=64, messages=HI) as stream:
+        final = stream.get_final_message()
+    flush_ledger(gw)
+    (row,) = [row for row in ledger_records(gw.store) if row.key_id == key.id]
+    assert (row.input_tokens, row.output_tokens) == (final.usage.input_tokens, final.usage.output_tokens)
+
+
 async def test_fifty_concurrent_first_requests_on_a_one_request_budget(gw):
     _, raw = new_key(gw, limits=Limits(budget_usd=0.01, budget_period="day"))
     aclient = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=raw, max_retries=0)
