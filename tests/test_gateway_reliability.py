@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import time
 
 import httpx
 import openai
@@ -13,7 +14,7 @@ import pytest
 from conftest import MASTER_KEY
 from test_gateway_e2e import HI
 from xvckit.gateway import app as gateway_app
-from xvckit.gateway.pacing import Pacer
+from xvckit.gateway.pacing import SCOUT_S, Pacer
 from xvckit.store import keys
 
 
@@ -170,7 +171,10 @@ def test_headroom_routing_moves_to_the_deployment_with_room(sim, make_gateway):
 def test_a_dead_deployment_of_a_model_fails_over_to_the_next(sim, make_gateway):
     providers, models = _two_deployments(sim, down_first=True)
     gw = _gateway(make_gateway, providers, models, routing="weighted", retry_base_s=0.01)
+    started = time.monotonic()
     assert set(_served_by(gw, 4)) == {"b/gpt-4o-mini"}
+    # a refused connection ends the dead lane's first-call scouting: no retry waits out its 5 s
+    assert time.monotonic() - started < SCOUT_S
 
 
 def test_cost_routing_prefers_the_cheaper_deployment(sim, make_gateway):

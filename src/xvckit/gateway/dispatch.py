@@ -132,6 +132,7 @@ class Dispatcher:
                     response = await self.upstreams.post(deployment.provider, path, scope, body, lane.key)
                 except Upstream as exc:
                     self.breaker.end(deployment.name, True)
+                    self.pacer.unanswered(lane)
                     last = failure(exc, deployment.provider.name)
                     if await self._wait_to_retry(attempts, None, deadline):
                         continue

@@ -64,7 +64,8 @@ and the whole minute's burst is usable again). A 429 while the provider's own pe
 had room means a shorter window than `burst_s`: it halves, and never widens to the window that
 failed again. `enforced_over_s` (a known window) turns learning off. A lane with no limit
 known yet sends one call and waits for its answer (up to `SCOUT_S`) before sending more: a
-burst sent blind into a 1 s window is mostly refused.
+burst sent blind into a 1 s window is mostly refused. A call that gets no answer (`unanswered`:
+refused, reset, timed out) ends the wait too.
 
 Key pools: `headroom(lane)` (0..1 after what is in the window and queued; 0 while cooling or
 disabled) and `best(lanes)`; `disable(lane, reason)` takes a key out after a 401/403.
@@ -677,9 +678,7 @@ class Pacer:
         """
         found = header_map(headers)
         state = self._state(lane)
-        if state.scouting_until:
-            state.scouting_until = 0.0
-            self._poke(state)
+        self._end_scouting(state)
         if not found:
             if status == 429:
                 self._cool(lane, DEFAULT_COOLDOWN_S)
@@ -694,6 +693,16 @@ class Pacer:
             self._learn_window(state, limits, status, grant)
         if status == 429:
             self._cool(lane, _cooldown(limits))
+
+    def unanswered(self, lane: Lane) -> None:
+        """A call on `lane` got no answer (refused, reset, timed out): a first call's scouting
+        ends, or every retry to a dead provider would wait out SCOUT_S for nothing."""
+        self._end_scouting(self._state(lane))
+
+    def _end_scouting(self, state: _LaneState) -> None:
+        if state.scouting_until:
+            state.scouting_until = 0.0
+            self._poke(state)
 
     def _learn_window(self, state: _LaneState, limits: RateLimits, status: int, grant: Grant | None) -> None:
         """Widen `burst_s` to the window a success shows; narrow it after a 429 that the
