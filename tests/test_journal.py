@@ -14,9 +14,10 @@ import time
 import orjson
 
 from xvckit.store import Store
-from xvckit.store.journal import Journal, segment_owner
+from xvckit.store.journal import Journal, segment_journal, segment_owner
 from xvckit.store.ledger import UsageRecord, ledger_request_ids, row_of
-from xvckit.store.ledger_writer import JournalWriter
+from xvckit.store.ledger_feed import _leftover_segments
+from xvckit.store.ledger_writer import LEFTOVER_WAIT_S, JournalWriter
 
 
 def locked(path) -> bool:
@@ -39,6 +40,7 @@ def test_segments_rotate_and_only_the_current_one_is_locked(tmp_path):
     assert len(segments) > 1, "200-byte segments must rotate"
     assert [locked(p) for p in segments] == [False] * (len(segments) - 1) + [True]
     assert {segment_owner(p)[1] for p in segments} == {os.getpid()}
+    assert {segment_journal(p) for p in segments} == {journal.owner}
     assert segments[-1].read_bytes().endswith(b"\0"), "the open segment's unused end is zeros"
     journal.close()
     assert not locked(segments[-1])
@@ -76,7 +78,7 @@ def test_a_living_gateways_segment_is_left_to_its_own_writer(tmp_path, store_url
     alive = Journal(tmp_path / "journal")
     alive.open()
     alive.append(row_of(UsageRecord("r1", "chat")))
-    other = JournalWriter(store, tmp_path / "journal", owner_pid=os.getpid() + 1)
+    other = JournalWriter(store, tmp_path / "journal", owner=str(os.getpid() + 1))
     assert not other.step() and ledger_request_ids(store) == []
     alive.close()  # now its process has finished with it: any writer takes it
     assert other.step()
@@ -94,7 +96,7 @@ def test_a_torn_last_line_is_skipped(tmp_path, store_url, caplog):
     (segment,) = (tmp_path / "journal").glob("segment-*")
     with open(segment, "ab") as handle:
         handle.write(b'["torn", 1')  # a write cut short by a kill: never acknowledged
-    JournalWriter(store, tmp_path / "journal", os.getpid()).run(lambda: True)
+    JournalWriter(store, tmp_path / "journal", journal.owner).run(lambda: True)
     assert ledger_request_ids(store) == ["whole"]
     assert "torn last line" in caplog.text
     assert list((tmp_path / "journal").iterdir()) == []
@@ -116,7 +118,7 @@ def test_a_line_still_being_copied_is_not_taken_even_with_its_newline_stored(tmp
     with open(segment, "r+b", buffering=0) as handle:  # the same pages the journal's map holds
         handle.seek(journal.appended)
         handle.write(gap)
-        writer = JournalWriter(store, tmp_path / "journal", os.getpid())
+        writer = JournalWriter(store, tmp_path / "journal", journal.owner)
         writer.step()
         assert ledger_request_ids(store) == ["whole"]
         handle.seek(journal.appended + middle.start)
@@ -194,7 +196,7 @@ def test_two_writers_never_commit_a_row_twice(tmp_path, store_url):
         for i in range(start, start + 100):
             journal.append(row_of(UsageRecord(f"r-{i}", "chat", input_tokens=1)))
         journal.close()
-    team = [JournalWriter(store, journal_dir, owner_pid=-1 - n) for n in range(2)]
+    team = [JournalWriter(store, journal_dir, owner=str(-1 - n)) for n in range(2)]
     while any([w.step() for w in team]):
         pass
     assert sorted(ledger_request_ids(store)) == sorted(f"r-{i}" for i in range(600))
@@ -210,6 +212,27 @@ def test_a_segment_cut_off_before_its_rename_is_removed(tmp_path, store_url):
     journal_dir.mkdir()
     (journal_dir / f".segment-{time.time_ns():020d}-1.jsonl.new").touch()
     store = Store.open(store_url)
-    JournalWriter(store, journal_dir, os.getpid()).run(lambda: True)
+    JournalWriter(store, journal_dir, str(os.getpid())).run(lambda: True)
     assert list(journal_dir.iterdir()) == []
+    store.close()
+
+
+def test_two_gateways_in_one_process_keep_apart(tmp_path, store_url):
+    """Each journal's segments carry its own tag: a writer finishing its gateway's rows does
+    not wait on another open journal of the same process (it did, LEFTOVER_WAIT_S at every
+    stop), and that journal's open segment is no leftover to the second gateway's start."""
+    store = Store.open(store_url)
+    mine, theirs = Journal(tmp_path / "journal"), Journal(tmp_path / "journal")
+    mine.open()
+    theirs.open()
+    mine.append(row_of(UsageRecord("mine", "chat")))
+    theirs.append(row_of(UsageRecord("theirs", "chat")))
+    assert _leftover_segments(tmp_path / "journal") == []
+    mine.close()
+    started = time.monotonic()
+    JournalWriter(store, tmp_path / "journal", mine.owner).run(lambda: True)
+    assert time.monotonic() - started < LEFTOVER_WAIT_S / 2
+    assert ledger_request_ids(store) == ["mine"]  # theirs is still being written
+    theirs.close()
+    assert [segment_journal(p) for p in _leftover_segments(tmp_path / "journal")] == [theirs.owner]
     store.close()

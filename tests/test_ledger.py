@@ -108,7 +108,7 @@ def journal_of(directory, records, segment_bytes=8 << 20) -> Journal:
 
 def drain(store: Store, directory, **options) -> JournalWriter:
     """Run a writer in this process until the journal is committed and deleted."""
-    writer = JournalWriter(store, directory, os.getpid(), **options)
+    writer = JournalWriter(store, directory, str(os.getpid()), **options)
     writer.run(lambda: True)
     writer.close()
     return writer
@@ -640,7 +640,7 @@ def test_retention_prunes_old_rows_in_batches(store, jdir):
     recent = [record(100 + n, ts=now - n) for n in range(5)]
     write_records(store, old + recent)
     journal_of(jdir, [record(200, ts=now)])
-    writer = JournalWriter(store, jdir, os.getpid(), retention_days=3, prune_batch=4)
+    writer = JournalWriter(store, jdir, str(os.getpid()), retention_days=3, prune_batch=4)
     deadline = time.monotonic() + 10
     writer.run(lambda: usage_report(store, None, None)[0]["requests"] <= 6 or time.monotonic() > deadline)
     writer.close()

@@ -42,6 +42,7 @@ SEGMENT_BYTES = 8 << 20
 # not name it.
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform == "linux" else None)
 _spares = itertools.count()
+_open_journals: set[str] = set()  # this process's open journals, by owner name
 
 
 class _Segment:
@@ -65,10 +66,10 @@ class _Segment:
             with contextlib.suppress(OSError):  # an older kernel: each page faults in when first written
                 self.map.madvise(_MADV_POPULATE_WRITE)
 
-    def name(self, started_ns: int) -> None:
+    def name(self, started_ns: int, owner: str) -> None:
         """Make it visible to the writer: locked since before it had this name, so a writer
         never takes a new segment for one whose process has finished with it."""
-        visible = self.path.with_name(f"segment-{started_ns:020d}-{os.getpid()}.jsonl")
+        visible = self.path.with_name(f"segment-{started_ns:020d}-{owner}.jsonl")
         os.rename(self.path, visible)
         self.path = visible
 
@@ -88,6 +89,17 @@ class _Segment:
 def journal_dir(data_dir: Path, store_url: str) -> Path:
     """One directory per store, so a journal is never replayed into another database."""
     return data_dir / "journal" / hashlib.sha256(store_url.encode()).hexdigest()[:16]
+
+
+def segment_journal(path: Path) -> str:
+    """The journal that wrote a segment: "<pid>-<tag>" (a name from before tags: "<pid>")."""
+    return path.stem.split("-", 2)[2]
+
+
+def is_open(owner: str) -> bool:
+    """Whether a journal of this process with that owner name is open (gateways in one
+    process, as tests and `xvckit up` run them, each have their own)."""
+    return owner in _open_journals
 
 
 def segment_owner(path: Path) -> tuple[int, int]:
@@ -110,9 +122,13 @@ class Journal:
         self._started: dict[int, int] = {}  # segment start ns -> `appended` when it started
         self._preparer: ThreadPoolExecutor | None = None
         self._spare: Future[_Segment] | None = None  # the next segment, being made ready
+        # in the segments' names: the process and this journal, so a writer tells its
+        # gateway's segments from another gateway's in the same process
+        self.owner = f"{os.getpid()}-{os.urandom(4).hex()}"
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        _open_journals.add(self.owner)
         self._preparer = ThreadPoolExecutor(1, thread_name_prefix="journal-segments")
         self._switch_to(_Segment(self.directory, self.segment_bytes))
 
@@ -138,6 +154,7 @@ class Journal:
         if self._preparer is not None:
             self._preparer.shutdown()
             self._preparer = None
+        _open_journals.discard(self.owner)
 
     def committed(self, started_ns: int, offset: int) -> int | None:
         """The bytes of this journal committed when the writer reports `offset` in the segment
@@ -161,7 +178,7 @@ class Journal:
     def _switch_to(self, segment: _Segment) -> None:
         """Name the new segment, let go of the one before, and have the next one made ready."""
         started = time.time_ns()
-        segment.name(started)
+        segment.name(started, self.owner)
         if self._segment is not None:
             self._segment.close(self._used)
         self._started[started] = self.appended

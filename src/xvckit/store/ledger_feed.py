@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from xvckit.store.database import Store
-from xvckit.store.journal import Journal, segment_owner
+from xvckit.store.journal import Journal, is_open, segment_journal, segment_owner
 
 log = logging.getLogger("xvckit.ledger")
 
@@ -130,7 +130,7 @@ class Ledger:
         settings = {
             "url": self.store.url,
             "directory": str(self.journal.directory),
-            "owner_pid": os.getpid(),
+            "owner": self.journal.owner,
             "retention_days": self.retention_days,
         }
         # Not argv: the URL may hold a password. A writer that died at once closed the pipe: its
@@ -196,12 +196,15 @@ class Ledger:
 
 def _leftover_segments(directory: Path) -> list[Path]:
     """Journal segments whose process is gone (or was an earlier process with this one's pid),
-    not another running gateway's."""
+    not another running gateway's (in another process or this one)."""
     leftovers = []
     for path in directory.glob("segment-*.jsonl"):
         try:
             _, pid = segment_owner(path)
-            if pid != os.getpid():
+            if pid == os.getpid():
+                if is_open(segment_journal(path)):  # another gateway's in this process
+                    continue
+            else:
                 os.kill(pid, 0)  # raises if there is no such process
                 continue
         except ProcessLookupError:

@@ -10,9 +10,10 @@ at ~4,500 requests/s the thread committed ~1,700 rows/s and its backlog grew in 
 gateway's memory (+58 MiB in 25 s). Here the backlog is bytes on disk, the writer runs at a
 lower priority than the gateway, and the gateway reports how far behind it is.
 
-Which segments: those of its own gateway (the owner) in order, read while they are still
-being written; and any segment no living process holds (left by a stopped or killed
-gateway, or by an earlier writer), taken with `flock` so two writers never share one. Rows
+Which segments: those of its own gateway's journal (the owner, named in each segment's name
+with its process id and a tag of its own, so two gateways in one process are told apart) in
+order, read while they are still being written; and any segment no living process holds
+(left by a stopped or killed gateway, or by an earlier writer), taken with `flock` so two writers never share one. Rows
 already in the database are skipped (request ids are unique), so reading a segment again
 after a crash writes nothing twice.
 
@@ -43,7 +44,7 @@ import orjson
 import sqlalchemy as sa
 
 from xvckit.store.database import Store
-from xvckit.store.journal import segment_owner
+from xvckit.store.journal import segment_journal, segment_owner
 from xvckit.store.ledger import (
     DAY,
     commit_rows,
@@ -75,7 +76,7 @@ class _Segment:
     path: Path
     fd: int
     started: int
-    pid: int
+    owner: str  # the journal that wrote it ("<pid>-<tag>")
     offset: int = 0
     final: bool = False  # unlocked by its process and locked by this writer: nothing more comes
 
@@ -87,7 +88,7 @@ class JournalWriter:
         self,
         store: Store,
         directory: Path,
-        owner_pid: int,
+        owner: str,
         *,
         progress: Callable[[int, int], None] | None = None,
         retention_days: float | None = None,
@@ -97,7 +98,7 @@ class JournalWriter:
     ) -> None:
         self.store = store
         self.directory = directory
-        self.owner_pid = owner_pid
+        self.owner = owner  # the gateway's journal: its segments are read as they grow
         self.progress = progress or (lambda started, offset: None)
         self.retention_days = retention_days
         self.prune_interval_s = prune_interval_s
@@ -163,7 +164,7 @@ class JournalWriter:
             segment = self._segments.get(path) or self._take(path)
             if segment is None:
                 continue
-            if segment.pid == self.owner_pid:
+            if segment.owner == self.owner:
                 if owner_seen:
                     continue
                 owner_seen = True
@@ -193,12 +194,12 @@ class JournalWriter:
         """The owner's segments are read while they grow; another process's only once no
         one holds it."""
         try:
-            started, pid = segment_owner(path)
+            started, _ = segment_owner(path)
             fd = os.open(path, os.O_RDONLY)
         except (ValueError, FileNotFoundError):
             return None
-        segment = _Segment(path, fd, started, pid)
-        if pid != self.owner_pid and not self._lock(segment):
+        segment = _Segment(path, fd, started, segment_journal(path))
+        if segment.owner != self.owner and not self._lock(segment):
             os.close(fd)
             return None
         self._segments[path] = segment
@@ -229,7 +230,7 @@ class JournalWriter:
         if end:
             self._commit(_rows(data[:end], segment.path))
             segment.offset += end
-            if segment.pid == self.owner_pid:
+            if segment.owner == self.owner:
                 self.progress(segment.started, segment.offset)
             return True
         if not final:
@@ -242,7 +243,7 @@ class JournalWriter:
         return True
 
     def _owner_segments(self) -> list[Path]:
-        return [p for p in self.directory.glob("segment-*.jsonl") if segment_owner(p)[1] == self.owner_pid]
+        return [p for p in self.directory.glob("segment-*.jsonl") if segment_journal(p) == self.owner]
 
     def _commit(self, rows: list[tuple]) -> None:
         """One transaction; if the database refuses the batch (not a passing failure), row
@@ -349,7 +350,7 @@ def main() -> None:
     writer = JournalWriter(
         store,
         Path(settings["directory"]),
-        settings["owner_pid"],
+        settings["owner"],
         progress=progress,
         retention_days=settings.get("retention_days"),
     )
