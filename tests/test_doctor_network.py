@@ -221,14 +221,15 @@ def test_packet_loss_counter_permission_denied_is_unknown_with_the_reason(tmp_pa
     assert loss.status is Status.UNKNOWN and "Permission denied" in loss.detail
 
 
-def probe_api(sim_factory, tmp_path, tier: str, kind: str, **provider) -> dict:
+def probe_api(sim_factory, tmp_path, tier: str, kind: str, model: str | None = None, **provider) -> dict:
     """The api section with --probe-api against a simulator of the guide's `tier`."""
     sim = sim_factory(tier=tier, latency_ms=0)
     base_url = sim.openai_base_url if kind == "openai" else sim.anthropic_base_url
     providers = [
         {"name": "p", "kind": kind, "base_url": base_url, "api_keys": ["sk-secret-test"], **provider}
     ]
-    models = [{"name": "gpt-4o" if kind == "openai" else "claude-sonnet-4-6", "provider": "p"}]
+    model = model or ("gpt-4o" if kind == "openai" else "claude-sonnet-4-6")
+    models = [{"name": model, "provider": "p"}]
     setup = setup_for(tmp_path, providers, models=models)
     setup.probe_api = True
     found = by_id(diagnose(setup, ("api",)))
@@ -263,6 +264,13 @@ def test_no_tier_is_concluded_from_missing_rate_limit_headers(sim_factory, tmp_p
     # A limit the user states in xvckit.yaml places it, as without --probe-api.
     found = probe_api(sim_factory, tmp_path, "enterprise", kind, rpm=500)
     assert found["api.tier.p"].value == "professional" and "rpm 500 set" in found["api.tier.p"].detail
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_model_the_provider_does_not_serve_is_named(sim_factory, tmp_path, kind):
+    found = probe_api(sim_factory, tmp_path, "professional", kind, model="no-such-model")
+    tier_check = found["api.tier.p"]
+    assert tier_check.status is Status.UNKNOWN and "answered 404 for 'no-such-model'" in tier_check.detail
 
 
 def test_what_could_not_be_measured_is_unknown_never_the_bottleneck(servers, tmp_path):

@@ -161,6 +161,11 @@ async def _probe(setup: Setup, provider: Provider) -> Evidence:
         conn.close()
     if head.status in (401, 403):
         raise NoEvidence(f"--probe-api: {provider.name} refused the key ({head.status})")
+    if head.status == 404:
+        raise NoEvidence(
+            f"--probe-api: {provider.name} answered 404 for '{model}': it does not serve that model, "
+            "or base_url misses a path such as /v1"
+        )
     limits = PARSE[provider.kind](head.headers, time.time())
     answered = f"one request for 1 output token of {model} (--probe-api), answered {head.status}"
     evidence = _configured(provider)
