@@ -6,7 +6,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: run test bench bench-ledger bench-context bench-instructions lint format
+.PHONY: run test bench bench-ledger bench-context bench-instructions lint format compat
 
 # setup.py compiles these with mypyc (pyproject.toml, tool.xvckit.compiled): an edit to one of
 # them needs a new build
@@ -25,12 +25,12 @@ test: $(BIN)/.installed
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check setup.py src tests bench
-	$(BIN)/ruff format --check setup.py src tests bench
+	$(BIN)/ruff check setup.py src tests bench compat
+	$(BIN)/ruff format --check setup.py src tests bench compat
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format setup.py src tests bench
-	$(BIN)/ruff check --fix setup.py src tests bench
+	$(BIN)/ruff format setup.py src tests bench compat
+	$(BIN)/ruff check --fix setup.py src tests bench compat
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/gateway_overhead.py --json bench/.work/gateway_overhead.json $(BENCH_ARGS)
@@ -45,3 +45,6 @@ bench-context: $(BIN)/.installed  # issue 6's context recall; installs aider-cha
 
 bench-instructions: $(BIN)/.installed  # the gateway's instructions per request under callgrind (repeatable to ~0.1%)
 	$(BIN)/python bench/gateway_instructions.py $(BENCH_ARGS)
+
+compat: $(BIN)/.installed  # real clients through `xvckit up` (README); installs them into compat/.clients once
+	$(BIN)/python compat/run.py $(COMPAT_ARGS)
