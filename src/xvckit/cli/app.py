@@ -16,6 +16,7 @@ from xvckit.cli import (
     doctor_cmd,
     gateway_cmd,
     keys_cmd,
+    prompts_cmd,
     secrets_cmd,
     sim_cmd,
     usage_cmd,
@@ -40,6 +41,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(doctor_cmd.app, name="doctor")
+app.add_typer(prompts_cmd.app, name="prompts")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)

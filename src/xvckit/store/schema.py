@@ -35,3 +35,77 @@ doctor_runs = sa.Table(
     sa.Column("report", sa.Text, nullable=False),
     sa.Index("ix_xvckit_doctor_runs_ts", "ts"),
 )
+
+
+# Knowledge (xvckit.knowledge): the prompt library and the knowledge base. A prompt version is
+# never changed once written (its `digest` is its content's SHA-256); labels move between them.
+_id = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+prompts = sa.Table(
+    "xvckit_prompts",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("team_id", sa.String(32)),  # the owning team; None: the operator's own
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+prompt_versions = sa.Table(
+    "xvckit_prompt_versions",
+    metadata,
+    sa.Column("name", sa.String(100), sa.ForeignKey("xvckit_prompts.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("template", sa.Text, nullable=False),
+    sa.Column("variables", sa.JSON, nullable=False),
+    sa.Column("model", sa.String(128)),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("note", sa.String(500)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)
+
+prompt_labels = sa.Table(
+    "xvckit_prompt_labels",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("label", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["xvckit_prompt_versions.name", "xvckit_prompt_versions.version"]
+    ),
+)
+
+# Searched by SQLite FTS5 (the `xvckit_kb_fts` table and its triggers) or by PostgreSQL's
+# full-text search (a GIN index on KB_VECTOR); both are made by migration 0002 only, so the
+# declared schema leaves them out (KB_SEARCH_TABLES: the names a schema comparison skips).
+kb_entries = sa.Table(
+    "xvckit_kb_entries",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("slug", sa.String(100), nullable=False, unique=True),
+    sa.Column("team_id", sa.String(32)),  # None: every key's
+    sa.Column("pattern", sa.String(300), nullable=False),
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("solution", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),  # lower case, space separated: searched as words
+    sa.Column("links", sa.JSON, nullable=False),
+    sa.Column("source", sa.String(500)),  # the file an import read it from
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+KB_FTS = "xvckit_kb_fts"
+KB_SEARCH_TABLES = frozenset(
+    {
+        KB_FTS,
+        *(f"{KB_FTS}_{part}" for part in ("data", "idx", "docsize", "config", "content")),
+        "ix_xvckit_kb_search",
+    }
+)
+# The weighted document PostgreSQL searches: the pattern counts most, then tags, problem, solution.
+KB_VECTOR = (
+    "setweight(to_tsvector('english', pattern), 'A') || setweight(to_tsvector('english', tags), 'B') || "
+    "setweight(to_tsvector('english', problem), 'C') || setweight(to_tsvector('english', solution), 'D')"
+)
