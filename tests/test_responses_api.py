@@ -131,6 +131,54 @@ def test_a_tool_call_then_its_result(gw, model, stream):
     assert second.output_text and second.previous_response_id == first.id
 
 
+# What the Codex CLI sends: function tools, some grouped in a namespace, and web search.
+CODEX_TOOLS = [
+    {"type": "web_search", "external_web_access": False},
+    {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Tools for spawning and managing sub-agents.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "close_agent",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}},
+                    "required": ["id"],
+                },
+            }
+        ],
+    },
+]
+
+
+@pytest.mark.parametrize("model", [*UPSTREAMS, "native-gpt"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_namespaced_tools_and_web_search_as_the_codex_cli_sends_them(gw, model, stream):
+    """A namespace's functions reach a chat or Anthropic upstream as `<namespace>__<name>` and
+    come back as a call with its `namespace`; web search is left out (the simulator, as OpenAI,
+    takes both as they are)."""
+    client = sdk(gw)
+    args = dict(model=model, input="Close agent 7", tools=CODEX_TOOLS, tool_choice="required")
+    if stream:
+        with client.responses.stream(**args) as events:
+            first = events.get_final_response()
+    else:
+        first = client.responses.create(**args)
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    assert (call.namespace, call.name) == ("multi_agent_v1", "close_agent") and json.loads(call.arguments)[
+        "id"
+    ]
+    second = client.responses.create(
+        model=model,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "closed"}],
+        tools=CODEX_TOOLS,
+    )
+    assert second.output_text and second.previous_response_id == first.id
+
+
 @pytest.mark.parametrize("model", UPSTREAMS)
 def test_structured_output_validates(gw, model):
     response = sdk(gw).responses.create(model=model, input="A person", text={"format": PERSON})
@@ -177,8 +225,17 @@ def test_store_false_keeps_nothing(gw):
 
 def test_refusals_are_clear(gw):
     client = sdk(gw)
-    with pytest.raises(openai.BadRequestError, match="web_search"):
-        client.responses.create(model="gpt-4o-mini", input="news", tools=[{"type": "web_search"}])
+    with pytest.raises(openai.BadRequestError, match="file_search"):
+        client.responses.create(
+            model="gpt-4o-mini", input="docs", tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}]
+        )
+    with pytest.raises(openai.BadRequestError, match="tool_choice"):
+        client.responses.create(
+            model="gpt-4o-mini",
+            input="news",
+            tools=[{"type": "web_search"}],
+            tool_choice={"type": "web_search"},
+        )
     with pytest.raises(openai.BadRequestError, match="'input' must be"):
         client.responses.create(model="gpt-4o-mini", input=42)
     with pytest.raises(openai.BadRequestError, match="previous_response_id"):

@@ -8,11 +8,16 @@ of every role with `input_text` / `output_text` / `refusal` / `input_image` / `i
 calls are one message), `function_call_output` items (tool messages); function tools and
 `tool_choice`; `text.format` (`json_object`, `json_schema` with strict); `max_output_tokens`;
 temperature, top_p, `parallel_tool_calls`, `reasoning.effort`, `user` / `safety_identifier`,
-`stream` (usage asked for: the answer's usage is the Responses API's). Dropped: `store`,
-`metadata`, `include`, `truncation`, `service_tier`, `prompt_cache_key`, `background`,
-reasoning items (a chat model cannot read another model's reasoning). Refused with
-`InvalidRequest` (a 400): built-in tools (web search, file search, computer use, ...),
-`item_reference` items, `prompt` templates, `conversation`: only the provider has them.
+`stream` (usage asked for: the answer's usage is the Responses API's). A `namespace` tool
+(function tools grouped under a name, as the Codex CLI sends its sub-agent tools) becomes its
+functions named `<namespace>__<name>`; calls named so are given back with their `namespace`
+(`split_tool_name`). Dropped: `store`, `metadata`, `include`, `truncation`, `service_tier`,
+`prompt_cache_key`, `background`, reasoning items (a chat model cannot read another model's
+reasoning), and the `web_search` tool, which clients such as the Codex CLI add to every request:
+the model answers without searching, as it would if the client had not offered it. Refused
+with `InvalidRequest` (a 400): other built-in tools (file search, computer use, code
+interpreter, ...) and a `tool_choice` that forces one, `item_reference` items, `prompt`
+templates, `conversation`: only the provider has them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 from xvckit.providers.translate_request import InvalidRequest
 
 _PASSED = ("temperature", "top_p", "parallel_tool_calls", "top_logprobs")
+NAMESPACE_SEPARATOR = "__"
+_LEFT_OUT_TOOLS = ("web_search", "web_search_preview")  # offered by default, never needed to answer
 
 
 def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,7 +66,7 @@ def to_chat_request(body: dict[str, Any], model: str, items: list[dict[str, Any]
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
     if isinstance(effort, str):
         chat["reasoning_effort"] = effort
-    tools = [_chat_tool(tool) for tool in _list(body.get("tools"), "tools")]
+    tools = _chat_tools(_list(body.get("tools"), "tools"))
     if tools:
         chat["tools"] = tools
     if body.get("tool_choice") is not None:
@@ -105,7 +112,7 @@ def _add_item(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
             "id": _text(item.get("call_id"), "function_call.call_id"),
             "type": "function",
             "function": {
-                "name": _text(item.get("name"), "function_call.name"),
+                "name": _joined(item.get("namespace"), _text(item.get("name"), "function_call.name")),
                 "arguments": item.get("arguments") or "{}",
             },
         }
@@ -170,11 +177,48 @@ def _content(content: Any, role: str) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _chat_tool(tool: Any) -> dict[str, Any]:
+def namespaces(body: dict[str, Any]) -> set[str]:
+    """The names of the request's `namespace` tools."""
+    tools = body.get("tools")
+    listed = tools if isinstance(tools, list) else ()
+    return {
+        tool["name"]
+        for tool in listed
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("name"), str)
+    }
+
+
+def split_tool_name(name: str, known: set[str]) -> tuple[str | None, str]:
+    """(namespace, function name) of a chat tool call's name, as `_joined` made it."""
+    for namespace in known:
+        if name.startswith(namespace + NAMESPACE_SEPARATOR):
+            return namespace, name[len(namespace) + len(NAMESPACE_SEPARATOR) :]
+    return None, name
+
+
+def _joined(namespace: Any, name: str) -> str:
+    if namespace is None:
+        return name
+    return _text(namespace, "namespace") + NAMESPACE_SEPARATOR + name
+
+
+def _chat_tools(tools: list[Any]) -> list[dict[str, Any]]:
+    chat = []
+    for tool in tools:
+        kind = tool.get("type") if isinstance(tool, dict) else type(tool).__name__
+        if kind == "namespace":
+            namespace = _text(tool.get("name"), "tools[].name")
+            chat += [_chat_tool(inner, namespace) for inner in _list(tool.get("tools"), "tools[].tools")]
+        elif kind not in _LEFT_OUT_TOOLS:
+            chat.append(_chat_tool(tool))
+    return chat
+
+
+def _chat_tool(tool: Any, namespace: str | None = None) -> dict[str, Any]:
     if not isinstance(tool, dict) or tool.get("type") != "function":
         kind = tool.get("type") if isinstance(tool, dict) else type(tool).__name__
         raise InvalidRequest(f"tools of type '{kind}' need a provider that speaks the Responses API itself")
-    function = {"name": _text(tool.get("name"), "tools[].name")}
+    function = {"name": _joined(namespace, _text(tool.get("name"), "tools[].name"))}
     for field in ("description", "parameters", "strict"):
         if tool.get(field) is not None:
             function[field] = tool[field]
@@ -185,7 +229,8 @@ def _chat_tool_choice(choice: Any) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": _text(choice.get("name"), "tool_choice.name")}}
+        name = _joined(choice.get("namespace"), _text(choice.get("name"), "tool_choice.name"))
+        return {"type": "function", "function": {"name": name}}
     raise InvalidRequest("'tool_choice' must be auto, none, required or a function tool here")
 
 

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from xvckit.providers import sse
+from xvckit.providers.responses_request import namespaces, split_tool_name
 
 # Finish reasons that leave a response incomplete, and the reason the Responses API gives.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -102,16 +103,22 @@ def _reasoning(text: str, item_id: str | None = None) -> dict[str, Any]:
 
 
 def _function_call(
-    call_id: str, name: str, arguments: str, status: str = "completed", item_id: str | None = None
-):
-    return {
+    call_id: str, name: str, arguments: str, known: set[str], status: str = "completed"
+) -> dict[str, Any]:
+    """A `function_call` item; a name `<namespace>__<name>` of a namespace in `known` is given
+    back as the function and its `namespace`."""
+    namespace, name = split_tool_name(name, known)
+    item = {
         "type": "function_call",
-        "id": item_id or new_id("fc"),
+        "id": new_id("fc"),
         "call_id": call_id,
         "name": name,
         "arguments": arguments,
         "status": status,
     }
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def from_chat_response(
@@ -137,6 +144,7 @@ def from_chat_response(
                 call.get("id") or new_id("call"),
                 function.get("name") or "",
                 function.get("arguments") or "{}",
+                namespaces(request),
             )
         )
     incomplete = _INCOMPLETE.get(choice.get("finish_reason"))
@@ -159,6 +167,7 @@ class ChatToResponsesStream:
 
     def __init__(self, request: dict[str, Any], response_id: str, model: str) -> None:
         self._request = request
+        self._namespaces = namespaces(request)
         self._id = response_id
         self._model = model
         self._created = int(time.time())
@@ -274,9 +283,8 @@ class ChatToResponsesStream:
         out: list[bytes] = []
         item = self._calls.get(index)
         if item is None:
-            item = _function_call(
-                call.get("id") or new_id("call"), function.get("name") or "", "", "in_progress"
-            )
+            call_id = call.get("id") or new_id("call")
+            item = _function_call(call_id, function.get("name") or "", "", self._namespaces, "in_progress")
             self._calls[index] = item
             out += self._add(item)
         arguments = function.get("arguments")
