@@ -1,8 +1,8 @@
 """The Codex CLI (`codex exec`), which speaks only the Responses API. Its built-in `openai`
 provider ignores OPENAI_BASE_URL and OPENAI_API_KEY, so the gateway is a provider of its own in
-~/.codex/config.toml, as the README shows; the key is still OPENAI_API_KEY's. For a model the
-gateway translates, the README's lines turn off what only OpenAI serves: its web search, and
-the sub-agent tools Codex sends as a `namespace`."""
+~/.codex/config.toml, as the README shows; the key is still OPENAI_API_KEY's. Its default
+settings stay: the web search tool and the sub-agent tools it sends as a `namespace` go through
+the gateway's translation (and the simulator) too."""
 
 from __future__ import annotations
 
@@ -20,9 +20,6 @@ base_url = "{OPENAI_URL}"
 env_key = "OPENAI_API_KEY"
 wire_api = "responses"
 """
-TRANSLATED = """web_search = "disabled"
-features.multi_agent = false
-"""
 COLOUR = {
     "type": "object",
     "properties": {"colour": {"type": "string"}},
@@ -31,10 +28,10 @@ COLOUR = {
 }
 
 
-def codex(prompt: str, *options: str, config: str = CONFIG) -> str:
+def codex(prompt: str, *options: str) -> str:
     """The last message of a `codex exec` run."""
     (WORK / ".codex").mkdir(exist_ok=True)
-    (WORK / ".codex" / "config.toml").write_text(config)
+    (WORK / ".codex" / "config.toml").write_text(CONFIG)
     last = WORK / "last-message.txt"
     run([CODEX, "exec", "--skip-git-repo-check", "-o", str(last), *options, prompt])
     check(last.exists() and last.read_text().strip(), "no last message")
@@ -55,8 +52,8 @@ def exec_output_schema() -> str:
 
 
 def exec_claude() -> str:
-    """codex exec -m claude-sonnet-4-6 (translated to Messages; web search and sub-agents off)"""
-    return short(codex("Say hello in five words.", "-m", "claude-sonnet-4-6", config=TRANSLATED + CONFIG))
+    """codex exec -m claude-sonnet-4-6 (translated to Messages)"""
+    return short(codex("Say hello in five words.", "-m", "claude-sonnet-4-6"))
 
 
 if __name__ == "__main__":
