@@ -15,6 +15,7 @@ from xvckit.cli import (
     db_cmd,
     doctor_cmd,
     gateway_cmd,
+    kb_cmd,
     keys_cmd,
     prompts_cmd,
     secrets_cmd,
@@ -42,6 +43,7 @@ app.add_typer(secrets_cmd.app, name="secrets")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(doctor_cmd.app, name="doctor")
 app.add_typer(prompts_cmd.app, name="prompts")
+app.add_typer(kb_cmd.app, name="kb")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)

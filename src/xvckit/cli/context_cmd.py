@@ -38,10 +38,14 @@ def pack(
     out: Path | None = typer.Option(
         None, "--out", callback=output_file, help="write the pack here (default: stdout)"
     ),
+    kb: bool = typer.Option(
+        True, "--kb/--no-kb", help="the knowledge base's entries relevant to the task in the core part"
+    ),
     config: ConfigOption = None,
 ) -> None:
-    """Pack the code a task needs into a token budget: guidance first, then the repository
-    outline, then the most relevant code whole and the rest as signatures and outline lines."""
+    """Pack the code a task needs into a token budget: guidance and the knowledge base's
+    relevant entries first, then the repository outline, then the most relevant code whole and
+    the rest as signatures and outline lines."""
     import orjson
 
     from xvckit.config import load
@@ -51,7 +55,13 @@ def pack(
         from xvckit.errors import UserError
 
         raise UserError("--budget and --model: choose one")
-    settings = load(config).context
+    loaded = load(config)
+    settings = loaded.context
+    notes = None
+    if kb:
+        from xvckit.knowledge.kb_store import notes_for_task
+
+        notes = notes_for_task(loaded, task)
     result = build_pack(
         task,
         repo,
@@ -60,6 +70,7 @@ def pack(
         model=model,
         core=core,
         fmt="xml" if fmt is Format.xml else "markdown",
+        notes=notes,
     )
     if fmt is Format.json:
         output = orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"

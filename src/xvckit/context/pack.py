@@ -33,6 +33,17 @@ from xvckit.errors import UserError
 MAX_CANDIDATES = 400  # files the planner considers for code, best first
 FIT_ATTEMPTS = 8
 MAX_SUGGESTED_BUDGET = 1 << 24  # an empty pack's error suggests a budget up to this
+NOTES_SHARE = 0.25  # of the core part, at most, for notes (knowledge-base entries)
+
+
+@dataclass(frozen=True)
+class Note:
+    """Text a caller hands the pack for its core part (the knowledge base's entries relevant
+    to the task, best first): kept whole or left out, within NOTES_SHARE of the core."""
+
+    name: str  # shown as the block's path, e.g. kb/retry-on-busy
+    text: str
+    score: float = 0.0
 
 
 @dataclass
@@ -136,6 +147,7 @@ def build_pack(
     model: str | None = None,
     core: list[str] | None = None,
     fmt: str = "markdown",
+    notes: list[Note] | None = None,
 ) -> Pack:
     if not task.strip():
         raise UserError("the task is empty: say in words what the pack is for")
@@ -147,7 +159,7 @@ def build_pack(
         raise UserError(f"--repo {repo}: no text files to pack")
     ranking = rank(index, task)
     core_files = _core_files(index, core, settings)
-    packed = _Packer(index, ranking, settings, plan_budget, core_files, fmt).fit()
+    packed = _Packer(index, ranking, settings, plan_budget, core_files, fmt, notes or []).fit()
     if not packed.text:
         raise UserError(_nothing_fits(index, ranking, settings, plan_budget, core_files, fmt))
     return packed
@@ -198,9 +210,11 @@ class _Packer:
         budget: Budget,
         core: list[int],
         fmt: str,
+        notes: list[Note] | None = None,
     ) -> None:
         self.index, self.ranking, self.settings, self.budget, self.fmt = index, ranking, settings, budget, fmt
         self.core = list(dict.fromkeys(core))
+        self.notes = [(n, render.file_block(n.name, n.text.strip(), "markdown", fmt)) for n in notes or []]
         self.enc = budget.encoding
         self._chunked: dict[int, Chunked | None] = {}
         self._lines: dict[int, str] = {}
@@ -309,8 +323,10 @@ class _Packer:
     def assemble(self, core_allow: int, work_allow: int | None, empty: bool = False) -> Pack:
         fmt, enc = self.fmt, self.enc
         entries: dict[str, FileEntry] = {}
-        core_plan = plan(self.core_candidates(), core_allow) if not empty else Plan()
-        core_parts = self.code_parts(core_plan, self.core, "core", entries)
+        note_parts = self.note_parts(int(core_allow * NOTES_SHARE), entries) if not empty else []
+        notes_tokens = count("".join(note_parts), enc)
+        core_plan = plan(self.core_candidates(), core_allow - notes_tokens) if not empty else Plan()
+        core_parts = self.code_parts(core_plan, self.core, "core", entries) + note_parts
         core_text = render.section("Core context", "core", core_parts, fmt)
         core_tokens = count(core_text, enc)
         if work_allow is None:
@@ -344,6 +360,17 @@ class _Packer:
             core_tokens,
             outline_tokens,
         )
+
+    def note_parts(self, allowance: int, entries: dict[str, FileEntry]) -> list[str]:
+        """The notes that fit `allowance`, in the order given, each whole."""
+        parts = []
+        for note, block in self.notes:
+            tokens = count(block, self.enc)
+            if tokens <= allowance:
+                parts.append(block)
+                allowance -= tokens
+                entries[note.name] = FileEntry(note.name, "core", "note", tokens, round(note.score, 4))
+        return parts
 
     def entry(self, entries: dict[str, FileEntry], f: int, section: str, level: str) -> None:
         path = self.index.files[f].path
