@@ -10,6 +10,7 @@ import typer
 from xvckit import __version__
 from xvckit.cli import (
     audit_cmd,
+    batch_cmd,
     config_cmd,
     context_cmd,
     db_cmd,
@@ -44,6 +45,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(doctor_cmd.app, name="doctor")
 app.add_typer(prompts_cmd.app, name="prompts")
 app.add_typer(kb_cmd.app, name="kb")
+app.add_typer(batch_cmd.app, name="batch")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)
