@@ -7,6 +7,7 @@ import orjson
 import pytest
 import yaml
 
+from batch_echo import ECHO_MODEL, echo_gateway
 from conftest import MASTER_KEY
 from test_cli_data_dir import xvckit
 from test_gateway_e2e import sim_providers
@@ -32,6 +33,11 @@ def module_gw(sim_factory, make_module_gateway):
 def gw(module_gw):
     module_gw.sim.reset()
     return module_gw
+
+
+@pytest.fixture(scope="module")
+def echo_gw(make_module_gateway):
+    yield from echo_gateway(make_module_gateway)
 
 
 @pytest.fixture
@@ -226,6 +232,58 @@ def test_the_key_is_not_in_the_journal(monkeypatch, capsys, project, gw):
     )
     (journal,) = (project / ".xvckit" / "batch").glob("*/run.db")
     assert MASTER_KEY.encode() not in journal.read_bytes()
+
+
+def test_a_template_that_uses_context_gets_the_items_context_pack(monkeypatch, capsys, project, echo_gw):
+    (project / "src" / "caller.py").write_text(
+        "from src.callee import beta\n\n\ndef alpha():\n    return beta()\n"
+    )
+    (project / "src" / "callee.py").write_text("def beta():\n    return 2\n")
+    (project / "doc.j2").write_text("Document {{ path }} with its context:\n{{ context }}")
+    result = run_json(
+        monkeypatch,
+        capsys,
+        project,
+        "doc.j2",
+        "--files",
+        "src/caller.py",
+        "--model",
+        ECHO_MODEL,
+        "--context-budget",
+        "400",
+        "--results",
+        "r.jsonl",
+        gw=echo_gw,
+    )
+    assert result["state"] == "done"
+    (row,) = [orjson.loads(line) for line in (project / "r.jsonl").read_bytes().splitlines()]
+    prompt = row["answer"]  # the echo upstream answers with the prompt it got
+    assert prompt.startswith("Document src/caller.py with its context:\n")
+    assert "def beta():" in prompt  # the code the item's file calls, from the pack
+    assert count(prompt.split("\n", 1)[1]) <= 400
+
+
+def test_a_context_budget_needs_a_template_that_uses_context(monkeypatch, capsys, project, gw):
+    code, _, err = batch(
+        monkeypatch,
+        capsys,
+        project,
+        "run",
+        "summarize.j2",
+        "--files",
+        "src/a.py",
+        "--model",
+        "gpt-4o-mini",
+        "--context-budget",
+        "100",
+        "--results",
+        "r.jsonl",
+        gw=gw,
+    )
+    assert (code, err) == (
+        2,
+        "xvckit: --context-budget: the template summarize.j2 does not use {{ context }}\n",
+    )
 
 
 # --- dry run and cost cap ------------------------------------------------------------------------
