@@ -18,6 +18,7 @@ from xvckit.cli import (
     gateway_cmd,
     kb_cmd,
     keys_cmd,
+    mcp_cmd,
     prompts_cmd,
     secrets_cmd,
     sim_cmd,
@@ -49,6 +50,7 @@ app.add_typer(batch_cmd.app, name="batch")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)
+app.command("mcp")(mcp_cmd.mcp)
 
 
 def _print_version(value: bool) -> None:

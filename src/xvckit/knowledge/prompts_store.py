@@ -9,6 +9,7 @@ with its audit entry; a label moved is read by the next request (nothing is cach
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,12 +83,15 @@ def get(store: Store, name: str) -> Prompt:
         return _read(conn, name)
 
 
-def resolve(store: Store, name: str, selector: str | None) -> Owned:
+def resolve(
+    store: Store, name: str, selector: str | None, may_use: Callable[[str | None], bool] | None = None
+) -> Owned:
     """The version `name@selector` names now, in two small queries (the gateway asks on every
-    use, so a moved label is served at once)."""
+    use, so a moved label is served at once). A prompt whose owning team `may_use` refuses is
+    not found, before its labels or versions are looked at."""
     with store.engine.connect() as conn:
         head = conn.execute(sa.select(prompts.c.team_id).where(prompts.c.name == name)).first()
-        if head is None:
+        if head is None or (may_use is not None and not may_use(head.team_id)):
             raise NotFound(f"no prompt {name!r}")
         labels = dict(
             conn.execute(
