@@ -3,6 +3,12 @@ dry run, cost cap, pacing, the run commands (list, show, resume, cancel)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import orjson
 import pytest
 import yaml
@@ -171,6 +177,27 @@ def test_jsonl_items_and_results_in_item_order(monkeypatch, capsys, project, gw)
     assert rows[0]["answer"].startswith("Re: Question q2: why")
     assert rows[2]["answer"].startswith("Re: Question src/a.py: x")  # no `id`: the path names it
     assert all(row["state"] == "done" and row["output_tokens"] > 0 for row in rows)
+
+
+def test_outputs_beside_the_sources(monkeypatch, capsys, project, gw):
+    (project / "top.py").write_text("top = 1\n")
+    result = run_json(
+        monkeypatch,
+        capsys,
+        project,
+        "summarize.j2",
+        "--files",
+        "top.py",
+        "src/a.py",
+        "--model",
+        "gpt-4o-mini",
+        "--name",
+        "{dir}/{stem}.md",
+        gw=gw,
+    )
+    assert (result["state"], result["done"]) == ("done", 2)
+    assert (project / "top.md").read_text().startswith("Re: Summarize top.py")
+    assert (project / "src" / "a.md").read_text().startswith("Re: Summarize src/a.py")
 
 
 def test_outputs_must_stay_in_their_folder_and_off_the_sources(monkeypatch, capsys, project, gw):
@@ -490,6 +517,33 @@ def test_the_gate_grows_on_fast_answers_and_shrinks_on_queues_and_429s():
     fixed.answered({"x-xvckit-overhead-ms": "0.1"})
     fixed.throttled(None)
     assert fixed.slots == 3
+
+
+def test_the_readme_run_works_as_pasted(tmp_path, gw, tiktoken_encodings):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## xvckit batch\n") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    for n, folder in enumerate(("src", "src/pkg")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"m{n}.py").write_text(f"def m{n}():\n    return {n}\n")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OPENAI_BASE_URL": f"{gw.url}/v1",
+        "OPENAI_API_KEY": MASTER_KEY,
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "dry run: nothing sent" in done.stdout and "docstring-" in done.stdout
+    assert (
+        (tmp_path / "docs/api/src/m0.md")
+        .read_text()
+        .startswith("Re: Write a short module docstring for src/m0.py")
+    )
+    assert (tmp_path / "docs/api/src/pkg/m1.md").is_file()
+    assert gw.sim.count("chat_completions") == 2
 
 
 # --- list, show, resume, cancel ------------------------------------------------------------------

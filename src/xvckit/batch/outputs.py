@@ -58,7 +58,7 @@ class FilesSink:
     def _target(self, pattern: str, request: Request) -> Path:
         fields = {"id": request.item_id, "seq": request.seq, **request.names}
         try:
-            name = pattern.format(**fields)
+            name = pattern.format(**fields).lstrip("/")  # '{dir}/...' for a file at the top
         except (KeyError, IndexError, ValueError) as exc:
             raise UserError(
                 f"--name {pattern}: item {request.item_id}: {exc!r} is not one of {', '.join(sorted(fields))}"

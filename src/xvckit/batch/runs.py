@@ -99,6 +99,7 @@ class Run:
     def create(cls, runs_dir: Path, spec: RunSpec) -> Run:
         folder = runs_dir / spec.run_id
         folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)  # answers and copies of the files edits changed: the owner's only
         run = cls(folder)
         if run.journal.get("created") is None:
             run.journal.set("created", time.time())

@@ -49,7 +49,9 @@ def run(
     dialect: DialectName | None = typer.Option(
         None, "--dialect", help="wire format (default: anthropic for claude-*, else openai)"
     ),
-    out: Path | None = typer.Option(None, "--out", help="write one file per item into this folder"),
+    out: Path | None = typer.Option(
+        None, "--out", help="write one file per item into this folder (made when missing)"
+    ),
     name: str | None = typer.Option(
         None,
         "--name",
@@ -89,8 +91,8 @@ def run(
     patterns = [*(files or []), *(more_files or [])]
     if bool(patterns) == bool(input_items):
         raise UserError("give the items: --files GLOB... or --input items.jsonl (one of them)")
-    if out is not None and not out.is_dir() and not out.parent.is_dir():
-        raise UserError(f"--out {out}: the folder {out.parent} does not exist")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
     root = Path.cwd()
     spec = runs.RunSpec(
         template=str(template.resolve()),
