@@ -19,6 +19,7 @@ from xvckit.cli import (
     kb_cmd,
     keys_cmd,
     mcp_cmd,
+    new_cmd,
     prompts_cmd,
     secrets_cmd,
     sim_cmd,
@@ -51,6 +52,7 @@ app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)
 app.command("mcp")(mcp_cmd.mcp)
+app.command("new")(new_cmd.new)
 
 
 def _print_version(value: bool) -> None:
