@@ -46,6 +46,9 @@ def test_a_moved_label_serves_the_new_version_at_once_and_an_unknown_one_is_not_
         prompts_store.resolve(store, "summarize", "3")
     with pytest.raises(NotFound, match="no prompt 'nope'"):
         prompts_store.resolve(store, "nope", None)
+    keys.create_team(store, "data", keys.Limits(), "test")
+    with pytest.raises(Conflict, match="belongs to another team, not data"):
+        prompts_store.add_version(store, "summarize", one, "test", team="data")
     with pytest.raises(UserError, match="'latest' always names the newest"):
         prompts_store.set_label(store, "summarize", "latest", "1", "test")
 

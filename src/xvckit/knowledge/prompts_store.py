@@ -54,7 +54,8 @@ def add_version(
                 prompts.insert().values(name=name, team_id=team_id, tags=list(tags or ()), created_at=now)
             )
         elif team_id and row.team_id != team_id:
-            raise Conflict(f"prompt {name} belongs to another team; versions are added by its own")
+            owner = "no team" if row.team_id is None else "another team"
+            raise Conflict(f"prompt {name} belongs to {owner}, not {team}: add its versions without --team")
         number = _newest(conn, name) + 1
         stored = replace(version, version=number, created_at=now, created_by=actor[:200])
         conn.execute(prompt_versions.insert().values(name=name, **_version_row(stored)))
