@@ -62,22 +62,33 @@ def tiktoken_encodings() -> None:
         require_service("tiktoken encodings", str(exc))
 
 
+def _gateway_starter(stack: ExitStack, folder: Path) -> Callable[..., BackgroundServer]:
+    """Starts a gateway for a config mapping (its store in `folder`), stopped with `stack`."""
+
+    def start(config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None) -> BackgroundServer:
+        config = {"storage": {"url": storage_url or f"sqlite:///{folder}/xvckit.db"}, **config}
+        loaded = from_mapping(config)
+        gateway = Gateway(loaded, master_key, Store.open(loaded.storage.url))
+        server = stack.enter_context(BackgroundServer(gateway, server=HttpServer))
+        server.gateway, server.store = gateway, gateway.store
+        return server
+
+    return start
+
+
 @pytest.fixture
 def make_gateway(tmp_path) -> Iterator[Callable[..., BackgroundServer]]:
     """Start gateways for a config mapping; each is stopped after the test."""
     with ExitStack() as stack:
+        yield _gateway_starter(stack, tmp_path)
 
-        def start(
-            config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None
-        ) -> BackgroundServer:
-            config = {"storage": {"url": storage_url or f"sqlite:///{tmp_path}/xvckit.db"}, **config}
-            loaded = from_mapping(config)
-            gateway = Gateway(loaded, master_key, Store.open(loaded.storage.url))
-            server = stack.enter_context(BackgroundServer(gateway, server=HttpServer))
-            server.gateway = gateway
-            return server
 
-        yield start
+@pytest.fixture(scope="module")
+def make_module_gateway(tmp_path_factory) -> Iterator[Callable[..., BackgroundServer]]:
+    """The same for the tests of a module to share (a gateway's stop takes a second); each
+    module's gateways have a folder of their own."""
+    with ExitStack() as stack:
+        yield _gateway_starter(stack, tmp_path_factory.mktemp("gateway"))
 
 
 @pytest.fixture

@@ -17,12 +17,22 @@ from xvckit.gateway.balancing import Balancer
 from xvckit.gateway.cache import RedisResponseCache, ResponseCache
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
+from xvckit.gateway.exchange import client_request_id, log_answer, request_id
 from xvckit.gateway.idempotency import IdempotencyStore, RedisIdempotencyStore
 from xvckit.gateway.keyring import Keyring
 from xvckit.gateway.metrics import Metrics
 from xvckit.gateway.pacing import Pacer
 from xvckit.gateway.pacing_redis import RedisPacer
-from xvckit.gateway.proxy import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint, Proxy
+from xvckit.gateway.proxy import (
+    CHAT,
+    COMPLETIONS,
+    COUNT_TOKENS,
+    EMBEDDINGS,
+    MESSAGES,
+    RESPONSES,
+    Endpoint,
+    Proxy,
+)
 from xvckit.gateway.responses_api import Conversations
 from xvckit.gateway.routing import Router
 from xvckit.gateway.token_estimate import preload
@@ -44,6 +54,8 @@ _PROXIED: dict[str, Endpoint] = {
     "/v1/messages/count_tokens": COUNT_TOKENS,
     "/v1/responses": RESPONSES,
     "/responses": RESPONSES,
+    "/v1/completions": COMPLETIONS,
+    "/completions": COMPLETIONS,
 }
 _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -110,27 +122,43 @@ class Gateway:
             path = scope["path"]
             endpoint = _PROXIED.get(path)
             if endpoint is not None and scope["method"] == "POST":
-                await self.proxy.handle(scope, receive, send, endpoint)
-            elif scope["method"] == "GET" and (
-                path in ("/v1/models", "/models") or path.startswith(model_list.PREFIXES)
-            ):
-                await model_list.answer(scope, send, self.keyring, self.router)
-            elif path.startswith(responses_api.PREFIXES):
-                await self.conversations.answer(scope, send, self.keyring)
-            elif path == "/" and scope["method"] in ("GET", "HEAD"):
-                await _root(scope, send)
-            elif path == "/healthz":
+                await self.proxy.handle(scope, receive, send, endpoint)  # logs its own line
+            elif path == "/healthz":  # the probes, polled every few seconds: not in the access log
                 await respond(send, 200, b'{"status":"ok"}')
             elif path == "/readyz":
                 await self._ready(send)
-            elif path.startswith("/admin"):
-                await self.admin(scope, receive, send)
-            elif path == "/metrics":
-                await self._metrics(scope, send)
             else:
-                await _not_found(scope, send, endpoint)
+                await self._logged(scope, receive, send, endpoint)
         elif kind == "lifespan":
             await lifespan(receive, send, self._startup, self._shutdown)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint | None) -> None:
+        """A request the proxy does not handle, answered with its id and logged with its status."""
+        headers = dict(scope["headers"])
+        answer = _Answer(send, client_request_id(headers.get(b"x-request-id")))
+        try:
+            await self._route(scope, receive, answer, endpoint)
+        finally:
+            log_answer(
+                scope["method"], scope["path"], answer.status, answer.request_id, answer.client_id, headers
+            )
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint | None) -> None:
+        path = scope["path"]
+        if scope["method"] == "GET" and (
+            path in ("/v1/models", "/models") or path.startswith(model_list.PREFIXES)
+        ):
+            await model_list.answer(scope, send, self.keyring, self.router)
+        elif path.startswith(responses_api.PREFIXES):
+            await self.conversations.answer(scope, send, self.keyring)
+        elif path == "/" and scope["method"] in ("GET", "HEAD"):
+            await _root(scope, send)
+        elif path.startswith("/admin"):
+            await self.admin(scope, receive, send)
+        elif path == "/metrics":
+            await self._metrics(scope, send)
+        else:
+            await _not_found(scope, send, endpoint)
 
     async def _startup(self) -> None:
         preload(self.router.upstream_models())  # in a thread: the event loop must not wait on it
@@ -228,6 +256,27 @@ async def _root(scope: Scope, send: Send) -> None:
         await send({"type": "http.response.body", "body": b""})
         return
     await respond(send, 200, body)
+
+
+class _Answer:
+    """The client's `send` for a request the proxy does not handle: the response carries an
+    `x-request-id` (the caller's own when it sent a sane one) and its status is kept for the
+    access log (500 when the app sent none: the server answers that)."""
+
+    __slots__ = ("_send", "client_id", "request_id", "status")
+
+    def __init__(self, send: Send, client_id: str | None) -> None:
+        self._send = send
+        self.client_id = client_id
+        self.request_id = request_id()
+        self.status = 500
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            trace_id = (self.client_id or self.request_id).encode()
+            message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", trace_id)]}
+        await self._send(message)
 
 
 async def _not_found(scope: Scope, send: Send, endpoint: Endpoint | None) -> None:

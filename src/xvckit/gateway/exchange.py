@@ -1,5 +1,12 @@
 """What the gateway knows about one request; when it is over: the ledger record, the
-metrics and the access log line."""
+metrics and the access log line.
+
+Every request but the health probes (`/healthz`, `/readyz`) gets one access log line, proxied
+or not (`log_answer`: unknown routes, the model list, /metrics, admin), refusals included: its
+id, method, path, status and user agent, so a failing tool can be found in the log. What a
+client chose (path, user agent, model name) is cut to a bound and printed escaped when it holds
+anything but printable characters without spaces: a newline or a space could forge a line or a
+field. The query string, headers and bodies are never printed: keys do not reach the log."""
 
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ from xvckit.providers import Usage
 access_log = logging.getLogger("xvckit.access")
 
 _VALID_ID = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+MAX_PATH_CHARS = 256  # of a path in the log (the rest is cut, marked "...")
+MAX_AGENT_CHARS = 200  # of a user agent, in the log and the ledger
 
 
 _PROCESS_TAG = f"{int.from_bytes(os.urandom(3)):06x}"
@@ -43,6 +52,7 @@ def client_request_id(incoming: bytes | None) -> str | None:
 class Exchange:
     request_id: str
     endpoint: str
+    path: str = ""  # the path the client posted to
     arrived: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     client: str | None = None
@@ -124,15 +134,14 @@ class Exchange:
         )
 
     def log(self) -> None:
-        """The access log line. What a client chose (its model name) is printed escaped when it
-        holds anything but printable characters: a newline or a space could forge a line or a
-        field."""
+        """The access log line of a proxied request (every one, refusals included)."""
         if access_log.isEnabledFor(logging.INFO):
             u = self.usage
             access_log.info(
-                "%s %s model=%s provider=%s key=%s status=%d stream=%s in=%d out=%d cached=%d "
-                "total_ms=%.1f ttft_ms=%s overhead_ms=%.3f%s",
+                "%s POST %s %s model=%s provider=%s key=%s status=%d stream=%s in=%d out=%d cached=%d "
+                "total_ms=%.1f ttft_ms=%s overhead_ms=%.3f%s%s ua=%s",
                 self.request_id,
+                _bounded(self.path, MAX_PATH_CHARS),
                 self.endpoint,
                 _escaped(self.model),
                 self.provider,
@@ -146,10 +155,41 @@ class Exchange:
                 "-" if self.ttft_ms is None else f"{self.ttft_ms:.1f}",
                 self.overhead_ms,
                 f" error={self.error}" if self.error else "",
+                f" client_id={self.client_request_id}" if self.client_request_id else "",
+                _bounded(self.client, MAX_AGENT_CHARS),
             )
+
+
+def user_agent(headers: dict[bytes, bytes]) -> str | None:
+    """The request's user agent (its first MAX_AGENT_CHARS characters), None when it sent none."""
+    return headers.get(b"user-agent", b"").decode("latin-1")[:MAX_AGENT_CHARS] or None
+
+
+def log_answer(
+    method: str, path: str, status: int, request_id: str, client_id: str | None, headers: dict[bytes, bytes]
+) -> None:
+    """The access log line of a request the proxy does not handle: no model, key or cost."""
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "%s %s %s status=%d%s ua=%s",
+            request_id,
+            _bounded(method, 16),
+            _bounded(path, MAX_PATH_CHARS),
+            status,
+            f" client_id={client_id}" if client_id else "",
+            _bounded(user_agent(headers), MAX_AGENT_CHARS),
+        )
 
 
 def _escaped(value: str | None) -> str | None:
     if value is None or (value.isprintable() and " " not in value):
         return value
     return ascii(value)
+
+
+def _bounded(value: str | None, limit: int) -> str:
+    """`value` for a log field: at most `limit` characters of it, escaped; "-" for none."""
+    if not value:
+        return "-"
+    text = _escaped(value[:limit])
+    return f"{text}..." if len(value) > limit else text

@@ -31,7 +31,7 @@ from xvckit.gateway.cache import (
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.dialects import RESPONSES as RESPONSES_DIALECT
 from xvckit.gateway.dispatch import Dispatcher
-from xvckit.gateway.exchange import Exchange, client_request_id, request_id
+from xvckit.gateway.exchange import Exchange, client_request_id, request_id, user_agent
 from xvckit.gateway.http1 import Response, TooLarge, Upstream
 from xvckit.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
 from xvckit.gateway.idempotency import conflict_error, in_progress_error, request_hash, scoped_key
@@ -43,6 +43,7 @@ from xvckit.gateway.token_estimate import estimate_parts, output_ceiling, stream
 from xvckit.gateway.upstream import failure
 from xvckit.http_server import ON_DISCONNECT
 from xvckit.providers import Usage, anthropic, openai
+from xvckit.providers.completions import DEFAULT_MAX_TOKENS as LEGACY_MAX_TOKENS
 from xvckit.providers.prices import PER, PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
 from xvckit.providers.translate import InvalidRequest
@@ -101,6 +102,8 @@ COUNT_TOKENS = Endpoint("count_tokens", ANTHROPIC, "/v1/messages/count_tokens", 
 RESPONSES = Endpoint(
     "responses", RESPONSES_DIALECT, "/responses", "responses", True, True, "max_output_tokens", True
 )
+# OpenAI's legacy completions: passed on to OpenAI-dialect providers, crossed to Anthropic as chat.
+COMPLETIONS = Endpoint("completions", OPENAI, "/completions", "openai", True, True, "max_tokens")
 
 
 class Proxy:
@@ -136,9 +139,9 @@ class Proxy:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         headers = dict(scope["headers"])
-        ex = Exchange(request_id(), endpoint.name)
+        ex = Exchange(request_id(), endpoint.name, path=scope["path"])
         ex.client_request_id = client_request_id(headers.get(b"x-request-id"))
-        ex.client = headers.get(b"user-agent", b"").decode("latin-1")[:200] or None
+        ex.client = user_agent(headers)
         watch: DisconnectWatch | None = None
         owned: str | None = None  # the Idempotency-Key this request answers for (finish or abandon)
         capture: _Capture | None = None
@@ -160,6 +163,8 @@ class Proxy:
                     "dialect_mismatch",
                 )
             ex.stream = endpoint.streams and payload.get("stream") is True
+            if endpoint is COMPLETIONS and payload.get("max_tokens") is None:
+                payload["max_tokens"] = LEGACY_MAX_TOKENS  # the API's default: what a budget reserves
             if endpoint is RESPONSES:
                 who_owns = owner(who)
                 earlier = await self.conversations.earlier(who_owns, payload)
@@ -490,7 +495,9 @@ class Proxy:
                 data = ex.responses.answer(upstream_kind, response.status, data)
                 await ex.responses.keep(self.conversations)
             elif upstream_kind != endpoint.provider_kind:
-                data = crossing.response_body(endpoint.provider_kind, response.status, data, ex.model)
+                data = crossing.response_body(
+                    endpoint.provider_kind, response.status, data, ex.model, endpoint is COMPLETIONS
+                )
         except _UNREADABLE:
             raise _malformed(ex.provider) from None
         headers = _response_headers(response, ex)
@@ -528,7 +535,9 @@ class Proxy:
         if ex.responses is not None:
             translate = ex.responses.stream(upstream_kind)
         elif upstream_kind != endpoint.provider_kind:
-            translate = crossing.stream_translator(endpoint.provider_kind, ex.model, not hide_usage)
+            translate = crossing.stream_translator(
+                endpoint.provider_kind, ex.model, not hide_usage, endpoint is COMPLETIONS
+            )
         reader = _StreamReader(
             upstream_kind,
             hide_usage and translate is None,
@@ -803,7 +812,7 @@ def _requests(
     unchanged request is sent as the very bytes the client sent; a provider of the other
     dialect gets a translation (a field it cannot read is a 400)."""
     hide_usage = False
-    if stream and endpoint is CHAT:
+    if stream and (endpoint is CHAT or endpoint is COMPLETIONS):
         options = payload.get("stream_options")
         if not (isinstance(options, dict) and options.get("include_usage")):
             payload["stream_options"] = {
@@ -817,7 +826,9 @@ def _requests(
         kind = deployment.provider.kind
         if kind != endpoint.provider_kind:
             try:
-                return crossing.CHAT_PATH[kind], crossing.request_body(kind, payload, deployment.model)
+                return crossing.CHAT_PATH[kind], crossing.request_body(
+                    kind, payload, deployment.model, endpoint is COMPLETIONS
+                )
             except InvalidRequest as exc:
                 raise GatewayError(400, str(exc), "invalid_request") from None
         if deployment.model == asked and not hide_usage and not changed:

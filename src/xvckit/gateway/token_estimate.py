@@ -172,8 +172,9 @@ def output_ceiling(body: dict, model: str, allowed: int) -> int:
 
 def streamed_output_tokens(data: bytes, openai_stream: bool, model: str) -> int:
     """Output tokens in `data`, the start of an upstream's SSE stream (in its dialect): the text,
-    tool names and arguments, refusals and thinking of its deltas. For a stream that ended
-    without reporting its usage (broken off, or its client left): not on the hot path."""
+    tool names and arguments, refusals and thinking of its deltas, a legacy completion's text.
+    For a stream that ended without reporting its usage (broken off, or its client left): not
+    on the hot path."""
     parts: list[str] = []
     for event in EventSplitter().feed(data):
         chunk = event_json(event)
@@ -186,7 +187,10 @@ def _delta_texts(chunk: dict, openai_stream: bool, parts: list[str]) -> None:
     if openai_stream:
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(choice, dict):
+                continue
+            _texts(choice, ("text",), parts)  # a legacy completion's chunk
+            delta = choice.get("delta")
             if isinstance(delta, dict):
                 _texts(delta, ("content", "refusal", "reasoning_content", "reasoning"), parts)
                 calls = delta.get("tool_calls")

@@ -36,7 +36,7 @@ from xvckit.asgi import (
     lifespan,
     read_body,
 )
-from xvckit.sim import anthropic_routes, faults, openai_routes, responses_route
+from xvckit.sim import anthropic_routes, completions_route, faults, openai_routes, responses_route
 from xvckit.sim.catalog import Catalog
 from xvckit.sim.exchange import Dialect, Headers, Reply, Request, Route
 from xvckit.sim.limiter import Limiter
@@ -72,6 +72,7 @@ class SimApp:
             **openai_routes.ROUTES,
             **anthropic_routes.ROUTES,
             **responses_route.ROUTES,
+            **completions_route.ROUTES,
         }
 
     # --- what routes use (the `Simulator` protocol) --------------------------------------------
