@@ -20,6 +20,7 @@ from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
 from xvckit.http_server import HttpServer
 from xvckit.providers import responses_events, sse
+from xvckit.sim.kept import KeptConversations
 from xvckit.store import Store, keys
 from xvckit.store.ledger import ledger_records
 
@@ -366,3 +367,47 @@ def test_a_response_becomes_its_events_and_back():
     assert responses_events.response_from_events(events) == response
     with pytest.raises(ValueError):
         responses_events.response_from_events(events[:-1])
+
+
+def test_a_clients_extra_fields_are_not_kept_and_odd_types_are_a_400(gw):
+    client = sdk(gw)
+    junk = "x" * 100_000
+    first = client.responses.create(
+        model="gpt-4o-mini",
+        input=[
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi", "junk": junk}],
+            }
+        ],
+        extra_body={"metadata": {"a": "b"}},
+    )
+    page = httpx.get(
+        f"{gw.url}/v1/responses/{first.id}/input_items", headers={"authorization": f"Bearer {MASTER_KEY}"}
+    )
+    assert (
+        page.status_code == 200
+        and "junk" not in page.text
+        and page.json()["data"][0]["content"][0]["text"] == "hi"
+    )
+    for odd in ({"type": "output_text", "text": 5}, {"type": "refusal", "refusal": {"no": 1}}):
+        with pytest.raises(openai.BadRequestError, match="must be a string"):
+            client.responses.create(
+                model="gpt-4o-mini",
+                input=[
+                    {"type": "message", "role": "assistant", "content": [odd]},
+                    {"role": "user", "content": "hi"},
+                ],
+            )
+
+
+def test_the_simulators_kept_conversations_are_bounded_in_bytes():
+    kept = KeptConversations(max_bytes=1_000)
+    kept.put(b"k", "resp_1", [{"text": "a" * 400}])
+    kept.put(b"k", "resp_2", [{"text": "b" * 400}])
+    kept.put(b"k", "resp_3", [{"text": "c" * 400}])  # over 1,000 bytes: the oldest goes
+    assert kept.get(b"k", "resp_1") is None and kept.get(b"k", "resp_3") == [{"text": "c" * 400}]
+    assert kept.get(b"other", "resp_3") is None
+    kept.put(b"k", "resp_big", [{"text": "d" * 2_000}])  # larger than the bound: not kept
+    assert kept.get(b"k", "resp_big") is None and kept.get(b"k", "resp_2") is not None

@@ -12,6 +12,11 @@ replicas). `previous_response_id` is resolved here into the earlier turns, sent 
 to every upstream, so that a conversation may move between deployments (a fallback, another
 provider); `GET` / `DELETE /v1/responses/{id}` and `.../input_items` are answered from it. A
 key sees only its own responses: another key's id is 404 like one that never existed.
+
+A record is two entries: the response as answered (a GET sends its bytes as they are, no
+parsing) and the input items, messages and function calls with the fields the API defines
+only (a client's extra fields would cost memory at every read, and no upstream is sent them
+by translation); other items are kept whole, for a native provider to read again.
 """
 
 from __future__ import annotations
@@ -91,30 +96,39 @@ class Conversations:
         self._store = store
         self._ttl_s = ttl_s
 
-    async def record(self, who: str, response_id: str) -> dict[str, Any] | None:
+    async def response(self, who: str, response_id: str) -> bytes | None:
         entry = await self._store.get(f"{who}:{response_id}")
-        return orjson.loads(entry.body) if entry is not None else None
+        return entry.body if entry is not None else None
+
+    async def input(self, who: str, response_id: str) -> list[dict[str, Any]] | None:
+        entry = await self._store.get(f"{who}:{response_id}:input")
+        return _items(entry.body) if entry is not None else None
 
     async def earlier(self, who: str, payload: dict) -> list[dict[str, Any]]:
         """The turns before this request: what `previous_response_id` was given and answered."""
         previous = payload.get("previous_response_id")
         if previous is None:
             return []
-        found = await self.record(who, _checked_id(previous, "previous_response_id"))
-        if found is None:
+        response_id = _checked_id(previous, "previous_response_id")
+        given, answered = await self.input(who, response_id), await self.response(who, response_id)
+        output = _items(answered, "output") if answered is not None else None
+        if given is None or output is None:
             raise _not_found(previous, "previous_response_id")
-        return [*found["input"], *found["response"]["output"]]
+        return [*given, *output]
 
     async def keep(self, who: str, items: list[dict[str, Any]], response: dict[str, Any]) -> None:
         """Keep a response and the whole input it answered (the earlier turns included)."""
         numbered = [
-            item
-            if "id" in item
-            else {**item, "id": new_id("msg" if item.get("type", "message") == "message" else "item")}
-            for item in items
+            item if "id" in item else {**item, "id": new_id("msg" if _kind(item) == "message" else "item")}
+            for item in map(_kept, items)
         ]
-        body = orjson.dumps({"input": numbered, "response": response})
-        await self._store.put(f"{who}:{response['id']}", CachedResponse(200, [], body), self._ttl_s)
+        key = f"{who}:{response['id']}"
+        await self._store.put(f"{key}:input", CachedResponse(200, [], orjson.dumps(numbered)), self._ttl_s)
+        await self._store.put(key, CachedResponse(200, [], orjson.dumps(response)), self._ttl_s)
+
+    async def forget(self, who: str, response_id: str) -> None:
+        await self._store.delete(f"{who}:{response_id}")
+        await self._store.delete(f"{who}:{response_id}:input")
 
     async def aclose(self) -> None:
         await self._store.aclose()
@@ -133,20 +147,75 @@ class Conversations:
                 or method not in ("GET", "DELETE")
             ):
                 raise GatewayError(404, f"no such endpoint: {method} {scope['path']}", "not_found")
-            found = await self.record(who, response_id)
+            found = await self.response(who, response_id)
             if found is None:
                 raise _not_found(response_id)
             if method == "DELETE":
-                await self._store.delete(f"{who}:{response_id}")
-                body = {"id": response_id, "object": "response", "deleted": True}
+                await self.forget(who, response_id)
+                body = orjson.dumps({"id": response_id, "object": "response", "deleted": True})
             elif tail:
-                body = _item_page(found["input"], scope.get("query_string", b""))
+                page = _item_page(await self.input(who, response_id) or [], scope.get("query_string", b""))
+                body = orjson.dumps(page)
             else:
-                body = found["response"]
+                body = found
         except GatewayError as exc:
             await respond(send, exc.status, OPENAI.error_body(exc.status, exc.message, exc.code, ""))
             return
-        await respond(send, 200, orjson.dumps(body))
+        await respond(send, 200, body)
+
+
+_MESSAGE_FIELDS = ("type", "id", "role", "content", "status")
+_PART_FIELDS = (
+    "type",
+    "text",
+    "refusal",
+    "annotations",
+    "logprobs",
+    "image_url",
+    "detail",
+    "file_id",
+    "file_data",
+    "file_url",
+    "filename",
+)
+_CALL_FIELDS = {
+    "function_call": ("type", "id", "call_id", "name", "namespace", "arguments", "status"),
+    "function_call_output": ("type", "id", "call_id", "output", "status"),
+}
+
+
+def _kind(item: dict[str, Any]) -> str:
+    return item.get("type", "message")
+
+
+def _kept(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as it is kept: a message or function call with the API's fields only."""
+    kind = _kind(item)
+    if kind == "message":
+        kept = _fields(item, _MESSAGE_FIELDS)
+        if isinstance(kept.get("content"), list):
+            kept["content"] = [_fields(part, _PART_FIELDS) for part in kept["content"]]
+        return kept
+    fields = _CALL_FIELDS.get(kind)
+    return _fields(item, fields) if fields else item
+
+
+def _fields(value: Any, names: tuple[str, ...]) -> Any:
+    return {name: value[name] for name in names if name in value} if isinstance(value, dict) else value
+
+
+def _items(data: bytes, field: str | None = None) -> list[dict[str, Any]] | None:
+    """The list of items in a kept entry (or in its `field`); None when it holds no such list
+    (written by an upstream that answered oddly): such a record is as good as missing."""
+    try:
+        found = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if field is not None:
+        found = found.get(field) if isinstance(found, dict) else None
+    if isinstance(found, list) and all(isinstance(item, dict) for item in found):
+        return found
+    return None
 
 
 def _item_page(items: list[dict[str, Any]], query: bytes) -> dict[str, Any]:
@@ -262,12 +331,16 @@ class ResponsesCall:
         return sse.encode(data, event=data.get("type"))
 
     async def keep(self, conversations: Conversations) -> None:
+        """Keep the finished response, when asked to and it is one: a string id, a status that
+        ends it, a list of output items (an upstream that answered oddly leaves nothing)."""
         final = self.final
         if (
             final
-            and final.get("id")
+            and isinstance(final.get("id"), str)
             and self.payload.get("store") is not False
             and final.get("status") in ("completed", "incomplete")
+            and isinstance(final.get("output"), list)
+            and all(isinstance(item, dict) for item in final["output"])
         ):
             await conversations.keep(self.owner, self.items, final)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import orjson
 
-from xvckit.providers.usage import Usage
+from xvckit.providers.usage import Usage, count, counts
 
 NAME = "anthropic"
 VERSION = "2023-06-01"
@@ -50,15 +50,15 @@ def stream_error_event(status: int, message: str, request_id: str | None = None)
     return b"event: error\ndata: " + error_body(status, message, request_id) + b"\n\n"
 
 
-def usage_from_obj(usage: dict | None) -> Usage:
-    """Read an Anthropic `usage` object; `input_tokens` excludes cache reads and writes."""
-    if not usage:
-        return Usage()
-    read = usage.get("cache_read_input_tokens") or 0
-    write = usage.get("cache_creation_input_tokens") or 0
+def usage_from_obj(usage: object) -> Usage:
+    """Read an Anthropic `usage` object (`input_tokens` excludes cache reads and writes);
+    ValueError for one that is malformed."""
+    usage = counts(usage)
+    read = count(usage, "cache_read_input_tokens")
+    write = count(usage, "cache_creation_input_tokens")
     return Usage(
-        input_tokens=(usage.get("input_tokens") or 0) + read + write,
-        output_tokens=usage.get("output_tokens") or 0,
+        input_tokens=count(usage, "input_tokens") + read + write,
+        output_tokens=count(usage, "output_tokens"),
         cached_tokens=read,
         cache_write_tokens=write,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import orjson
 
-from xvckit.providers.usage import Usage
+from xvckit.providers.usage import Usage, count, counts
 
 NAME = "openai"
 
@@ -49,27 +49,25 @@ def stream_error_event(status: int, message: str, code: str | None = None) -> by
     return b"data: " + error_body(status, message, code) + b"\n\n"
 
 
-def usage_from_obj(usage: dict | None) -> Usage:
-    """Read an OpenAI `usage` object (chat, embeddings; cached tokens in the details)."""
-    if not usage:
-        return Usage()
-    details = usage.get("prompt_tokens_details") or {}
+def usage_from_obj(usage: object) -> Usage:
+    """Read an OpenAI `usage` object (chat, embeddings; cached tokens in the details);
+    ValueError for one that is malformed."""
+    usage = counts(usage)
     return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
-        cached_tokens=details.get("cached_tokens") or 0,
+        input_tokens=count(usage, "prompt_tokens"),
+        output_tokens=count(usage, "completion_tokens"),
+        cached_tokens=count(counts(usage.get("prompt_tokens_details")), "cached_tokens"),
     )
 
 
-def usage_from_response(usage: dict | None) -> Usage:
-    """Read a Responses API `usage` object (`input_tokens` includes the cached ones)."""
-    if not usage:
-        return Usage()
-    details = usage.get("input_tokens_details") or {}
+def usage_from_response(usage: object) -> Usage:
+    """Read a Responses API `usage` object (`input_tokens` includes the cached ones);
+    ValueError for one that is malformed."""
+    usage = counts(usage)
     return Usage(
-        input_tokens=usage.get("input_tokens") or 0,
-        output_tokens=usage.get("output_tokens") or 0,
-        cached_tokens=details.get("cached_tokens") or 0,
+        input_tokens=count(usage, "input_tokens"),
+        output_tokens=count(usage, "output_tokens"),
+        cached_tokens=count(counts(usage.get("input_tokens_details")), "cached_tokens"),
     )
 
 

@@ -155,9 +155,9 @@ def _content(content: Any, role: str) -> str | list[dict[str, Any]]:
             raise InvalidRequest("each content part must be an object")
         kind = part.get("type")
         if kind in ("input_text", "output_text", "text"):
-            parts.append({"type": "text", "text": part.get("text") or ""})
+            parts.append({"type": "text", "text": _part_text(part, "text")})
         elif kind == "refusal":
-            parts.append({"type": "text", "text": part.get("refusal") or ""})
+            parts.append({"type": "text", "text": _part_text(part, "refusal")})
         elif kind == "input_image" and role in ("user", "tool"):
             if not isinstance(part.get("image_url"), str):
                 raise InvalidRequest("an input_image needs an image_url (file ids are the provider's own)")
@@ -177,6 +177,15 @@ def _content(content: Any, role: str) -> str | list[dict[str, Any]]:
     return parts
 
 
+def _part_text(part: dict[str, Any], field: str) -> str:
+    text = part.get(field)
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"a content part's '{field}' must be a string")
+    return text
+
+
 def namespaces(body: dict[str, Any]) -> set[str]:
     """The names of the request's `namespace` tools."""
     tools = body.get("tools")
@@ -189,10 +198,13 @@ def namespaces(body: dict[str, Any]) -> set[str]:
 
 
 def split_tool_name(name: str, known: set[str]) -> tuple[str | None, str]:
-    """(namespace, function name) of a chat tool call's name, as `_joined` made it."""
-    for namespace in known:
-        if name.startswith(namespace + NAMESPACE_SEPARATOR):
-            return namespace, name[len(namespace) + len(NAMESPACE_SEPARATOR) :]
+    """(namespace, function name) of a chat tool call's name, as `_joined` made it (a namespace
+    may hold the separator itself: each place it occurs is tried, a set lookup each)."""
+    at = name.find(NAMESPACE_SEPARATOR)
+    while at > 0:
+        if name[:at] in known:
+            return name[:at], name[at + len(NAMESPACE_SEPARATOR) :]
+        at = name.find(NAMESPACE_SEPARATOR, at + 1)
     return None, name
 
 

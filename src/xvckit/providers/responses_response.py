@@ -128,6 +128,7 @@ def from_chat_response(
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     output = []
+    known = namespaces(request)
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         output.append(_reasoning(reasoning))
@@ -144,7 +145,7 @@ def from_chat_response(
                 call.get("id") or new_id("call"),
                 function.get("name") or "",
                 function.get("arguments") or "{}",
-                namespaces(request),
+                known,
             )
         )
     incomplete = _INCOMPLETE.get(choice.get("finish_reason"))

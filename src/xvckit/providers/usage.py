@@ -12,8 +12,22 @@ class Usage:
     cached_tokens: int = 0  # input tokens read from the provider's prompt cache
     cache_write_tokens: int = 0  # input tokens written to it (Anthropic bills these apart)
 
-    def add(self, other: Usage) -> None:
-        self.input_tokens = max(self.input_tokens, other.input_tokens)
-        self.output_tokens = max(self.output_tokens, other.output_tokens)
-        self.cached_tokens = max(self.cached_tokens, other.cached_tokens)
-        self.cache_write_tokens = max(self.cache_write_tokens, other.cache_write_tokens)
+
+def counts(usage: object) -> dict:
+    """An upstream's usage object (absent: empty); ValueError for anything but an object."""
+    if not usage:
+        return {}
+    if not isinstance(usage, dict):
+        raise ValueError("a usage is an object")
+    return usage
+
+
+def count(usage: dict, name: str) -> int:
+    """One count of a usage object (absent: 0); ValueError for anything but a non-negative
+    integer: a string, a fraction or a negative count would corrupt the ledger and the windows."""
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ValueError(f"usage count '{name}' is not a non-negative integer")
+    return value

@@ -39,6 +39,7 @@ from xvckit.asgi import (
 from xvckit.sim import anthropic_routes, completions_route, faults, openai_routes, responses_route
 from xvckit.sim.catalog import Catalog
 from xvckit.sim.exchange import Dialect, Headers, Reply, Request, Route
+from xvckit.sim.kept import KeptConversations
 from xvckit.sim.limiter import Limiter
 from xvckit.sim.settings import SimSettings
 
@@ -63,6 +64,7 @@ class SimApp:
         self._id_stem = f"{self._rng.getrandbits(48):012x}"
         self._ids = itertools.count(1)
         self.catalog = Catalog(settings)
+        self.kept = KeptConversations()
         self._latency_s = (settings.latency_ms or 0) / 1000
         self._tokens_per_s = settings.tokens_per_s or 0
         self._chunk_delay_s = settings.chunk_delay_ms / 1000

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from xvckit.providers.ratelimit import RateLimits
 from xvckit.sim.catalog import Catalog
+from xvckit.sim.kept import KeptConversations
 from xvckit.sim.limiter import Verdict
 from xvckit.sim.settings import SimSettings
 
@@ -74,6 +75,7 @@ class Simulator(Protocol):
 
     settings: SimSettings
     catalog: Catalog
+    kept: KeptConversations  # the Responses API's stored conversations
 
     def unknown_model(self, req: Request, model: str) -> Reply | None:
         """The 404 to send if the simulator does not serve `model`, else None."""

@@ -1,12 +1,11 @@
 """OpenAI's Responses API in the simulator (`POST /v1/responses`): the request is read as the
 chat completion it asks for, answered by the chat route (same model, limits, tools, timing and
 faults) and given back as a `response` or its event stream, the shapes the gateway's own
-translation makes (`providers/responses_*`). Stored responses are kept per API key, the most
-recent `KEPT` of them, for `previous_response_id`."""
+translation makes (`providers/responses_*`). Stored responses are kept per API key, within a
+byte bound (`sim/kept.py`), for `previous_response_id`."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -18,9 +17,6 @@ from xvckit.providers.translate import InvalidRequest
 from xvckit.sim import openai_routes
 from xvckit.sim.exchange import Reply, Request, Route, Simulator
 
-KEPT = 1_000
-_kept: OrderedDict[tuple[bytes, str], list[dict[str, Any]]] = OrderedDict()  # -> the whole conversation
-
 
 async def responses(sim: Simulator, req: Request) -> Reply:
     body = req.json
@@ -28,7 +24,7 @@ async def responses(sim: Simulator, req: Request) -> Reply:
     if not isinstance(model, str) or not model:
         return req.fail(400, "Missing required parameter: 'model'.", "missing_required_parameter", "model")
     try:
-        items = [*_earlier(req, body.get("previous_response_id")), *input_items(body)]
+        items = [*_earlier(sim, req, body.get("previous_response_id")), *input_items(body)]
         chat = to_chat_request(body, model, items)
     except LookupError as exc:
         return req.fail(404, str(exc), "previous_response_not_found", "previous_response_id")
@@ -41,29 +37,29 @@ async def responses(sim: Simulator, req: Request) -> Reply:
     response_id = new_id("resp")
     if not reply.stream:
         response = from_chat_response(orjson.loads(reply.parts[0]), body, response_id, model)
-        _keep(req, body, items, response)
+        _keep(sim, req, body, items, response)
         return Reply(200, [orjson.dumps(response)])
     events = ChatToResponsesStream(body, response_id, model)
     parts = [events.feed(event) for part in reply.parts for event in sse.EventSplitter().feed(part)]
-    _keep(req, body, items, events.response)
+    _keep(sim, req, body, items, events.response)
     return Reply(200, [part for part in parts if part], stream=True)
 
 
-def _earlier(req: Request, previous: Any) -> list[dict[str, Any]]:
+def _earlier(sim: Simulator, req: Request, previous: Any) -> list[dict[str, Any]]:
     if previous is None:
         return []
-    found = _kept.get((req.api_key, previous)) if isinstance(previous, str) else None
+    found = sim.kept.get(req.api_key, previous) if isinstance(previous, str) else None
     if found is None:
         raise LookupError(f"Previous response with id '{previous}' not found.")
     return found
 
 
-def _keep(req: Request, body: dict, items: list[dict[str, Any]], response: dict | None) -> None:
+def _keep(
+    sim: Simulator, req: Request, body: dict, items: list[dict[str, Any]], response: dict | None
+) -> None:
     if body.get("store") is False or not response:
         return
-    _kept[(req.api_key, response["id"])] = [*items, *response["output"]]
-    while len(_kept) > KEPT:
-        _kept.popitem(last=False)
+    sim.kept.put(req.api_key, response["id"], [*items, *response["output"]])
 
 
 RESPONSES = Route("responses", openai_routes.DIALECT, responses)
