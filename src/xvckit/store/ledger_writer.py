@@ -13,9 +13,9 @@ lower priority than the gateway, and the gateway reports how far behind it is.
 Which segments: those of its own gateway's journal (the owner, named in each segment's name
 with its process id and a tag of its own, so two gateways in one process are told apart) in
 order, read while they are still being written; and any segment no living process holds
-(left by a stopped or killed gateway, or by an earlier writer), taken with `flock` so two writers never share one. Rows
-already in the database are skipped (request ids are unique), so reading a segment again
-after a crash writes nothing twice.
+(left by a stopped or killed gateway, or by an earlier writer), taken with `flock` so two
+writers never share one. Rows already in the database are skipped (request ids are unique), so
+reading a segment again after a crash writes nothing twice.
 
 With the gateway: stdin carries the settings as one JSON line and then nothing; its end
 (the gateway closed it, or died) means "finish the owner's segments and exit". After each
