@@ -528,6 +528,22 @@ def ledger_records(store: Store, request_ids: Sequence[str] | None = None) -> li
         return [UsageRecord(**row._mapping) for row in conn.execute(query)]
 
 
+def ledger_rows(store: Store, since: float, until: float, columns: Sequence[str]) -> list[tuple]:
+    """The raw rows with `since <= ts < until`, oldest first, only `columns` (names from
+    RAW_COLUMNS): for what the rollups do not keep (percentiles, error types, times of day).
+    Reads every row of the range through the time index: bound it."""
+    unknown = [name for name in columns if name not in RAW_COLUMNS]
+    if unknown:
+        raise ValueError(f"not a ledger column: {unknown[0]!r}")
+    query = (
+        sa.select(*(usage.c[name] for name in columns))
+        .where(usage.c.ts >= since, usage.c.ts < until)
+        .order_by(usage.c.ts)
+    )
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
 # reports
 
 
