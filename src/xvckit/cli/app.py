@@ -19,6 +19,7 @@ from xvckit.cli import (
     kb_cmd,
     keys_cmd,
     mcp_cmd,
+    metrics_cmd,
     new_cmd,
     prompts_cmd,
     secrets_cmd,
@@ -51,6 +52,8 @@ app.add_typer(batch_cmd.app, name="batch")
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)
+app.command("metrics")(metrics_cmd.metrics)
+app.command("roi")(metrics_cmd.roi)
 app.command("mcp")(mcp_cmd.mcp)
 app.command("new")(new_cmd.new)
 
