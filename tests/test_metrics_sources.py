@@ -33,6 +33,8 @@ BILLION_LAUGHS = (
         ("hotfix: now", "A <a@x>", "fix", 0, ""),
         ("fix: x\n\nBREAKING CHANGE: y", "A <a@x>", "fix", commits.BREAKING, ""),
         ("Update readme", "A <a@x>", "", 0, ""),
+        ("Pacing: a component, not a type", "A <a@x>", "", 0, ""),
+        ("Tests(ci): more", "A <a@x>", "test", 0, ""),
         ("fixup! feat: x", "A <a@x>", "", commits.FIXUP, ""),
         ("squash! feat: x", "A <a@x>", "", commits.SQUASH, ""),
         ("amend! feat: x", "A <a@x>", "", commits.SQUASH, ""),

@@ -22,8 +22,12 @@ FOLLOW_UP = 32  # touches lines another commit added within a day (set by the li
 BREAKING = 64
 
 _CONVENTIONAL = re.compile(r"(?P<type>[A-Za-z]+)(?:\([^()\r\n]*\))?(?P<breaking>!)?: ?\S")
-# other spellings of the two types the KPIs count
-_ALIASES = {"feature": "feat", "bugfix": "fix", "hotfix": "fix"}
+# the Conventional Commit types (Angular's list), and other spellings of some; a subject such as
+# "Pacing: ..." names a component, not a type
+TYPES = frozenset(
+    {"feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore", "revert"}
+)
+_ALIASES = {"feature": "feat", "bugfix": "fix", "hotfix": "fix", "tests": "test", "doc": "docs"}
 _REVERTS = re.compile(r"^This reverts commit [0-9a-f]{7,40}", re.MULTILINE)
 _COAUTHOR = re.compile(r"^co-authored-by:[ \t]*(.+?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
 _BREAKING_FOOTER = re.compile(r"^BREAKING[ -]CHANGE: ", re.MULTILINE)
@@ -89,7 +93,9 @@ def classify(message: str, author: str) -> Message:
     if match:
         kind = match["type"].lower()
         kind = _ALIASES.get(kind, kind)
-        if match["breaking"]:
+        if kind not in TYPES:
+            kind = ""
+        elif match["breaking"]:
             flags |= BREAKING
     if kind == "revert":
         flags |= REVERT

@@ -76,6 +76,7 @@ class Repo:
         self.added = np.array(h.added, dtype=np.int64)
         self.removed = np.array(h.removed, dtype=np.int64)
         self.plain = (flags & c.MERGE) == 0
+        self.typed = np.array([k != "" for k in h.kind], dtype=bool)
         self.feat = np.array([k == "feat" for k in h.kind], dtype=bool)
         self.fix = np.array([k == "fix" for k in h.kind], dtype=bool)
         change = np.array(h.change, dtype=np.int64)
@@ -237,6 +238,30 @@ def _features(sources: Sources, period: Period, kind: int = FEAT) -> list[int]:
     assert repo is not None
     changes = np.array(repo.changes_in(period), dtype=np.int64)
     return changes[repo.change_kind[changes] == kind].tolist()
+
+
+def _untyped(sources: Sources, period: Period) -> str | None:
+    """A note when no commit of the period has a Conventional Commit type: no feat and no fix
+    there says nothing about features."""
+    repo = sources.repo
+    assert repo is not None
+    if (repo.typed & (repo.ctime >= period.since) & (repo.ctime < period.until)).any():
+        return None
+    return "no commit in the period has a Conventional Commit type (feat: ..., fix: ...)"
+
+
+def _features_per_day(sources: Sources, period: Period) -> Measured:
+    note = _untyped(sources, period)
+    return Measured(None, note=note) if note else _per_day(len(_features(sources, period)), period)
+
+
+def _fixes_per_feature(sources: Sources, period: Period) -> Measured:
+    note = _untyped(sources, period)
+    if note:
+        return Measured(None, note=note)
+    return _ratio(
+        len(_features(sources, period, FIX)), len(_features(sources, period)), "no feat change in the period"
+    )
 
 
 def _merges_per_day(sources: Sources, period: Period) -> Measured:
@@ -510,15 +535,13 @@ _MEASURES: dict[str, Callable[[Sources, Period], Measured]] = {
     "tokens.cache_read_share": lambda s, p: _tokens(s, p, "cached"),
     "tokens.lines_per_1k_tokens": _lines_per_1k_tokens,
     "api.error_rate": _error_rate,
-    "velocity.features_per_day": _git(lambda s, p: len(_features(s, p))),
+    "velocity.features_per_day": _features_per_day,
     "velocity.merged_changes_per_day": _merges_per_day,
     "velocity.commits_per_day": _git(lambda s, p: int(_commits(s, p).sum())),
     "velocity.lines_added_per_day": _git(lambda s, p: int(s.repo.added[_commits(s, p)].sum())),  # type: ignore[union-attr]
     "velocity.ai_coauthored_share": _ai_share,
     "velocity.ai_lines_added_per_day": _git(lambda s, p: int(s.repo.added[_ai(s, p)].sum())),  # type: ignore[union-attr]
-    "quality.fixes_per_feature": lambda s, p: _ratio(
-        len(_features(s, p, FIX)), len(_features(s, p)), "no feat change in the period"
-    ),
+    "quality.fixes_per_feature": _fixes_per_feature,
     "quality.reverts": lambda s, p: Measured(int(_flagged(s, p, c.REVERT).sum())),
     "quality.defects_per_kloc": _defects_per_kloc,
     "quality.review_corrections": _corrections,

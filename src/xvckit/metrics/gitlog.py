@@ -34,7 +34,7 @@ from xvckit.metrics import cache as cache_files
 from xvckit.metrics import commits
 from xvckit.metrics.lines import Added, Hunk, Tracker
 
-VERSION = 2
+VERSION = 3  # a new version when what a commit's columns hold changes: caches are read again
 _FORMAT = "%x1e%H %P%x1f%an%x1f%ae%x1f%at%x1f%ct%x1f%B%x1d"
 _LOG = (
     "log",

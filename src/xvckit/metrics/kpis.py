@@ -166,8 +166,10 @@ KPIS: tuple[Kpi, ...] = (
         ("git",),
         "Changes of type feat landed in the period, per day. A change is a commit on HEAD's "
         "first-parent line; a merge there is one change with the commits it brings in, of type "
-        "feat when its own subject or any commit it brings in is a feat (Conventional Commits; "
-        "feature is read as feat). Landed: the change's committer time is in the period.",
+        "feat when its own subject or any commit it brings in is a feat (Conventional Commit "
+        "types: feat, fix, docs, style, refactor, perf, test, build, ci, chore, revert; feature is "
+        "read as feat, bugfix and hotfix as fix). Landed: the change's committer time is in the "
+        "period. No value when no commit of the period has a type.",
         "10x per developer at optimal infrastructure; 3-5x (basic tier), 7-10x (professional), "
         "10-15x (enterprise): multipliers of a baseline the guide does not give in features",
     ),

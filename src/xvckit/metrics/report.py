@@ -205,7 +205,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| KPI | value | previous | trend |",
         "|---|---:|---:|---|",
     ]
-    notes: list[str] = []
+    notes: dict[str, int] = {}  # a note's text -> its number: one note for all KPIs it is about
     category = None
     measured = [row for row in report["kpis"] if not row["estimate"]]
     for row in measured:
@@ -214,12 +214,11 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| **{category}** | | | |")
         value = show(row["unit"], row["value"])
         if row["note"]:
-            notes.append(f"{row['name']}: {row['note']}")
-            value += f" [{len(notes)}]"
+            value += f" [{notes.setdefault(row['note'], len(notes) + 1)}]"
         cells = [row["name"], value, show(row["unit"], row["previous"]), show_change(row)]
         lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     if notes:
-        lines += ["", *(f"[{i}] {_cell(note)}" for i, note in enumerate(notes, 1))]
+        lines += ["", *(f"[{i}] {_cell(note)}" for note, i in notes.items())]
     lines += ["", "**The guide's estimates** (not measured):", ""]
     for row in report["kpis"]:
         if row["estimate"]:
