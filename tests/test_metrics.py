@@ -269,6 +269,9 @@ def test_breakdowns_say_what_makes_up_a_value(document):
     assert rows["docs.completeness"]["breakdown"] == {"python": 0.5714}
     assert rows["cost.per_feature_usd"]["breakdown"] == {"platform": 0.5}
     assert rows["tokens.lines_per_1k_tokens"]["note"] is None  # alice and bob matched their keys
+    text = orjson.dumps(document).decode().lower()
+    for private in ("alice", "bob", "example.org", "add b", "reverts commit"):  # names, emails, messages
+        assert private not in text
 
 
 def test_trends_compare_with_the_previous_period_in_the_kpis_direction(document):

@@ -58,7 +58,7 @@ class Member:
 
     key_id: str
     name: str
-    team: str  # the team's name, or the key's own name when it has no team
+    team: str  # the team's name; "key <id>" for a key of no team
 
 
 class Repo:

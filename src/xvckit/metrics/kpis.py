@@ -406,7 +406,8 @@ KPIS: tuple[Kpi, ...] = (
         ("ledger", "git"),
         "For each feat change landed in the period, what its author's team spent since the "
         "team's previous feat change (not before the period's start), averaged. A team is a "
-        "gateway team (a key without one is its own); authors are matched to keys as for lines "
+        "gateway team (a key of no team is one of its own, named by its id); authors are matched "
+        "to keys as for lines "
         "per 1k tokens; with no match, everyone is one team (the note says which).",
         digits=4,
     ),

@@ -117,7 +117,8 @@ def _store_sources(store: Store, sources: Sources, used: dict[str, Any], whole: 
     used["ledger"] = {"requests": len(sources.requests)}
     teams = {team.id: team.name for team in key_store.list_teams(store)}
     sources.members = [
-        Member(key.id, key.name, teams.get(key.team_id or "", key.name)) for key in key_store.list_keys(store)
+        Member(key.id, key.name, teams.get(key.team_id or "", f"key {key.id}"))
+        for key in key_store.list_keys(store)
     ]
     runs = [r for r in list_runs(store) if whole.holds(float(r.get("started_at") or 0))]
     sources.doctor = runs
