@@ -461,7 +461,7 @@ def test_json_nested_too_deep_is_a_400(gw):
         b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "tools": ' + deep.encode()
     )
     r = post(gw, "/v1/chat/completions", chat + b"}", **{"x-xvckit-cache": "on"})
-    assert r.status_code == 400 and "nested deeper than 254 levels" in _openai_error(r)["message"]
+    assert r.status_code == 400 and "nested deeper than 252 levels" in _openai_error(r)["message"]
     messages = (
         b'{"model": "gpt-4o-mini", "max_tokens": 5, "metadata": ' + deep.encode() + b', "messages": []}'
     )

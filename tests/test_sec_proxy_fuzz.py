@@ -1,6 +1,6 @@
 """Issue 19: property tests of the proxy's request parsing through the real HTTP server. Arbitrary
 JSON bodies (and some that are not JSON), headers and model names against the chat, messages,
-embeddings and count_tokens endpoints, and a sweep that gives every place of a full request of
+embeddings, count_tokens and Responses endpoints, and a sweep that gives every place of a full request of
 each dialect each other type in turn: never a 5xx, every error in the endpoint's dialect, and
 every request exactly one ledger record.
 
@@ -33,6 +33,7 @@ PATHS = {
     "/v1/embeddings": "openai",
     "/v1/messages": "anthropic",
     "/v1/messages/count_tokens": "anthropic",
+    "/v1/responses": "openai",
 }
 
 json_values = st.recursive(
@@ -230,6 +231,34 @@ MESSAGES = {
     "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
 }
 EMBEDDINGS = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+RESPONSES = {
+    "model": "gpt-4o-mini",
+    "max_output_tokens": 20,
+    "stream": False,
+    "instructions": "be brief",
+    "input": [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "hi"},
+                {"type": "input_image", "image_url": "data:image/png;base64,AAAA"},
+            ],
+        },
+        {"type": "function_call", "call_id": "c1", "name": "f", "namespace": "ns", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+    ],
+    "tools": [
+        {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}},
+        {"type": "namespace", "name": "ns", "description": "d", "tools": [{"type": "function", "name": "g"}]},
+        {"type": "web_search"},
+    ],
+    "tool_choice": {"type": "function", "name": "f"},
+    "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}},
+    "reasoning": {"effort": "low"},
+    "metadata": {"k": "v"},
+}
 
 
 def _paths(value, at: tuple = ()):
@@ -248,7 +277,12 @@ def _put(value, path: tuple, new):
     return copy
 
 
-PLACES = [(template, path) for template in (CHAT, MESSAGES, EMBEDDINGS) for path in _paths(template) if path]
+PLACES = [
+    (template, path)
+    for template in (CHAT, MESSAGES, EMBEDDINGS, RESPONSES)
+    for path in _paths(template)
+    if path
+]
 # One of the full requests (for any model: either dialect's provider, translated or not) with one
 # place given a value of another shape: how a type mix-up anywhere in a request is met.
 mutated = st.builds(
@@ -464,8 +498,18 @@ def test_no_request_makes_a_5xx_and_each_is_ledgered_once(fuzz_gw):
 
 
 WRONG = [5, 2.5, True, "x", {"k": 1}, [1], None]
-ENDPOINTS = {id(CHAT): "/v1/chat/completions", id(MESSAGES): "/v1/messages", id(EMBEDDINGS): "/v1/embeddings"}
-CROSSED = {id(CHAT): "claude-sonnet-4-5", id(MESSAGES): "gpt-4o-mini", id(EMBEDDINGS): "claude-x"}
+ENDPOINTS = {
+    id(CHAT): "/v1/chat/completions",
+    id(MESSAGES): "/v1/messages",
+    id(EMBEDDINGS): "/v1/embeddings",
+    id(RESPONSES): "/v1/responses",
+}
+CROSSED = {
+    id(CHAT): "claude-sonnet-4-5",
+    id(MESSAGES): "gpt-4o-mini",
+    id(EMBEDDINGS): "claude-x",
+    id(RESPONSES): "claude-sonnet-4-5",
+}
 
 
 def test_a_value_of_another_type_anywhere_in_a_request_is_never_a_5xx(fuzz_gw):

@@ -97,7 +97,7 @@ class Gateway:
             self.cache = ResponseCache(cache_bytes, entry_bytes)
             self.idempotency = IdempotencyStore()
             kept = ResponseCache(kept_bytes, max_body)
-        self.conversations = Conversations(kept, config.responses.ttl_s)
+        self.conversations = Conversations(kept, config.responses.ttl_s, self.cache)
         balancer = Balancer(config.gateway.routing, self.pacer, prices)
         self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, balancer, config.gateway)
         self.proxy = Proxy(

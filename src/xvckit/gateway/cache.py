@@ -13,6 +13,7 @@ caller what another asked), the request headers that change an answer (`KEY_HEAD
   `stream_options` (streamed and whole requests share one entry; the replay makes either),
   `user`, `safety_identifier`, `metadata` (end-user ids and tags), `store`, `prompt_cache_key`,
   `service_tier` (where and how the provider runs and bills the call), and `n` when it is 1;
+  but a Responses API answer echoes those fields, so for it only the stream fields are left out;
   `model` is replaced by the upstream model id, so aliases of one model share entries;
 - a top-level number that is integral is written as an integer (`temperature: 1` and `1.0`
   are one key). Other defaults are not filled in: `temperature` absent and `temperature: 1`
@@ -110,6 +111,9 @@ SWEEP_S = 10.0  # how often a local store drops its expired entries
 
 _KEY_VERSION = "xvckit-cache-1"
 _DROPPED = IGNORED_FIELDS | {"model"}
+# The Responses API echoes `user`, `metadata`, `store` and the rest in its answer: a hit must
+# not hand one caller's to another, so for it only the stream fields are left out.
+_RESPONSES_DROPPED = frozenset({"stream", "stream_options", "model"})
 _MAX_SAFE_INT = 2**53
 _DONE = b"data: [DONE]\n\n"
 
@@ -151,7 +155,7 @@ def cache_key(
     headers = headers or {}
     variant = [headers.get(name, b"").decode("latin-1") for name in KEY_HEADERS]
     digest = hashlib.sha256(orjson.dumps([_KEY_VERSION, endpoint, model, scope, variant]))
-    digest.update(canonical(payload, _DROPPED))
+    digest.update(canonical(payload, _RESPONSES_DROPPED if endpoint == "responses" else _DROPPED))
     return digest.hexdigest()
 
 

@@ -47,6 +47,7 @@ from xvckit.providers.completions import DEFAULT_MAX_TOKENS as LEGACY_MAX_TOKENS
 from xvckit.providers.prices import PER, PriceTable
 from xvckit.providers.sse import EventSplitter, event_json
 from xvckit.providers.translate import InvalidRequest
+from xvckit.providers.usage import count as usage_count
 from xvckit.store.ledger_feed import Ledger
 
 log = logging.getLogger("xvckit.gateway")
@@ -57,7 +58,7 @@ MAX_KEPT_BYTES = 16 << 20
 _RETRYABLE = frozenset({408, 409, 429})
 # orjson encodes JSON at most this deep, and the gateway encodes a request again (the cache
 # key, a changed body, a translation): a deeper one is refused as it arrives.
-MAX_DEPTH = 254
+MAX_DEPTH = 252  # orjson nests to 255; cache keys and Idempotency-Key hashes wrap a body in 2 more
 MAX_MODEL_CHARS = 256
 # The first bytes of a stream kept to count its output when it ends without its usage.
 STREAM_SAMPLE_BYTES = 64 << 10
@@ -66,6 +67,7 @@ STREAM_SAMPLE_BYTES = 64 << 10
 _UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError)
 # The events that end a Responses API stream.
 _RESPONSE_ENDS = (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
+_RESPONSE_FAILED = (b"event: response.failed", b"event: error")
 # The fields that limit a request's output.
 _OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens")
 
@@ -165,10 +167,12 @@ class Proxy:
             ex.stream = endpoint.streams and payload.get("stream") is True
             if endpoint is COMPLETIONS and payload.get("max_tokens") is None:
                 payload["max_tokens"] = LEGACY_MAX_TOKENS  # the API's default: what a budget reserves
+            estimated = payload  # what the input estimate reads
             if endpoint is RESPONSES:
                 who_owns = owner(who)
                 earlier = await self.conversations.earlier(who_owns, payload)
                 ex.responses = ResponsesCall(payload, body, earlier, who_owns)
+                estimated = ex.responses.whole_request()
             include_usage = _asks_usage(payload)
             # Both hashes are over the request as the client sent it (`_requests` changes it).
             idempotency_value = headers.get(IDEMPOTENCY_KEY)
@@ -185,14 +189,22 @@ class Proxy:
                 and _cache_wanted(headers, deployment, payload, who.key.cache if who.key else None)
             )
             entry_key = (
-                cache_key(endpoint.name, deployment.model, payload, headers=headers, scope=_cache_scope(who))
+                cache_key(
+                    endpoint.name,
+                    deployment.model,
+                    payload,
+                    headers=headers,
+                    scope=_cache_scope(who, payload),
+                )
                 if wanted
                 else None
             )
+            if ex.responses is not None:
+                ex.responses.cache_key = entry_key  # a DELETE of the response drops the entry
             tokens = None  # input tokens + output allowance: reserved by admission and by pacing
             if who.scopes:  # the master key has no key or team to hold to
                 model = deployment.model
-                given, allowed = estimate_parts(payload, model)
+                given, allowed = estimate_parts(estimated, model)
                 ex.input_estimate, tokens = given, given + allowed
                 # a budget pays for all the output the request can make, not the pacing estimate
                 most = output_ceiling(payload, model, allowed) if endpoint.output_field else allowed
@@ -228,7 +240,7 @@ class Proxy:
             watch = None if owned else DisconnectWatch(scope, receive)
             priority = _priority(headers.get(b"x-xvckit-priority"), who)
             if tokens is None:  # not counted before the cache was asked: a hit needs none
-                given, allowed = estimate_parts(payload, deployment.model)
+                given, allowed = estimate_parts(estimated, deployment.model)
                 ex.input_estimate, tokens = given, given + allowed
             await self._forward(scope, send, endpoint, request_for, tokens, priority, hide_usage, ex, watch)
             complete = entry_key and capture.complete and ex.status == 200 and ex.error is None
@@ -568,6 +580,8 @@ class Proxy:
             broken = GatewayError(
                 502, f"upstream '{ex.provider}' ended the stream early", "upstream_incomplete"
             )
+        if broken is None and reader.failed:  # passed on as sent; neither cached nor kept
+            ex.error = "upstream_failed"
         if watch:
             watch.close()
         if broken:
@@ -575,7 +589,7 @@ class Proxy:
             held += endpoint.dialect.stream_error_event(
                 broken.status, broken.message, broken.code, ex.trace_id
             )
-        elif ex.responses is not None:
+        elif ex.responses is not None and not reader.failed:
             await ex.responses.keep(self.conversations)
         self._finish(ex)
         await send({"type": "http.response.body", "body": held, "more_body": False})
@@ -635,10 +649,12 @@ def _priority(asked: bytes | None, who: Principal) -> int:
     return who.priority
 
 
-def _cache_scope(who: Principal) -> str:
+def _cache_scope(who: Principal, payload: dict) -> str:
     """Whose cache entries a caller shares: its team's, else its key's own (the master key's
-    own too), so that no caller can learn from a hit what another one asked."""
-    if who.team_id:
+    own too), so that no caller can learn from a hit what another one asked. A request that
+    goes on from a stored response is its key's own: the id stands for that key's
+    conversation."""
+    if who.team_id and payload.get("previous_response_id") is None:
         return f"team:{who.team_id}"
     return f"key:{who.key_id}" if who.key_id else "master"
 
@@ -684,6 +700,7 @@ class _StreamReader:
         "_splitter",
         "_translate",
         "complete",
+        "failed",
         "received",
         "usage",
     )
@@ -704,6 +721,7 @@ class _StreamReader:
         self.usage = Usage()
         self._anthropic_usage: dict = {}
         self.complete = False
+        self.failed = False  # a Responses stream that reported its own failure
         self.received = 0
         self._sample: list[bytes] = []
 
@@ -724,6 +742,8 @@ class _StreamReader:
 
     def _keep(self, event: bytes) -> bool:
         if self._kind == "responses":
+            if event.startswith(_RESPONSE_FAILED):
+                self.failed = True
             if event.startswith(_RESPONSE_ENDS):
                 self.complete = True
                 data = event_json(event)
@@ -847,7 +867,7 @@ def _parse_object(body: bytes) -> dict:
         raise GatewayError(400, "the request body must be a JSON object", "invalid_json")
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH:  # fewer brackets cannot nest deeper
         try:
-            orjson.dumps(payload)
+            orjson.dumps([[payload]])  # as deep as the cache key and Idempotency-Key hash nest it
         except orjson.JSONEncodeError:
             raise GatewayError(
                 400, f"the request body is nested deeper than {MAX_DEPTH} levels", "invalid_json"
@@ -880,11 +900,14 @@ def _usage_of_body(endpoint: Endpoint, upstream_kind: str, data: bytes, provider
         body = None
     if not (isinstance(body, dict) and _is_answer(endpoint, upstream_kind, body)):
         raise _malformed(provider)
-    if endpoint is COUNT_TOKENS:
-        return Usage(input_tokens=body["input_tokens"])
-    if upstream_kind == "responses":
-        return openai.usage_from_response(body.get("usage"))
-    return (anthropic if upstream_kind == "anthropic" else openai).usage_from_body(body)
+    try:
+        if endpoint is COUNT_TOKENS:
+            return Usage(input_tokens=usage_count(body, "input_tokens"))
+        if upstream_kind == "responses":
+            return openai.usage_from_response(body.get("usage"))
+        return (anthropic if upstream_kind == "anthropic" else openai).usage_from_body(body)
+    except ValueError:  # counts that are not non-negative integers
+        raise _malformed(provider) from None
 
 
 def _is_answer(endpoint: Endpoint, upstream_kind: str, body: dict) -> bool:
@@ -892,8 +915,8 @@ def _is_answer(endpoint: Endpoint, upstream_kind: str, body: dict) -> bool:
         return type(body.get("input_tokens")) is int
     if endpoint is EMBEDDINGS:
         return isinstance(body.get("data"), list)
-    if upstream_kind == "responses":
-        return isinstance(body.get("output"), list)
+    if upstream_kind == "responses":  # finished: a background or failed response is no answer
+        return isinstance(body.get("output"), list) and body.get("status") in ("completed", "incomplete")
     return isinstance(body.get("choices" if upstream_kind == "openai" else "content"), list)
 
 

@@ -92,9 +92,10 @@ class Conversations:
     """Stored responses with the input they answered, per caller, in a `ResponseCache` or
     `RedisResponseCache` of their own (bounded in bytes, each for `ttl_s`)."""
 
-    def __init__(self, store, ttl_s: float) -> None:
+    def __init__(self, store, ttl_s: float, cache=None) -> None:
         self._store = store
         self._ttl_s = ttl_s
+        self._cache = cache  # the response cache: a deleted response leaves it too
 
     async def response(self, who: str, response_id: str) -> bytes | None:
         entry = await self._store.get(f"{who}:{response_id}")
@@ -116,19 +117,28 @@ class Conversations:
             raise _not_found(previous, "previous_response_id")
         return [*given, *output]
 
-    async def keep(self, who: str, items: list[dict[str, Any]], response: dict[str, Any]) -> None:
-        """Keep a response and the whole input it answered (the earlier turns included)."""
+    async def keep(
+        self, who: str, items: list[dict[str, Any]], response: dict[str, Any], cache_key: str | None = None
+    ) -> None:
+        """Keep a response and the whole input it answered (the earlier turns included), and
+        the response cache entry it is in, if any."""
         numbered = [
             item if "id" in item else {**item, "id": new_id("msg" if _kind(item) == "message" else "item")}
             for item in map(_kept, items)
         ]
         key = f"{who}:{response['id']}"
+        if cache_key is not None:
+            await self._store.put(f"{key}:cache", CachedResponse(200, [], cache_key.encode()), self._ttl_s)
         await self._store.put(f"{key}:input", CachedResponse(200, [], orjson.dumps(numbered)), self._ttl_s)
         await self._store.put(key, CachedResponse(200, [], orjson.dumps(response)), self._ttl_s)
 
     async def forget(self, who: str, response_id: str) -> None:
-        await self._store.delete(f"{who}:{response_id}")
-        await self._store.delete(f"{who}:{response_id}:input")
+        key = f"{who}:{response_id}"
+        cached = await self._store.get(f"{key}:cache")
+        if cached is not None and self._cache is not None:
+            await self._cache.delete(cached.body.decode())
+        for entry in (key, f"{key}:input", f"{key}:cache"):
+            await self._store.delete(entry)
 
     async def aclose(self) -> None:
         await self._store.aclose()
@@ -247,6 +257,40 @@ def _item_page(items: list[dict[str, Any]], query: bytes) -> dict[str, Any]:
     }
 
 
+# Request fields naming state the provider keeps for the whole organisation (every key would
+# share it), or work it does after answering (never ledgered): refused, whatever the upstream.
+_REFUSED_FIELDS = {
+    "conversation": "'conversation' is not supported through the gateway: use previous_response_id",
+    "prompt": "'prompt' (a template stored at the provider) is not supported through the gateway",
+}
+# Chat completions' output limits, which the Responses API does not take.
+_CHAT_LIMITS = ("max_tokens", "max_completion_tokens")
+
+
+def _refuse_what_the_gateway_cannot_hold(payload: dict, items: list[dict[str, Any]]) -> None:
+    for field, message in _REFUSED_FIELDS.items():
+        if payload.get(field) is not None:
+            raise GatewayError(400, message, "unsupported_parameter")
+    if payload.get("background") is True:
+        raise GatewayError(
+            400,
+            "background responses are not supported through the gateway: stream instead",
+            "unsupported_parameter",
+        )
+    for field in _CHAT_LIMITS:
+        if field in payload:
+            raise GatewayError(
+                400,
+                f"Unsupported parameter: '{field}'. In the Responses API, this parameter has moved to "
+                "'max_output_tokens'.",
+                "unsupported_parameter",
+            )
+    if any(item.get("type") == "item_reference" for item in items):
+        raise GatewayError(
+            400, "item_reference input items are not supported through the gateway", "unsupported_parameter"
+        )
+
+
 class ResponsesCall:
     """One Responses request on its way: what each deployment is sent, and its answer as a
     `response` (whole or as events) in the client's shape, kept afterwards when asked to."""
@@ -256,21 +300,30 @@ class ResponsesCall:
             self.items = [*earlier, *input_items(payload)]
         except InvalidRequest as exc:
             raise GatewayError(400, str(exc), "invalid_request") from None
+        _refuse_what_the_gateway_cannot_hold(payload, self.items)
         self.payload = payload
         self.raw = body  # as the client sent it
         self.earlier = earlier
+        # the gateway resolved a previous_response_id: no upstream is sent it (on a native
+        # provider it would name a response of the provider's, shared by every key)
+        self.continued = payload.get("previous_response_id") is not None
         self.owner = who
         self.response_id = new_id("resp")
         self.final: dict[str, Any] | None = None  # the finished response, to keep
+        self.cache_key: str | None = None  # its response cache entry, dropped with it
+
+    def whole_request(self) -> dict[str, Any]:
+        """The request with the earlier turns in its input: what the input estimate reads."""
+        return {**self.payload, "input": self.items} if self.continued else self.payload
 
     def request_for(self, deployment, changed: bool) -> tuple[str, bytes]:
         kind = wire(deployment.provider)
         payload = self.payload
         if kind == NATIVE:
-            if not self.earlier and deployment.model == payload["model"] and not changed:
+            if not self.continued and deployment.model == payload["model"] and not changed:
                 return PATH, self.raw
             sent = {**payload, "model": deployment.model}
-            if self.earlier:
+            if self.continued:
                 sent["input"] = self.items
                 del sent["previous_response_id"]
             return PATH, orjson.dumps(sent)
@@ -289,7 +342,7 @@ class ResponsesCall:
         answer = orjson.loads(data)
         if kind == NATIVE:
             self.final = answer
-            if not self.earlier:
+            if not self.continued:
                 return data
             answer["previous_response_id"] = self.payload["previous_response_id"]
             return orjson.dumps(answer)
@@ -317,7 +370,7 @@ class ResponsesCall:
         """A native stream's events as they are, but for the response objects they carry: the
         last is kept, and each says which `previous_response_id` the gateway resolved."""
         ends = event.startswith(_ENDS)
-        if not (ends or (self.earlier and event.startswith(_WITH_RESPONSE))):
+        if not (ends or (self.continued and event.startswith(_WITH_RESPONSE))):
             return event
         data = sse.event_json(event)
         response = data.get("response") if data else None
@@ -325,7 +378,7 @@ class ResponsesCall:
             return event
         if ends:
             self.final = response
-        if not self.earlier:
+        if not self.continued:
             return event
         response["previous_response_id"] = self.payload["previous_response_id"]
         return sse.encode(data, event=data.get("type"))
@@ -342,7 +395,7 @@ class ResponsesCall:
             and isinstance(final.get("output"), list)
             and all(isinstance(item, dict) for item in final["output"])
         ):
-            await conversations.keep(self.owner, self.items, final)
+            await conversations.keep(self.owner, self.items, final, self.cache_key)
 
 
 def _split(data: bytes) -> list[bytes]:

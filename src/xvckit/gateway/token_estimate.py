@@ -172,7 +172,8 @@ def output_ceiling(body: dict, model: str, allowed: int) -> int:
 
 def streamed_output_tokens(data: bytes, openai_stream: bool, model: str) -> int:
     """Output tokens in `data`, the start of an upstream's SSE stream (in its dialect): the text,
-    tool names and arguments, refusals and thinking of its deltas, a legacy completion's text.
+    tool names and arguments, refusals and thinking of its deltas, a legacy completion's text,
+    a Responses API event's delta.
     For a stream that ended without reporting its usage (broken off, or its client left): not
     on the hot path."""
     parts: list[str] = []
@@ -184,7 +185,10 @@ def streamed_output_tokens(data: bytes, openai_stream: bool, model: str) -> int:
 
 
 def _delta_texts(chunk: dict, openai_stream: bool, parts: list[str]) -> None:
-    if openai_stream:
+    kind = chunk.get("type")
+    if isinstance(kind, str) and kind.startswith("response.") and kind.endswith(".delta"):
+        _texts(chunk, ("delta",), parts)  # a Responses API event: text, refusal, reasoning, arguments
+    elif openai_stream:
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):

@@ -28,9 +28,10 @@ def content_parts(value: object, parts: list[str]) -> int:
         if kind in ("image", "image_url", "input_image"):
             images += IMAGE_TOKENS
             continue
-        text = block.get("text")
-        if isinstance(text, str):
-            parts.append(text)
+        for field in ("text", "refusal", "file_data"):  # file_data: base64, counted as text (more)
+            value = block.get(field)
+            if isinstance(value, str):
+                parts.append(value)
         if kind == "tool_use":  # Anthropic: the call's input as JSON
             parts.append(json_text(block.get("input")))
             parts.append(str(block.get("name", "")))
