@@ -16,7 +16,7 @@ from xvckit.store import Store
 from xvckit.store.secrets import SecretBox
 
 # Commands that read the configuration for settings of their own, never the store.
-WITHOUT_STORE = {"context pack", "context stats", "batch run", "batch resume"}
+WITHOUT_STORE = {"context pack", "context stats", "batch run", "batch resume", "review"}
 
 # One command of each that opens the store (doctor: only `history` and `--save` do).
 STORE_COMMANDS = [

@@ -26,7 +26,9 @@ class Dialect:
     path: str  # the endpoint, below the gateway's root URL
     output_field: str
 
-    def body(self, model: str, prompt: str, max_tokens: int, temperature: float | None) -> dict:
+    def body(
+        self, model: str, prompt: str, max_tokens: int, temperature: float | None, extra: dict | None = None
+    ) -> dict:
         body = {
             "model": model,
             "messages": [{"role": "user", "content": prompt}],
@@ -34,7 +36,7 @@ class Dialect:
         }
         if temperature is not None:
             body["temperature"] = temperature
-        return body
+        return body | (extra or {})
 
     def auth(self, key: str) -> dict[str, str]:
         if self is ANTHROPIC:
@@ -100,9 +102,13 @@ def build(
     temperature: float | None,
     prompt_tokens: int,
     names: dict | None = None,
+    extra: dict | None = None,
 ) -> Request:
-    """The request for one rendered prompt (`prompt_tokens`: its count with the model's encoding)."""
-    body = orjson.dumps(dialect.body(model, prompt, max_tokens, temperature), option=orjson.OPT_SORT_KEYS)
+    """The request for one rendered prompt (`prompt_tokens`: its count with the model's encoding;
+    `extra`: more fields of the body, such as a review's structured-output schema)."""
+    body = orjson.dumps(
+        dialect.body(model, prompt, max_tokens, temperature, extra), option=orjson.OPT_SORT_KEYS
+    )
     digest = hashlib.sha256(dialect.path.encode() + b"\n" + body).hexdigest()
     tokens = prompt_tokens + MESSAGE_OVERHEAD + REPLY_PRIMING
     return Request(item_id, seq, dialect, model, body, digest, tokens, max_tokens, names or {})

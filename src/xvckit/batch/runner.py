@@ -147,7 +147,7 @@ def execute(
         if on_plan:
             on_plan(run, planned)
         report = asyncio.run(
-            _engine_run(run, planned.requests, Sinks(sinks), slots, adaptive, where, spec, table, view)
+            run_engine(run, planned.requests, Sinks(sinks), slots, adaptive, where, spec, table, view)
         )
         state = _final_state(report, run)
         journal.set("state", state)
@@ -160,7 +160,7 @@ def execute(
         run.close()
 
 
-async def _engine_run(
+async def run_engine(
     run: runs.Run,
     requests,
     sink,
@@ -171,6 +171,8 @@ async def _engine_run(
     table,
     view: View | None,
 ) -> Report:
+    """`requests` through the engine into `sink` (a batch run's sinks, a review's), Ctrl-C and
+    SIGTERM a clean stop, the view refreshed while it runs."""
     gate = Gate(slots, adaptive)
     client = GatewayClient(
         where,

@@ -22,6 +22,7 @@ from xvckit.cli import (
     metrics_cmd,
     new_cmd,
     prompts_cmd,
+    review_cmd,
     secrets_cmd,
     sim_cmd,
     usage_cmd,
@@ -49,6 +50,7 @@ app.add_typer(doctor_cmd.app, name="doctor")
 app.add_typer(prompts_cmd.app, name="prompts")
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(batch_cmd.app, name="batch")
+app.command("review")(review_cmd.review)
 app.command("up")(gateway_cmd.up)
 app.command("sim")(sim_cmd.sim)
 app.command("usage")(usage_cmd.usage)
