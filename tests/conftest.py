@@ -18,6 +18,7 @@ from servers import BackgroundServer
 from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
 from xvckit.http_server import HttpServer
+from xvckit.stack import knowledge_extensions
 from xvckit.store import Store
 
 # tiktoken downloads its encodings on first use; the shared cache beside the checkout has them.
@@ -65,10 +66,14 @@ def tiktoken_encodings() -> None:
 def _gateway_starter(stack: ExitStack, folder: Path) -> Callable[..., BackgroundServer]:
     """Starts a gateway for a config mapping (its store in `folder`), stopped with `stack`."""
 
-    def start(config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None) -> BackgroundServer:
+    def start(
+        config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None, knowledge: bool = False
+    ) -> BackgroundServer:
+        """`knowledge`: with the prompt routes and /mcp, as `xvckit up` serves them."""
         config = {"storage": {"url": storage_url or f"sqlite:///{folder}/xvckit.db"}, **config}
         loaded = from_mapping(config)
-        gateway = Gateway(loaded, master_key, Store.open(loaded.storage.url))
+        store = Store.open(loaded.storage.url)
+        gateway = Gateway(loaded, master_key, store, knowledge_extensions(store) if knowledge else None)
         server = stack.enter_context(BackgroundServer(gateway, server=HttpServer))
         server.gateway, server.store = gateway, gateway.store
         return server

@@ -218,6 +218,7 @@ async def test_every_field_round_trips_through_the_writer_process(store, jdir):
         retries=2,
         cache_hit=True,
         client="claude-cli/1.0",
+        prompt="review@12",
     )
     bare = UsageRecord(request_id="req-bare", endpoint="chat", ts=BASE + 1, latency_ms=float("nan"))
     ledger = Ledger(store, Journal(jdir))
@@ -442,11 +443,11 @@ def test_a_journal_line_decodes_to_what_clean_row_makes_of_it(row):
 
 
 def test_a_journal_line_of_an_older_gateway_gets_the_defaults_of_the_columns_added_since():
-    """A journal left by a gateway from before `cost_saved_usd` and `client_request_id` (an
-    upgrade after a crash) still commits: the missing columns take their defaults."""
-    for missing in (1, 2):
+    """A journal left by a gateway from before `cost_saved_usd`, `client_request_id` and
+    `prompt` (an upgrade after a crash) still commits: the missing columns take their defaults."""
+    for missing in (1, 2, 3):
         got = L.decode_row(orjson.dumps(STORABLE[:-missing]))
-        assert got == (*STORABLE[:-missing], *(0.0, None)[-missing:])
+        assert got == (*STORABLE[:-missing], *(0.0, None, None)[-missing:])
 
 
 CRASH_WRITER = textwrap.dedent(

@@ -16,6 +16,7 @@ from xvckit.config.loader import MASTER_KEY_ENV, refuse_gateway_keys
 from xvckit.config.schema import Tls, master_key_problem
 from xvckit.errors import UserError
 from xvckit.gateway import Gateway
+from xvckit.gateway.extensions import Extensions, Mount
 from xvckit.http_server import HttpServer
 from xvckit.store import Store, audit
 from xvckit.store.secrets import resolve_secret_refs
@@ -112,7 +113,7 @@ def gateway_server(
             host,
         )
     return bind(
-        Gateway(config, key, store),
+        Gateway(config, key, store, knowledge_extensions(store)),
         host,
         settings.port if port is None else port,
         shutdown_grace_s=settings.shutdown_grace_s,
@@ -121,6 +122,16 @@ def gateway_server(
         body_min_rate=settings.body_min_rate_kb_s * 1024,
         max_connections_per_client=settings.max_connections_per_client,
     )
+
+
+def knowledge_extensions(store: Store) -> Extensions:
+    """The team's prompt library (`/v1/xvckit/prompts`, `x-xvckit-prompt`) and its MCP server
+    over streamable HTTP (`/mcp`), served by the gateway behind its keys."""
+    from xvckit.knowledge.mcp_server import CALLER_SCOPE_KEY, http_app
+    from xvckit.knowledge.serving import Knowledge
+
+    app, sessions = http_app(store)
+    return Extensions(Knowledge(store), [Mount("/mcp", app, CALLER_SCOPE_KEY, sessions.run)])
 
 
 def tls_context(tls: Tls | None) -> ssl.SSLContext | None:

@@ -26,6 +26,7 @@ HEADERS = {
     "errors": "errors",
     "key_name": "key",
     "team_name": "team",
+    "mean_latency_ms": "mean ms",
 }
 # the names beside the id of each group that has one (instead of it in the table: the id
 # where there is no name)
@@ -40,10 +41,15 @@ class By(StrEnum):
     team = "team"
     model = "model"
     day = "day"
+    prompt = "prompt"
 
 
 def usage(
-    by: By | None = typer.Option(None, "--by", help="one row per key, team, model or UTC day"),
+    by: By | None = typer.Option(
+        None,
+        "--by",
+        help="one row per key, team, model, UTC day, or prompt version (x-xvckit-prompt; with mean latency)",
+    ),
     since: str | None = typer.Option(
         None, "--since", help="from: 7d, 24h, 30m, or a UTC date/time (2026-11-01); default: all"
     ),
@@ -80,17 +86,18 @@ def usage(
     finally:
         store.close()
     group = [GROUPS[by.value], *NAMES.get(by.value, [])] if by else []
+    columns = (*COLUMNS, "mean_latency_ms") if by is By.prompt else COLUMNS
     if as_json:
         import orjson
 
         sys.stdout.write(orjson.dumps(rows).decode() + "\n")
     elif as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([*group, *COLUMNS])
+        writer.writerow([*group, *columns])
         for row in rows:
-            writer.writerow([*(_csv_text(row[g]) for g in group), *(row[c] for c in COLUMNS)])
+            writer.writerow([*(_csv_text(row[g]) for g in group), *(row[c] for c in columns)])
     else:
-        _table(rows, NAMES.get(by.value, group) if by else group, _period(start, end))
+        _table(rows, NAMES.get(by.value, group) if by else group, columns, _period(start, end))
 
 
 def _csv_text(value: str | None) -> str:
@@ -122,17 +129,17 @@ def _or_id(row: dict, name: str) -> str | None:
     return row.get(ID_OF[name]) if value is None and name in ID_OF else value
 
 
-def _table(rows: list[dict], group: list[str], period: str) -> None:
+def _table(rows: list[dict], group: list[str], columns: tuple[str, ...], period: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"usage, {period}", title_justify="left", header_style="bold")
     for name in group:
         table.add_column(HEADERS.get(name, name))
-    for name in COLUMNS:
+    for name in columns:
         table.add_column(HEADERS[name], justify="right")
     for row in rows:
         cells = [str(_or_id(row, name) or "-") for name in group]
-        cells += [f"${row[name]:,.4f}" if name == "cost_usd" else f"{row[name]:,}" for name in COLUMNS]
+        cells += [f"${row[name]:,.4f}" if name == "cost_usd" else f"{row[name]:,}" for name in columns]
         table.add_row(*cells)
     Console(width=200 if not sys.stdout.isatty() else None).print(table)  # piped: names whole

@@ -434,7 +434,7 @@ def create_admin_app(store: Store, keyring: Keyring, config: Config) -> ASGIApp:
     @app.get("/admin/usage", summary="Usage totals and breakdowns, with key and team names")
     async def usage(
         who: Caller,
-        by: Literal["key", "team", "model", "day"] | None = None,
+        by: Literal["key", "team", "model", "day", "prompt"] | None = None,
         since: Moment = None,
         until: Moment = None,
         key: Annotated[str | None, Query(description="only this key (id or name)")] = None,

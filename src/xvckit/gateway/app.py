@@ -18,6 +18,7 @@ from xvckit.gateway.cache import RedisResponseCache, ResponseCache
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, GatewayError
 from xvckit.gateway.dispatch import Dispatcher
 from xvckit.gateway.exchange import client_request_id, log_answer, request_id
+from xvckit.gateway.extensions import Extensions
 from xvckit.gateway.idempotency import IdempotencyStore, RedisIdempotencyStore
 from xvckit.gateway.keyring import Keyring
 from xvckit.gateway.metrics import Metrics
@@ -63,9 +64,12 @@ _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 class Gateway:
     """Holds what every request needs; background parts start and stop with the app."""
 
-    def __init__(self, config: Config, master_key: str, store: Store) -> None:
+    def __init__(
+        self, config: Config, master_key: str, store: Store, extensions: Extensions | None = None
+    ) -> None:
         self.config = config
         self.store = store
+        self.extensions = extensions or Extensions()  # prompt routes and mounted apps (MCP)
         self.router = Router(config)
         self.upstreams = Upstreams(config.providers, config.gateway)
         redis = config.redis
@@ -114,6 +118,7 @@ class Gateway:
             idempotency=self.idempotency,
             idempotency_wait_s=config.gateway.queue_timeout_s,
             conversations=self.conversations,
+            prompts=self.extensions.prompts,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +162,8 @@ class Gateway:
             await self.admin(scope, receive, send)
         elif path == "/metrics":
             await self._metrics(scope, send)
+        elif self.extensions.serves(path):
+            await self.extensions.answer(scope, receive, send, self.keyring)
         else:
             await _not_found(scope, send, endpoint)
 
@@ -166,9 +173,11 @@ class Gateway:
         if self.ledger:
             self.ledger.start()
         await self.upstreams.start()
+        await self.extensions.start()
 
     async def _shutdown(self) -> None:
         """After uvicorn has drained in-flight requests: flush the ledger, close connections."""
+        await self.extensions.stop()
         await self.upstreams.close()
         await self.pacer.aclose()
         if isinstance(self.admission, RedisAdmission):

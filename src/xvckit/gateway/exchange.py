@@ -83,6 +83,7 @@ class Exchange:
     responded: bool = False  # the response head went out
     finished: bool = False  # settled, ledgered and counted (once)
     responses: ResponsesCall | None = None  # a Responses API request: its translation and keeping
+    prompt: str | None = None  # the library prompt rendered into it (x-xvckit-prompt): "name@version"
 
     @property
     def trace_id(self) -> str:
@@ -131,6 +132,7 @@ class Exchange:
             self.client,
             self.cost_saved_usd,
             self.client_request_id,
+            self.prompt,
         )
 
     def log(self) -> None:

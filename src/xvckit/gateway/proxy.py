@@ -37,6 +37,8 @@ from xvckit.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
 from xvckit.gateway.idempotency import conflict_error, in_progress_error, request_hash, scoped_key
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.metrics import Metrics
+from xvckit.gateway.prompting import HEADER as PROMPT_HEADER
+from xvckit.gateway.prompting import VARIABLES_FIELD, PromptLibrary, render_into
 from xvckit.gateway.responses_api import Conversations, ResponsesCall, owner, wire
 from xvckit.gateway.routing import Deployment, Router
 from xvckit.gateway.token_estimate import estimate_parts, output_ceiling, streamed_output_tokens
@@ -124,6 +126,7 @@ class Proxy:
         idempotency=None,
         idempotency_wait_s: float = 60.0,
         conversations: Conversations | None = None,
+        prompts: PromptLibrary | None = None,
     ) -> None:
         self.keyring = keyring
         self.router = router
@@ -138,6 +141,7 @@ class Proxy:
         self.idempotency = idempotency  # IdempotencyStore | RedisIdempotencyStore | None
         self.idempotency_wait_s = idempotency_wait_s
         self.conversations = conversations
+        self.prompts = prompts  # the library `x-xvckit-prompt` names prompts of
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         headers = dict(scope["headers"])
@@ -154,6 +158,10 @@ class Proxy:
             ex.key_id, ex.team_id, ex.authenticated = who.key_id, who.team_id, True
             body = await self._read_json_body(scope, receive, headers.get(b"content-type", b""))
             payload = _parse_object(body)
+            if PROMPT_HEADER in headers or VARIABLES_FIELD in payload:
+                header = headers.get(PROMPT_HEADER)
+                ex.prompt = await render_into(self.prompts, who, header, payload, endpoint.name)
+                body = orjson.dumps(payload)
             deployment = self.router.resolve(_model_name(payload))
             ex.model = payload["model"]
             ex.served_by(deployment)

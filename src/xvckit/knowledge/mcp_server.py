@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 
 from xvckit import __version__
 from xvckit.errors import UserError
@@ -139,7 +140,18 @@ def http_app(store: Store):
     the key and puts the caller in the scope. Returns (app, session_manager): the manager's
     `run()` must be entered while the app serves."""
     server = build(Knowledge(store), _scope_caller, packs=False)
-    app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True)
+    # No Host/Origin allow-list (the SDK's guard against DNS rebinding, which would let only
+    # loopback names through): the gateway answers 401 before this app unless the request
+    # carries a key, which a page a browser was tricked into loading does not have.
+    # The SDK logs every stateless request at INFO ("Terminating session"): the gateway's access
+    # log has one line per request already.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
     return app, server.session_manager
 
 

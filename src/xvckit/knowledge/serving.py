@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from xvckit.errors import UserError
 from xvckit.knowledge import kb_store, prompts_store
-from xvckit.knowledge.prompts import parse_ref, render
+from xvckit.knowledge.prompts import LATEST, check_name, parse_ref, render
 from xvckit.store import Store
 from xvckit.store.ledger import usage_report
 from xvckit.timespec import parse_moment
@@ -63,6 +65,18 @@ class Knowledge:
             return []
         return [p.summary() for p in prompts_store.list_prompts(self.store, team)]
 
+    def show(self, caller: CallerLike, name: str) -> dict[str, Any]:
+        """A prompt the caller may use, whole: its labels and every version."""
+        self._owned(caller, check_name(name), LATEST)  # another team's: not found, as a missing one
+        prompt = prompts_store.get(self.store, name)
+        return {
+            "name": prompt.name,
+            "team": prompt.team,
+            "tags": list(prompt.tags),
+            "labels": prompt.all_labels(),
+            "versions": [version.public() for version in prompt.versions],
+        }
+
     def prompt(self, caller: CallerLike, ref: str) -> dict[str, Any]:
         """One version of a prompt the caller may use, by `name@label|version`."""
         name, selector = parse_ref(ref)
@@ -73,6 +87,12 @@ class Knowledge:
         """A prompt rendered: the text, and the model and parameters of its version."""
         if not isinstance(variables, dict):
             raise UserError("variables: a JSON object of names and values")
+        try:
+            size = len(orjson.dumps(variables))
+        except TypeError as exc:  # an integer beyond 64 bits, from a client's JSON
+            raise UserError(f"variables: {exc}") from None
+        if size > MAX_VARIABLES_BYTES:
+            raise UserError(f"variables: at most {MAX_VARIABLES_BYTES // 1024} KiB as JSON")
         name, selector = parse_ref(ref)
         owned = self._owned(caller, name, selector)
         version = owned.version

@@ -39,7 +39,8 @@ from xvckit.store.schema import metadata
 HOUR = 3600
 DAY = 86400
 SPANS = (HOUR, DAY)
-GROUPS = {"key": "key_id", "team": "team_id", "model": "model", "day": "day"}
+GROUPS = {"key": "key_id", "team": "team_id", "model": "model", "day": "day", "prompt": "prompt"}
+PROMPT_CHARS = 120  # a prompt's name (at most 100 characters), '@' and its version number
 SUMS = ("requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "errors")
 
 usage = sa.Table(
@@ -71,6 +72,8 @@ usage = sa.Table(
     # The caller's own `x-request-id`, which it may send again (a retry): `request_id` is the
     # gateway's, one per request.
     sa.Column("client_request_id", sa.String(128)),
+    # The library prompt the gateway rendered into the request (`x-xvckit-prompt`): "name@version".
+    sa.Column("prompt", sa.String(PROMPT_CHARS)),
     # Only the time index: every other index takes a random page per row written (a WAL page
     # each on SQLite). Per-key and per-team figures come from the rollup; budgets start on
     # whole days, so they never read raw rows.
@@ -133,6 +136,7 @@ class UsageRecord:
     client: str | None = None  # user agent
     cost_saved_usd: float = 0.0  # what a cache hit would have cost upstream
     client_request_id: str | None = None  # the caller's `x-request-id`, if it sent one
+    prompt: str | None = None  # "name@version" of the library prompt rendered into the request
 
     @property
     def is_error(self) -> bool:
@@ -176,6 +180,7 @@ RAW_COLUMNS = (
     "client",
     "cost_saved_usd",
     "client_request_id",
+    "prompt",
 )
 assert set(RAW_COLUMNS) == {c.name for c in usage.columns} - {"id"} == set(_FIELDS)
 _TS, _KEY, _TEAM, _MODEL, _STATUS, _ERROR = (
@@ -205,7 +210,7 @@ def _padded(row: tuple) -> tuple:
     return row if len(row) >= len(RAW_COLUMNS) else (*row, *_ADDED_DEFAULTS[len(row) - len(RAW_COLUMNS) :])
 
 
-_ADDED_DEFAULTS = (0.0, None)  # cost_saved_usd, client_request_id
+_ADDED_DEFAULTS = (0.0, None, None)  # cost_saved_usd, client_request_id, prompt
 
 
 def row_of(record: UsageRecord) -> tuple:
@@ -240,6 +245,7 @@ def clean_row(row: Sequence) -> tuple:
         client,
         cost_saved_usd,
         client_request_id,
+        prompt,
     ) = _padded(tuple(row))
     return (
         _text(request_id, 128),
@@ -265,6 +271,7 @@ def clean_row(row: Sequence) -> tuple:
         _text(client, 256),
         _number(cost_saved_usd),
         _text(client_request_id, 128),
+        _text(prompt, PROMPT_CHARS),
     )
 
 
@@ -667,10 +674,13 @@ def usage_report(
     team_id: str | None = None,
 ) -> list[dict]:
     """Totals over [since, until) (epoch seconds; None is unbounded), one row per group
-    (`by`: key, team, model, day (UTC), or None for one totals row). Each row has the group
-    value (`key_id`, `team_id`, `model` (None where the records had none) or `day` as
-    YYYY-MM-DD) and requests, input_tokens, output_tokens, cached_tokens, cost_usd, errors."""
+    (`by`: key, team, model, day (UTC), prompt (`name@version`), or None for one totals row).
+    Each row has the group value (`key_id`, `team_id`, `model` or `prompt` (None where the
+    records had none) or `day` as YYYY-MM-DD) and requests, input_tokens, output_tokens,
+    cached_tokens, cost_usd, errors; by prompt also mean_latency_ms."""
     _check(by, since, until)
+    if by == "prompt":
+        return _by_prompt(store, since, until, key_id, team_id)
     rolled, raw = _plan(since, until)
     totals = _Totals()
     column = GROUPS.get(by or "")
@@ -726,11 +736,7 @@ def usage_report_raw(
     """The same report as `usage_report`, aggregated from the raw rows only (slow on a big
     ledger; for tests and benchmarks)."""
     _check(by, since, until)
-    where = _filters(usage, key_id, team_id)
-    if since is not None:
-        where.append(usage.c.ts >= since)
-    if until is not None:
-        where.append(usage.c.ts < until)
+    where = _raw_where(since, until, key_id, team_id)
     if by is None:
         group = []
     elif by == "day":
@@ -754,3 +760,33 @@ def usage_report_raw(
             else:
                 totals.add(row[0], row[1:])
     return totals.rows(by)
+
+
+def _raw_where(since: float | None, until: float | None, key_id: str | None, team_id: str | None) -> list:
+    where = _filters(usage, key_id, team_id)
+    if since is not None:
+        where.append(usage.c.ts >= since)
+    if until is not None:
+        where.append(usage.c.ts < until)
+    return where
+
+
+def _by_prompt(
+    store: Store, since: float | None, until: float | None, key_id: str | None, team_id: str | None
+) -> list[dict]:
+    """One row per prompt version (None: the requests that named none), with the mean latency
+    of its requests, from the raw rows of the range: the rollups keep no prompt."""
+    query = (
+        sa.select(usage.c.prompt, *_sums(usage, False), sa.func.avg(usage.c.latency_ms))
+        .where(*_raw_where(since, until, key_id, team_id))
+        .group_by(usage.c.prompt)
+    )
+    totals, latency = _Totals(), {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(query):
+            totals.add(row[0], row[1:-1])
+            latency[row[0]] = row[-1]
+    rows = totals.rows("prompt")
+    for row in rows:
+        row["mean_latency_ms"] = round(float(latency[row["prompt"]] or 0.0), 1)
+    return rows
