@@ -18,7 +18,7 @@ from servers import BackgroundServer
 from xvckit.config import from_mapping
 from xvckit.gateway import Gateway
 from xvckit.http_server import HttpServer
-from xvckit.stack import knowledge_extensions
+from xvckit.stack import gateway_app, knowledge_extensions
 from xvckit.store import Store
 
 # tiktoken downloads its encodings on first use; the shared cache beside the checkout has them.
@@ -67,13 +67,21 @@ def _gateway_starter(stack: ExitStack, folder: Path) -> Callable[..., Background
     """Starts a gateway for a config mapping (its store in `folder`), stopped with `stack`."""
 
     def start(
-        config: dict, master_key: str = MASTER_KEY, storage_url: str | None = None, knowledge: bool = False
+        config: dict,
+        master_key: str = MASTER_KEY,
+        storage_url: str | None = None,
+        knowledge: bool = False,
+        everything: bool = False,
     ) -> BackgroundServer:
-        """`knowledge`: with the prompt routes and /mcp, as `xvckit up` serves them."""
+        """`knowledge`: with the prompt routes and /mcp; `everything`: also /ui, the monitor and
+        the repository KPIs, as `xvckit up` serves them (`stack.gateway_app`)."""
         config = {"storage": {"url": storage_url or f"sqlite:///{folder}/xvckit.db"}, **config}
         loaded = from_mapping(config)
         store = Store.open(loaded.storage.url)
-        gateway = Gateway(loaded, master_key, store, knowledge_extensions(store) if knowledge else None)
+        if everything:
+            gateway = gateway_app(loaded, master_key, store)
+        else:
+            gateway = Gateway(loaded, master_key, store, knowledge_extensions(store) if knowledge else None)
         server = stack.enter_context(BackgroundServer(gateway, server=HttpServer))
         server.gateway, server.store = gateway, gateway.store
         return server

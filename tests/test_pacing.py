@@ -853,3 +853,18 @@ def test_a_hostile_reset_header_teaches_nothing(reset):
         assert pacer.snapshot()[0]["enforced_over_s"] == 1.0
 
     run_virtual(scenario())
+
+
+def test_the_snapshot_counts_calls_that_waited_and_their_waits():
+    """What the infrastructure monitor samples (metrics/infra.py): calls admitted at once count
+    nothing; each call that queued counts once, with the time it waited."""
+
+    async def scenario():
+        pacer = virtual_pacer(guard_s=0.5)
+        pacer.configure(LANE, 2, None)
+        for _ in range(3):
+            await pacer.acquire(LANE, 1, 0, deadline=1000)
+        return next(row for row in pacer.snapshot() if row["lane"] == str(LANE))
+
+    lane = run_virtual(scenario())
+    assert lane["waits"] == 1 and lane["waited_s"] == pytest.approx(60.5, abs=1e-3)

@@ -113,7 +113,7 @@ def gateway_server(
             host,
         )
     return bind(
-        Gateway(config, key, store, knowledge_extensions(store)),
+        gateway_app(config, key, store),
         host,
         settings.port if port is None else port,
         shutdown_grace_s=settings.shutdown_grace_s,
@@ -132,6 +132,25 @@ def knowledge_extensions(store: Store) -> Extensions:
 
     app, sessions = http_app(store)
     return Extensions(Knowledge(store), [Mount("/mcp", app, CALLER_SCOPE_KEY, sessions.run)])
+
+
+def gateway_app(config: Config, key: str, store: Store) -> Gateway:
+    """The gateway with everything other rooms serve through it: the knowledge routes, the
+    dashboard at /ui (`gateway.dashboard`), the infrastructure monitor (`monitor`) and the
+    repository KPIs (`metrics.repo`), the last two also on /metrics."""
+    from xvckit.metrics.infra import Monitor
+    from xvckit.metrics.live import RepositoryKpis
+    from xvckit.web import CALLER, Dashboard
+
+    knowledge = knowledge_extensions(store)
+    monitor = Monitor(store, config.providers, config.monitor)
+    kpis = RepositoryKpis(config.metrics)
+    mounts = list(knowledge.mounts)
+    if config.gateway.dashboard:
+        mounts.append(Mount("/ui", Dashboard(store, kpis), CALLER, public=Dashboard.public))
+    gateway = Gateway(config, key, store, Extensions(knowledge.prompts, mounts, [monitor, kpis]))
+    monitor.pacing = gateway.pacer.snapshot
+    return gateway
 
 
 def tls_context(tls: Tls | None) -> ssl.SSLContext | None:

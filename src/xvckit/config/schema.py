@@ -118,6 +118,7 @@ class GatewaySettings(Strict):
         "headroom", description="how to order several deployments of one model name"
     )
     tls: Tls | None = Field(None, description="serve HTTPS with this certificate; None: plain HTTP")
+    dashboard: bool = Field(True, description="serve the dashboard at /ui (admin and team-admin keys)")
 
 
 class Provider(Strict):
@@ -215,6 +216,28 @@ class Storage(Strict):
 class LedgerSettings(Strict):
     enabled: bool = Field(True, description="one record per request; off only for benchmarks")
     retention_days: float | None = Field(None, gt=0, description="prune older records; None keeps all")
+
+
+class MonitorSettings(Strict):
+    """The gateway's infrastructure monitoring: compute, provider probes and pacing, sampled
+    into the store and exported on /metrics."""
+
+    interval_s: float = Field(60, ge=0, description="seconds between samples; 0: off")
+    probe_timeout_s: float = Field(5, gt=0, description="longest wait for one provider probe")
+    minute_retention_days: float = Field(2, gt=0, description="how long per-minute buckets are kept")
+    hour_retention_days: float = Field(90, gt=0, description="how long per-hour buckets are kept")
+
+
+class MetricsSettings(Strict):
+    """The repository KPIs (`xvckit metrics`) that the dashboard and /metrics show, measured
+    in the background: none without `repo`."""
+
+    repo: Path | None = Field(None, description="the git repository; None: no repository KPIs")
+    junit: list[str] = Field(default_factory=list, description="JUnit XML globs")
+    coverage: list[str] = Field(default_factory=list, description="Cobertura / coverage.py XML globs")
+    incidents: Path | None = Field(None, description="incidents: YAML or CSV")
+    period_days: float = Field(30, gt=0, le=366, description="the period measured, against as long before")
+    refresh_s: float = Field(600, ge=10, description="seconds between two measurements")
 
 
 class Price(Strict):
@@ -335,6 +358,8 @@ class Config(Strict):
     context: ContextSettings = Field(default_factory=ContextSettings)
     redis: Redis | None = None
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:

@@ -207,7 +207,7 @@ class Gateway:
             await respond(send, exc.status, OPENAI.error_body(exc.status, exc.message, exc.code, ""))
             return
         backlog = self.ledger.backlog_bytes if self.ledger else None
-        body = await self.metrics.exposition(self.admission.remaining(), backlog)
+        body = await self.metrics.exposition(self.admission.remaining(), backlog, self.extensions.metrics())
         await respond(send, 200, body, _METRICS_TYPE)
 
     async def _ready(self, send: Send) -> None:

@@ -131,10 +131,16 @@ class Metrics:
             stats.cache_hits += 1
             stats.cost_saved += ex.cost_saved_usd
 
-    async def exposition(self, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None) -> bytes:
-        """The text exposition. Only the copy is made on the event loop (its size bounded by the
-        routes, keys and teams); the text is built in a thread."""
-        snapshot = _Snapshot(self, budget_remaining, ledger_backlog_bytes)
+    async def exposition(
+        self,
+        budget_remaining: dict[str, float],
+        ledger_backlog_bytes: int | None,
+        extra: Iterable[Metric] = (),
+    ) -> bytes:
+        """The text exposition, with `extra` families (the gateway's extensions'). Only the copy
+        is made on the event loop (its size bounded by the routes, keys and teams); the text is
+        built in a thread."""
+        snapshot = _Snapshot(self, budget_remaining, ledger_backlog_bytes, extra)
         return await asyncio.to_thread(generate_latest, snapshot)  # type: ignore[arg-type]
 
 
@@ -143,8 +149,13 @@ class _Snapshot:
     collector protocol: `generate_latest` calls `collect`)."""
 
     def __init__(
-        self, metrics: Metrics, budget_remaining: dict[str, float], ledger_backlog_bytes: int | None
+        self,
+        metrics: Metrics,
+        budget_remaining: dict[str, float],
+        ledger_backlog_bytes: int | None,
+        extra: Iterable[Metric] = (),
     ) -> None:
+        self.extra = list(extra)
         self.requests = dict(metrics.requests)
         self.models = [(model, stats.copy()) for model, stats in metrics.models.items()]
         self.overhead = metrics.overhead.copy()
@@ -201,6 +212,7 @@ class _Snapshot:
             )
             backlog.add_metric([], self.ledger_backlog_bytes)
             yield backlog
+        yield from self.extra
 
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict) -> CounterMetricFamily:

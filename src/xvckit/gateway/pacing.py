@@ -209,6 +209,8 @@ class _LaneState:
     ext_until: float = 0.0
     admitted: int = 0  # admissions ever, and their tokens (estimates)
     admitted_tokens: int = 0
+    waits: int = 0  # calls admitted after a wait in the queue, ever, and their waits summed
+    waited_s: float = 0.0
     cool_until: float = 0.0
     scale: float = 1.0  # real tokens / estimate, when above 1 (EWMA over settled calls)
     disabled: str | None = None
@@ -377,9 +379,9 @@ class Pacer:
             now = self.clock()
         waiter = await self._enqueue(state, tokens, priority, now, deadline)
         if waiter.future.done():
-            return waiter.future.result()
+            return _waited(state, waiter.future.result())
         try:
-            return await waiter.future
+            return _waited(state, await waiter.future)
         except asyncio.CancelledError:
             if not waiter.future.done() or waiter.future.cancelled():
                 self._drop(state, waiter)
@@ -842,6 +844,8 @@ class Pacer:
                     "cooling_s": max(0.0, state.cool_until - now),
                     "enforced_over_s": state.burst_s,
                     "disabled": state.disabled,
+                    "waits": state.waits,
+                    "waited_s": state.waited_s,
                 }
             )
         return rows
@@ -860,6 +864,13 @@ class Pacer:
             if self.enforced_over_s is not None:
                 self._known_window(state, self.enforced_over_s)
         return state
+
+
+def _waited(state: _LaneState, grant: Grant) -> Grant:
+    """A grant that came through the queue, counted for the infrastructure monitor."""
+    state.waits += 1
+    state.waited_s += grant.waited_s
+    return grant
 
 
 def _never_fits(state: _LaneState, tokens: int) -> NeverFits | None:

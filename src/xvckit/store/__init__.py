@@ -1,7 +1,7 @@
 """Persistence: one SQLAlchemy Core schema on SQLite (default) or PostgreSQL."""
 
 # imported for their tables: `schema.metadata` declares every table (the migrations make them)
-from xvckit.store import audit, keys, secrets
+from xvckit.store import audit, infra, keys, secrets
 from xvckit.store.database import (
     Store,
     StoreError,
@@ -23,6 +23,7 @@ __all__ = [
     "audit",
     "data_dir_of",
     "engine_for",
+    "infra",
     "keys",
     "ledger_request_ids",
     "local_dir",

@@ -33,7 +33,9 @@ from typing import Annotated
 import msgspec
 import sqlalchemy as sa
 
+from xvckit.store import ledger_stats
 from xvckit.store.database import Store
+from xvckit.store.ledger_stats import usage_stats
 from xvckit.store.schema import metadata
 
 HOUR = 3600
@@ -190,6 +192,9 @@ _IN, _OUT, _CACHED, _WRITTEN, _COST = (
     RAW_COLUMNS.index(n)
     for n in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd")
 )
+_LATENCY, _TTFT, _HIT, _SAVED = (
+    RAW_COLUMNS.index(n) for n in ("latency_ms", "ttft_ms", "cache_hit", "cost_saved_usd")
+)
 _ROLLUP_COLUMNS = (*_ROLLUP_KEY, *_ROLLUP_SUMS)
 
 
@@ -331,11 +336,18 @@ class _PgWriter:
             f"INSERT INTO {usage.name} ({', '.join(RAW_COLUMNS)}) SELECT * FROM unnest({arrays}) "
             "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
         )
-        arrays = ", ".join(f"%s::{_pg_array(rollup.c[n])}" for n in _ROLLUP_COLUMNS)
-        updates = ", ".join(f"{n} = {rollup.name}.{n} + EXCLUDED.{n}" for n in _ROLLUP_SUMS)
-        self.up = (
-            f"INSERT INTO {rollup.name} ({', '.join(_ROLLUP_COLUMNS)}) SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT ({', '.join(_ROLLUP_KEY)}) DO UPDATE SET {updates}"
+        self.up = self._adding(rollup, _ROLLUP_KEY, _ROLLUP_SUMS)
+        self.stats = self._adding(usage_stats, ledger_stats.KEY, ledger_stats.SUMS)
+
+    @staticmethod
+    def _adding(table: sa.Table, key: Sequence[str], sums: Sequence[str]) -> str:
+        """Rows inserted, or added to the rows of the same key."""
+        columns = (*key, *sums)
+        arrays = ", ".join(f"%s::{_pg_array(table.c[n])}" for n in columns)
+        updates = ", ".join(f"{n} = {table.name}.{n} + EXCLUDED.{n}" for n in sums)
+        return (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
         )
 
     def insert(self, conn: sa.Connection, rows: list[tuple]) -> list[tuple]:
@@ -344,6 +356,9 @@ class _PgWriter:
 
     def upsert(self, conn: sa.Connection, rows: list[tuple]) -> None:
         conn.exec_driver_sql(self.up, _columns(rows))
+
+    def upsert_stats(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        conn.exec_driver_sql(self.stats, _columns(rows))
 
 
 def _columns(rows: list[tuple]) -> tuple[list, ...]:
@@ -362,10 +377,8 @@ class _SqliteWriter:
 
     def __init__(self) -> None:
         self.raw = _MultiRowInsert(usage.name, RAW_COLUMNS, "ON CONFLICT (request_id) DO NOTHING")
-        updates = ", ".join(f"{n} = {n} + excluded.{n}" for n in _ROLLUP_SUMS)
-        self.up = _MultiRowInsert(
-            rollup.name, _ROLLUP_COLUMNS, f"ON CONFLICT ({', '.join(_ROLLUP_KEY)}) DO UPDATE SET {updates}"
-        )
+        self.up = self._adding(rollup, _ROLLUP_KEY, _ROLLUP_SUMS)
+        self.stats = self._adding(usage_stats, ledger_stats.KEY, ledger_stats.SUMS)
         self.newest = f"SELECT request_id FROM {usage.name} ORDER BY id DESC LIMIT ?"
 
     def insert(self, conn: sa.Connection, rows: list[tuple]) -> list[tuple]:
@@ -382,10 +395,25 @@ class _SqliteWriter:
         finally:
             cursor.close()
 
+    @staticmethod
+    def _adding(table: sa.Table, key: Sequence[str], sums: Sequence[str]) -> _MultiRowInsert:
+        """Rows inserted, or added to the rows of the same key."""
+        updates = ", ".join(f"{n} = {n} + excluded.{n}" for n in sums)
+        return _MultiRowInsert(
+            table.name, (*key, *sums), f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+
     def upsert(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        self._run(conn, self.up, rows)
+
+    def upsert_stats(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        self._run(conn, self.stats, rows)
+
+    @staticmethod
+    def _run(conn: sa.Connection, statement: _MultiRowInsert, rows: list[tuple]) -> None:
         cursor = conn.connection.dbapi_connection.cursor()
         try:
-            self.up.run(cursor, rows)
+            statement.run(cursor, rows)
         finally:
             cursor.close()
 
@@ -437,13 +465,73 @@ def _rollup_rows(rows: Iterable[tuple]) -> list[tuple]:
             acc[4] += row[_WRITTEN]
             acc[5] += row[_COST]
             acc[6] += error
+    return _with_days(hours)
+
+
+def stats_rows(rows: Sequence[tuple], rolled: Sequence[tuple] | None = None) -> list[tuple]:
+    """The dashboard's hour and day rows of `rows` (store/ledger_stats.py), per team and for all
+    teams: requests, spend and tokens from their rollup rows (`rolled`, `_rollup_rows(rows)`:
+    summed by group, not by row), latency and TTFT bins of successful upstream answers, errors by
+    type, cache hits and their savings."""
+    hours: dict[tuple, list] = {}
+
+    def add(group: tuple, total: float, events: int = 1) -> None:
+        acc = hours.get(group)
+        if acc is None:
+            hours[group] = [events, total]
+        else:
+            acc[0] += events
+            acc[1] += total
+
+    teams: dict[tuple, list] = {}  # (hour, team) -> requests, input, output, cached, cost
+    for span, hour, _key, team, _model, requests, input_, output, cached, _written, cost, _errors in (
+        _rollup_rows(rows) if rolled is None else rolled
+    ):
+        if span == HOUR:
+            sums = teams.get((hour, team))
+            if sums is None:
+                teams[(hour, team)] = [requests, input_, output, cached, cost]
+            else:
+                sums[0] += requests
+                sums[1] += input_
+                sums[2] += output
+                sums[3] += cached
+                sums[4] += cost
+    usage = ledger_stats.USAGE
+    for (hour, team), (requests, input_, output, cached, cost) in teams.items():
+        hours[(hour, team, usage, "requests")] = [requests, cost]
+        hours[(hour, team, usage, "input")] = [input_, 0.0]
+        hours[(hour, team, usage, "output")] = [output, 0.0]
+        hours[(hour, team, usage, "cached")] = [cached, 0.0]
+
+    label = ledger_stats.latency_label
+    latency_kind, ttft_kind = ledger_stats.LATENCY, ledger_stats.TTFT
+    for row in rows:
+        hour, team = int(row[_TS] // HOUR) * HOUR, row[_TEAM] or ""
+        if row[_STATUS] >= 400 or row[_ERROR] is not None:
+            add((hour, team, ledger_stats.ERROR, row[_ERROR] or f"http_{row[_STATUS]}"), 0.0)
+        elif row[_HIT]:
+            add((hour, team, ledger_stats.CACHE, row[_MODEL] or ""), row[_SAVED])
+        else:
+            latency = row[_LATENCY]
+            add((hour, team, latency_kind, label(latency)), latency)
+            ttft = row[_TTFT]
+            if ttft is not None:
+                add((hour, team, ttft_kind, label(ttft)), ttft)
+    for (hour, _team, *names), (events, total) in list(hours.items()):
+        add((hour, ledger_stats.ALL, *names), total, events)
+    return _with_days(hours)
+
+
+def _with_days(hours: dict[tuple, list]) -> list[tuple]:
+    """Rows of hour sums (their key starting with the hour) and of the days they add up to, in
+    key order: concurrent writers (gateway replicas on PostgreSQL) lock rows in the same order,
+    so they wait for each other instead of deadlocking."""
     days: dict[tuple, list] = {}
     for (hour, *names), sums in hours.items():
         acc = days.setdefault((hour // DAY * DAY, *names), [0] * len(sums))
         for i, value in enumerate(sums):
             acc[i] += value
-    # in key order: concurrent writers (gateway replicas on PostgreSQL) lock rollup rows in the
-    # same order, so they wait for each other instead of deadlocking
     return sorted(
         [(HOUR, *group, *sums) for group, sums in hours.items()]
         + [(DAY, *group, *sums) for group, sums in days.items()]
@@ -465,7 +553,9 @@ def commit_rows(conn: sa.Connection, rows: Sequence[tuple], writer=None) -> int:
         return 0
     inserted = writer.insert(conn, rows)
     if inserted:
-        writer.upsert(conn, _rollup_rows(inserted))
+        rolled = _rollup_rows(inserted)
+        writer.upsert(conn, rolled)
+        writer.upsert_stats(conn, stats_rows(inserted, rolled))
     return len(inserted)
 
 
@@ -488,17 +578,18 @@ def describe(exc: BaseException) -> str:
 
 def prune_step(conn: sa.Connection, cutoff: float, batch: int = 1000) -> int:
     """Delete up to `batch` raw rows older than `cutoff` (epoch seconds, a multiple of a day),
-    else one rollup bucket older than it. Returns rows deleted; 0 when nothing is left."""
+    else one rollup or dashboard-stats bucket older than it. Returns rows deleted; 0 when nothing is left."""
     ids = sa.select(usage.c.id).where(usage.c.ts < cutoff).limit(batch).scalar_subquery()
     deleted = conn.execute(sa.delete(usage).where(usage.c.id.in_(ids))).rowcount
     if deleted:
         return deleted
-    for span in SPANS:
-        oldest = conn.execute(sa.select(sa.func.min(rollup.c.bucket)).where(rollup.c.span == span)).scalar()
-        if oldest is not None and oldest < cutoff:
-            return conn.execute(
-                sa.delete(rollup).where(rollup.c.span == span, rollup.c.bucket == oldest)
-            ).rowcount
+    for table in (rollup, usage_stats):
+        for span in SPANS:
+            oldest = conn.execute(sa.select(sa.func.min(table.c.bucket)).where(table.c.span == span)).scalar()
+            if oldest is not None and oldest < cutoff:
+                return conn.execute(
+                    sa.delete(table).where(table.c.span == span, table.c.bucket == oldest)
+                ).rowcount
     return 0
 
 
