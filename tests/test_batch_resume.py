@@ -26,7 +26,8 @@ from xvckit.batch import runner, runs
 from xvckit.config import load
 
 ITEMS = 20
-LATENCY_MS = 100  # each answer takes this long: a run of 20 at 2 in flight lasts about a second
+LATENCY_MS = 300  # each answer takes this long: a run of 20 at 2 in flight lasts about 3 s, long
+# enough to kill it halfway, or start a second process beside it, on a loaded machine
 DEADLINE_S = 30
 
 
