@@ -49,8 +49,6 @@ PROVIDER_SERIES = {
     "provider_up": ("xvckit_provider_up", "1 when the provider's last probe got an HTTP answer, else 0"),
     "probe_ms": ("xvckit_provider_probe_seconds", "The provider's last probe: DNS, connect, TLS, first byte"),
 }
-PACING_SERIES = ("pacing_queued", "pacing_waits", "pacing_wait_s")  # per lane: depth, and per interval
-SERIES = (*HOST_SERIES, *PROVIDER_SERIES, *PACING_SERIES)
 
 Pacing = Callable[[], list[dict]]  # the gateway's pacer snapshot: lane, queued, waits, waited_s
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import logging
 import mimetypes
 import time
 from collections.abc import Callable
@@ -29,8 +28,6 @@ from xvckit.errors import NotFound
 from xvckit.store import Store, keys
 from xvckit.timespec import parse_duration
 from xvckit.web import panels
-
-log = logging.getLogger("xvckit.web")
 
 PREFIX = "/ui"
 CALLER = "xvckit.web.caller"  # where the gateway puts the caller (a keyring Principal)
