@@ -9,7 +9,7 @@ import orjson
 
 from xvckit.asgi import Receive, Scope, Send, lifespan, respond
 from xvckit.config import Config
-from xvckit.gateway import model_list, responses_api
+from xvckit.gateway import batches, model_list, responses_api
 from xvckit.gateway.admin import create_admin_app
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.admission_redis import RedisAdmission
@@ -104,6 +104,9 @@ class Gateway:
         self.conversations = Conversations(kept, config.responses.ttl_s, self.cache)
         balancer = Balancer(config.gateway.routing, self.pacer, prices)
         self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, balancer, config.gateway)
+        self.batches = batches.Batches(
+            store, self.keyring, self.router, self.upstreams, self.admission, self.ledger, prices, max_body
+        )
         self.proxy = Proxy(
             self.keyring,
             self.router,
@@ -156,6 +159,8 @@ class Gateway:
             await model_list.answer(scope, send, self.keyring, self.router)
         elif path.startswith(responses_api.PREFIXES):
             await self.conversations.answer(scope, send, self.keyring)
+        elif path.startswith(batches.PREFIXES):
+            await self.batches.answer(scope, receive, send)
         elif path == "/" and scope["method"] in ("GET", "HEAD"):
             await _root(scope, send)
         elif path.startswith("/admin"):

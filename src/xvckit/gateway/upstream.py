@@ -25,6 +25,7 @@ _PASS_THROUGH = frozenset({b"anthropic-version", b"anthropic-beta", b"accept"})
 class Upstreams:
     def __init__(self, providers: list[Provider], settings: GatewaySettings) -> None:
         self._settings = settings
+        self.providers = providers
         self._urls: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         self._base_headers = {p.name: _base_headers(p) for p in providers}
         self._forwarded = {
@@ -57,6 +58,25 @@ class Upstreams:
         return await self.pool.request(
             b"POST", origin, target, self._headers(provider, scope, key_index), body
         )
+
+    async def request(
+        self,
+        method: bytes,
+        provider: Provider,
+        path: str,
+        scope: Scope,
+        body: bytes = b"",
+        content_type: bytes | None = None,
+    ) -> Response:
+        """A call off the hot path (the batch APIs): any method, a path naming a file or a batch
+        (not kept in the URL cache), the provider's first key (files and batches belong to the
+        key's organisation). Returns once the status and headers arrived."""
+        query = "&".join(f"{k}={v}" for k, v in provider.query.items())
+        origin, target = split_url(provider.base_url + path + (f"?{query}" if query else ""))
+        headers = self._headers(provider, scope, 0)
+        if content_type is not None:
+            headers = [(b"content-type", content_type), *(h for h in headers if h[0] != b"content-type")]
+        return await self.pool.request(method, origin, target, headers, body)
 
     def _url(self, provider: Provider, path: str) -> tuple[Origin, bytes]:
         key = (provider.name, path)

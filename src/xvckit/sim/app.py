@@ -8,6 +8,8 @@ Control headers, for deterministic tests:
     x-sim-output-tokens: N      reply length in tokens (before max_tokens cuts it)
     x-sim-latency-ms: N         this request's whole response time, instead of the tier's
                                 time to first token and output speed
+    x-sim-batch-ms: N           (creating a batch) how long it takes, instead of `batch_ms`
+    x-sim-batch: expire         (creating a batch) its time runs out half way through
 
 Timing: a reply starts after the time to first token (`latency_ms`; embeddings a tenth of
 it), then its output tokens come at `tokens_per_s`: a stream's events spread over that time,
@@ -36,7 +38,15 @@ from xvckit.asgi import (
     lifespan,
     read_body,
 )
-from xvckit.sim import anthropic_routes, completions_route, faults, openai_routes, responses_route
+from xvckit.sim import (
+    anthropic_routes,
+    batch_routes,
+    completions_route,
+    faults,
+    openai_routes,
+    responses_route,
+)
+from xvckit.sim.batch_store import BatchStore
 from xvckit.sim.catalog import Catalog
 from xvckit.sim.exchange import Dialect, Headers, Reply, Request, Route
 from xvckit.sim.kept import KeptConversations
@@ -65,6 +75,7 @@ class SimApp:
         self._ids = itertools.count(1)
         self.catalog = Catalog(settings)
         self.kept = KeptConversations()
+        self.batches = BatchStore()
         self._latency_s = (settings.latency_ms or 0) / 1000
         self._tokens_per_s = settings.tokens_per_s or 0
         self._chunk_delay_s = settings.chunk_delay_ms / 1000
@@ -174,7 +185,9 @@ class SimApp:
         req.api_key = key
         if fault is not None and fault != faults.MIDSTREAM:
             return self._forced(req, fault)
-        if body:
+        if route.raw_body:
+            req.body = body
+        elif body:
             try:
                 parsed = orjson.loads(body)
             except orjson.JSONDecodeError:
@@ -196,7 +209,7 @@ class SimApp:
         return Reply(status, [req.dialect.status_error(status, req.request_id)])
 
     def _route(self, method: str, path: str, headers: dict[bytes, bytes]) -> Route | None:
-        route = self._routes.get((method, path))
+        route = self._routes.get((method, path)) or batch_routes.route(method, path)
         if route is openai_routes.MODEL_LIST and b"anthropic-version" in headers:
             return anthropic_routes.MODEL_LIST
         return route

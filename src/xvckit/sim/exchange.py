@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from xvckit.providers.ratelimit import RateLimits
+from xvckit.sim.batch_store import BatchStore
 from xvckit.sim.catalog import Catalog
 from xvckit.sim.kept import KeptConversations
 from xvckit.sim.limiter import Verdict
@@ -59,6 +60,7 @@ class Request:
     request_id: str
     api_key: bytes = b""
     json: dict[str, Any] = field(default_factory=dict)  # the parsed body; empty for a GET
+    body: bytes = b""  # the body as sent, for a route that parses it itself (`Route.raw_body`)
     out_headers: Headers = field(default_factory=list)  # added to whatever reply is sent
 
     def control(self, name: bytes) -> int | None:
@@ -76,6 +78,7 @@ class Simulator(Protocol):
     settings: SimSettings
     catalog: Catalog
     kept: KeptConversations  # the Responses API's stored conversations
+    batches: BatchStore  # the batch APIs' files and batches
 
     def unknown_model(self, req: Request, model: str) -> Reply | None:
         """The 404 to send if the simulator does not serve `model`, else None."""
@@ -100,6 +103,7 @@ class Route:
     name: str  # the label in the simulator's statistics
     dialect: Dialect
     handler: Handler
+    raw_body: bool = False  # not JSON: the route reads `Request.body` itself (a file upload)
 
 
 def phrase(status: int) -> str:

@@ -36,6 +36,7 @@ class SimSettings:
     api_key: str | None = None  # None: any non-empty key is accepted
     seed: int = 0  # for the random faults and ids
     rate_window_s: float | None = None  # the window the per-minute limits are enforced over (1..60)
+    batch_ms: float = 0.0  # how long a batch takes (0: ended by the first read after it was made)
 
     def __post_init__(self) -> None:
         preset = find_tier(self.tier)
@@ -53,7 +54,7 @@ class SimSettings:
                 raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if self.fail_rate + self.drop_rate > 1.0:
             raise ValueError("fail_rate + drop_rate must not exceed 1")
-        for name in ("latency_ms", "tokens_per_s", "rpm", "tpm", "chunk_delay_ms"):
+        for name in ("latency_ms", "tokens_per_s", "rpm", "tpm", "chunk_delay_ms", "batch_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
         if self.rate_window_s is not None and not 1 <= self.rate_window_s <= 60:

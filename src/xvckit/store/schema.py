@@ -109,3 +109,23 @@ KB_VECTOR = (
     "setweight(to_tsvector('english', pattern), 'A') || setweight(to_tsvector('english', tags), 'B') || "
     "setweight(to_tsvector('english', problem), 'C') || setweight(to_tsvector('english', solution), 'D')"
 )
+
+# The batches and files keys made at the providers through the gateway (`/v1/files`,
+# `/v1/batches`, `/v1/messages/batches`, gateway/batches.py): whose each one is (another key
+# gets 404), which provider holds it, what it may cost, and when its results were ledgered.
+provider_batches = sa.Table(
+    "xvckit_provider_batches",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),  # the provider's id of the batch or file
+    sa.Column("kind", sa.String(16), nullable=False),  # batch | file
+    sa.Column("api", sa.String(16), nullable=False),  # openai | anthropic
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False),  # the key's id, or "master"
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),  # models, requests, worst-case cost, files
+    sa.Column("idempotency_key", sa.String(200)),  # the caller's, for a batch's creation
+    sa.Column("ledgered_at", sa.Double),  # when its results went into the usage ledger
+    sa.Index("ix_xvckit_provider_batches_owner", "owner", "kind", "created_at"),
+    sa.UniqueConstraint("owner", "idempotency_key", name="uq_xvckit_provider_batches_idempotency"),
+)
