@@ -544,6 +544,9 @@ def test_the_readme_run_works_as_pasted(tmp_path, gw, tiktoken_encodings):
     )
     assert (tmp_path / "docs/api/src/pkg/m1.md").is_file()
     assert gw.sim.count("chat_completions") == 2
+    batched = [orjson.loads(line) for line in (tmp_path / "batch.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["state"]) for r in batched] == [("src/m0.py", "done"), ("src/pkg/m1.py", "done")]
+    assert gw.sim.count("batches", "200") >= 2  # made, then read until it ended
 
 
 # --- list, show, resume, cancel ------------------------------------------------------------------

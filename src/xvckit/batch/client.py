@@ -108,7 +108,7 @@ class GatewayClient:
                 if status == 200:
                     gate.answered(response.headers)
                     return self._answer(response, attempt)
-                error = f"{status}: {_message(response)}"
+                error = f"{status}: {error_message(response)}"
                 retry_after = parse_retry_after(response.headers, time.time())
                 if status == 429:
                     gate.throttled(retry_after)
@@ -133,7 +133,7 @@ def backoff(attempt: int, retry_after_s: float | None) -> float:
     return max(jitter, retry_after_s or 0.0)
 
 
-def _message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
     """The error's message in either dialect's shape, else the start of the body."""
     try:
         body = orjson.loads(response.content)

@@ -29,9 +29,10 @@ def worst_usd(table: PriceTable, request: Request) -> float | None:
     return table.estimate_usd(request.model, request.input_tokens, request.max_tokens)
 
 
-def estimate(table: PriceTable, requests: Iterable[Request]) -> list[dict]:
+def estimate(table: PriceTable, requests: Iterable[Request], share: float = 1.0) -> list[dict]:
     """Per model: items, input tokens, the output ceiling, and the cost from input alone to
-    input plus the whole ceiling (None for a model without a price)."""
+    input plus the whole ceiling (None for a model without a price), at `share` of the price
+    table (a provider batch's half)."""
     rows: dict[str, dict] = {}
     for r in requests:
         row = rows.setdefault(
@@ -49,10 +50,8 @@ def estimate(table: PriceTable, requests: Iterable[Request]) -> list[dict]:
         row["output_tokens_max"] += r.max_tokens
     for row in rows.values():
         priced = row.pop("priced")
-        row["cost_min_usd"] = table.estimate_usd(row["model"], row["input_tokens"], 0) if priced else None
-        row["cost_max_usd"] = (
-            table.estimate_usd(row["model"], row["input_tokens"], row["output_tokens_max"])
-            if priced
-            else None
-        )
+        low = table.estimate_usd(row["model"], row["input_tokens"], 0)
+        high = table.estimate_usd(row["model"], row["input_tokens"], row["output_tokens_max"])
+        row["cost_min_usd"] = low * share if priced and low is not None else None
+        row["cost_max_usd"] = high * share if priced and high is not None else None
     return list(rows.values())

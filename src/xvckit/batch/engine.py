@@ -70,7 +70,82 @@ class Report:
     elapsed_s: float = 0.0
 
 
-class Engine:
+class Recorder:
+    """What every way of sending a run shares: the journal and the live counters, answers handed
+    to the sink (or the item failed), the failures listed, and a clean stop (`stop()`, or
+    `should_stop` polled: `batch cancel` from another shell)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        prices: PriceTable,
+        *,
+        max_cost_usd: float | None = None,
+        should_stop: Callable[[], str | None] | None = None,
+        slots: int = 0,
+    ) -> None:
+        self.journal = journal
+        self.prices = prices
+        self.max_cost_usd = max_cost_usd
+        self.should_stop = should_stop
+        self.stats = Stats(limit=slots)
+        self.stopped: str | None = None
+        self._finished = asyncio.Event()
+        self._failures: list[tuple[str, str]] = []
+
+    def stop(self, reason: str) -> None:
+        """Send nothing more; what is under way finishes and is recorded."""
+        if self.stopped is None:
+            self.stopped = reason
+            self._finished.set()
+
+    def _start(self, requests: list[Request], sink: Sink) -> dict[str, str]:
+        """Plan the run in the journal and hand the answers an earlier session recorded (but
+        did not write out) to the sink; each planned request's state."""
+        states = self.journal.plan(requests)
+        stats = self.stats
+        stats.total = len(requests)
+        stats.done_before = sum(1 for r in requests if states[r.hash] == jr.DONE)
+        stats.spent_before_usd = self.journal.totals()["cost_usd"]
+        for r in requests:  # answered before the last session ended: outputs only
+            if states[r.hash] == jr.ANSWERED:
+                row = self.journal.row(r.hash)
+                self._deliver(r, row.answer or "", sink)
+        return states
+
+    def _report(self) -> Report:
+        return Report(
+            self.stats, self.stopped, failures=self._failures, elapsed_s=time.monotonic() - self.stats.started
+        )
+
+    def _deliver(self, request: Request, answer: str, sink: Sink) -> None:
+        try:
+            output = sink.accept(request, answer)
+        except (OSError, UserError) as exc:
+            self._fail(request, f"output: {exc}", answered=True)
+            return
+        self.journal.done(request.hash, output)
+        self.stats.done += 1
+
+    def _fail(self, request: Request, error: str, answered: bool = False) -> None:
+        """Record a failure; an answered item keeps its answer for the next run's outputs."""
+        if answered:
+            self.journal.output_failed(request.hash, error)
+        else:
+            self.journal.failed(request.hash, error)
+        self.stats.failed += 1
+        if len(self._failures) < MAX_FAILURES_LISTED:
+            self._failures.append((request.item_id, error))
+
+    async def _watch(self) -> None:
+        while self.stopped is None:
+            await asyncio.sleep(STOP_POLL_S)
+            reason = self.should_stop()
+            if reason:
+                self.stop(reason)
+
+
+class Engine(Recorder):
     def __init__(
         self,
         journal: Journal,
@@ -81,38 +156,25 @@ class Engine:
         max_cost_usd: float | None = None,
         should_stop: Callable[[], str | None] | None = None,
     ) -> None:
-        self.journal = journal
+        super().__init__(
+            journal, prices, max_cost_usd=max_cost_usd, should_stop=should_stop, slots=gate.slots
+        )
         self.client = client
         self.gate = gate
-        self.prices = prices
-        self.max_cost_usd = max_cost_usd
-        self.should_stop = should_stop
-        self.stats = Stats(limit=gate.slots)
-        self.stopped: str | None = None
         self._reserved = 0.0  # the in-flight requests' worst case
         self._spent = 0.0
-        self._finished = asyncio.Event()
-        self._failures: list[tuple[str, str]] = []
         self._closing: asyncio.Task | None = None
 
     def stop(self, reason: str) -> None:
         """Send nothing more; what is in flight finishes and is recorded."""
         if self.stopped is None:
-            self.stopped = reason
             self._closing = asyncio.get_running_loop().create_task(self.gate.close())
-            self._finished.set()
+        super().stop(reason)
 
     async def run(self, requests: list[Request], sink: Sink) -> Report:
-        states = self.journal.plan(requests)
-        totals = self.journal.totals()
+        states = self._start(requests, sink)
         stats = self.stats
-        stats.total = len(requests)
-        stats.done_before = sum(1 for r in requests if states[r.hash] == jr.DONE)
-        stats.spent_before_usd = self._spent = totals["cost_usd"]
-        for r in requests:  # answered before the last session ended: outputs only
-            if states[r.hash] == jr.ANSWERED:
-                row = self.journal.row(r.hash)
-                self._deliver(r, row.answer or "", sink)
+        self._spent = stats.spent_before_usd
         to_send = [r for r in requests if states[r.hash] in (jr.PENDING, jr.SENDING, jr.FAILED)]
         stats.to_send = len(to_send)
         watcher = asyncio.create_task(self._watch()) if self.should_stop else None
@@ -135,9 +197,7 @@ class Engine:
         finally:
             if watcher:
                 watcher.cancel()
-        report = Report(
-            stats, self.stopped, failures=self._failures, elapsed_s=time.monotonic() - stats.started
-        )
+        report = self._report()
         for r in to_send[sent:]:
             report.skipped += 1
             report.skipped_worst_usd += worst_usd(self.prices, r) or 0.0
@@ -190,29 +250,3 @@ class Engine:
         stats.limit = self.gate.slots
         self._finished.set()
         await self.gate.release()  # after the outcome is recorded: a fatal one stops the next
-
-    def _deliver(self, request: Request, answer: str, sink: Sink) -> None:
-        try:
-            output = sink.accept(request, answer)
-        except (OSError, UserError) as exc:
-            self._fail(request, f"output: {exc}", answered=True)
-            return
-        self.journal.done(request.hash, output)
-        self.stats.done += 1
-
-    def _fail(self, request: Request, error: str, answered: bool = False) -> None:
-        """Record a failure; an answered item keeps its answer for the next run's outputs."""
-        if answered:
-            self.journal.output_failed(request.hash, error)
-        else:
-            self.journal.failed(request.hash, error)
-        self.stats.failed += 1
-        if len(self._failures) < MAX_FAILURES_LISTED:
-            self._failures.append((request.item_id, error))
-
-    async def _watch(self) -> None:
-        while self.stopped is None:
-            await asyncio.sleep(STOP_POLL_S)
-            reason = self.should_stop()
-            if reason:
-                self.stop(reason)

@@ -3,9 +3,10 @@
 Rows are keyed by the SHA-256 of the rendered request, so a re-run finds what it already did
 and does only the rest: an item whose file changed renders another request, another key. A
 row moves pending -> sending -> answered -> done, or to failed; rows the current plan no
-longer has are `stale` (kept, not counted). Every change is its own transaction, committed
-before the next step (WAL; synchronous=NORMAL, which loses nothing a killed process committed,
-only what an OS crash had not yet written out).
+longer has are `stale` (kept, not counted). A provider batch (`--mode provider-batch`) is a row
+of `provider_batches`, open until its results are collected, its requests `sending` meanwhile.
+Every change is its own transaction, committed before the next step (WAL; synchronous=NORMAL,
+which loses nothing a killed process committed, only what an OS crash had not yet written out).
 
 `answered` is recorded before the sink writes outputs, so a crash in between costs no second
 request: the re-run hands the stored answer to the sink again. A row left `sending` was in
@@ -48,6 +49,16 @@ CREATE TABLE IF NOT EXISTS items (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS items_by_item ON items (item_id);
+CREATE TABLE IF NOT EXISTS provider_batches (
+    id TEXT PRIMARY KEY,
+    api TEXT NOT NULL,
+    open INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL,
+    counts TEXT,
+    hashes TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS edits (
     path TEXT PRIMARY KEY,
     existed INTEGER NOT NULL,
@@ -72,6 +83,19 @@ class Row:
     answer: str | None
     error: str | None
     output: dict | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderBatch:
+    """A batch the run submitted to the provider's batch API; `open` until its results are in."""
+
+    id: str
+    api: str  # openai | anthropic
+    status: str  # as the provider last said
+    counts: dict | None  # its request counts, as the provider last said
+    hashes: list[str]  # the requests in it
+    open: bool
+    created: float
 
 
 _ROW_COLUMNS = (
@@ -212,6 +236,47 @@ class Journal:
             "output_tokens": tokens_out,
             "replayed": replayed,
         }
+
+    # --- provider batches (`--mode provider-batch`) --------------------------------------------
+
+    def batch_submitted(self, batch_id: str, api: str, status: str, hashes: list[str]) -> None:
+        """A batch the provider took: its requests are in flight (`sending`) until it ends."""
+        now = time.time()
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO provider_batches (id, api, status, hashes, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (batch_id, api, status, orjson.dumps(hashes).decode(), now, now),
+            )
+            for key in hashes:
+                self.db.execute(
+                    "UPDATE items SET state = ?, attempts = attempts + 1, updated = ? WHERE hash = ?",
+                    (SENDING, now, key),
+                )
+
+    def batch_status(self, batch_id: str, status: str, counts: dict | None, ended: bool = False) -> None:
+        self.db.execute(
+            "UPDATE provider_batches SET status = ?, counts = ?, open = ?, updated = ? WHERE id = ?",
+            (status, orjson.dumps(counts).decode(), int(not ended), time.time(), batch_id),
+        )
+
+    def provider_batches(self, open_only: bool = False) -> list[ProviderBatch]:
+        query = "SELECT id, api, status, counts, hashes, open, created FROM provider_batches"
+        query += " WHERE open = 1" if open_only else ""
+        return [
+            ProviderBatch(
+                ident,
+                api,
+                status,
+                orjson.loads(counts or "null"),
+                orjson.loads(hashes),
+                bool(is_open),
+                created,
+            )
+            for ident, api, status, counts, hashes, is_open, created in self.db.execute(
+                query + " ORDER BY created"
+            )
+        ]
 
     # --- edits (for undo) --------------------------------------------------------------------
 

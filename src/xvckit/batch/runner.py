@@ -14,9 +14,11 @@ from xvckit.batch.client import GatewayClient, endpoint
 from xvckit.batch.engine import Engine, Report, Stats
 from xvckit.batch.outputs import DEFAULT_NAME, FilesSink, JsonlSink, Sinks
 from xvckit.batch.pacing import AUTO_MAX, AUTO_START, MAX_CONCURRENCY, Gate
+from xvckit.batch.provider_batch import CANCELLED, INTERRUPTED, BatchAPI, ProviderBatchRun, described
 from xvckit.batch.requests import Request, build, dialect_for
 from xvckit.batch.template import CONTEXT_BUDGET, Template, context_pack
 from xvckit.errors import UserError
+from xvckit.providers.batches import PRICE_SHARE
 from xvckit.providers.models import max_output, model_info
 
 VIEW_REFRESH_S = 0.25
@@ -74,14 +76,17 @@ def plan(spec: runs.RunSpec, settings) -> Plan:
 
 
 def estimate(spec: runs.RunSpec, config) -> dict:
-    """`--dry-run`: the items, their tokens and their cost per model; nothing is sent."""
+    """`--dry-run`: the items, their tokens and their cost per model (at the batch price in
+    provider-batch mode); nothing is sent."""
     planned = plan(spec, config.context)
     table = cost.prices(config.prices)
+    share = PRICE_SHARE if spec.mode == runs.PROVIDER_BATCH else 1.0
     return {
         "items": len(planned.requests),
         "left_out": planned.left_out,
-        "models": cost.estimate(table, planned.requests),
+        "models": cost.estimate(table, planned.requests, share),
         "max_tokens": spec.max_tokens,
+        "price_share": share,
     }
 
 
@@ -133,6 +138,12 @@ def execute(
     try:
         run.lock()
         journal = run.journal
+        waiting = journal.provider_batches(open_only=True)
+        if waiting and spec.mode != runs.PROVIDER_BATCH:
+            raise UserError(
+                f"run {run.id} has a provider batch open ({waiting[0].id}): run it again with "
+                f"--mode provider-batch to collect it, or `xvckit batch cancel {run.id}`"
+            )
         journal.set("spec", spec.as_dict())
         journal.set("cancel", False)
         journal.set("state", runs.RUNNING)
@@ -146,9 +157,14 @@ def execute(
             sinks.append(edits.EditsSink(Path(spec.root), run.folder, journal))
         if on_plan:
             on_plan(run, planned)
-        report = asyncio.run(
-            run_engine(run, planned.requests, Sinks(sinks), slots, adaptive, where, spec, table, view)
-        )
+        if spec.mode == runs.PROVIDER_BATCH:
+            report = asyncio.run(
+                run_provider_batch(run, planned.requests, Sinks(sinks), where, spec, table, view)
+            )
+        else:
+            report = asyncio.run(
+                run_engine(run, planned.requests, Sinks(sinks), slots, adaptive, where, spec, table, view)
+            )
         state = _final_state(report, run)
         journal.set("state", state)
         journal.set("updated", time.time())
@@ -181,36 +197,62 @@ async def run_engine(
         max_attempts=spec.max_attempts,
         timeout_s=spec.timeout_s,
     )
-    journal = run.journal
     engine = Engine(
-        journal,
-        client,
-        gate,
-        table,
-        max_cost_usd=spec.max_cost,
-        should_stop=lambda: "cancelled (batch cancel)" if journal.get("cancel") else None,
+        run.journal, client, gate, table, max_cost_usd=spec.max_cost, should_stop=_cancel_asked(run.journal)
     )
+    try:
+        return await _drive(engine, requests, sink, view)
+    finally:
+        await client.aclose()
+
+
+async def run_provider_batch(
+    run: runs.Run, requests, sink, where, spec: runs.RunSpec, table, view: View | None
+) -> Report:
+    """`requests` through the provider's batch API (`provider_batch.py`) into `sink`."""
+    batches = BatchAPI(where, dialect_for(spec.model, spec.dialect), spec.timeout_s)
+    sender = ProviderBatchRun(
+        run.journal,
+        batches,
+        table,
+        run.id,
+        poll_s=spec.poll_s,
+        max_cost_usd=spec.max_cost,
+        should_stop=_cancel_asked(run.journal),
+    )
+    try:
+        return await _drive(sender, requests, sink, view)
+    finally:
+        await batches.aclose()
+
+
+def _cancel_asked(journal) -> Callable[[], str | None]:
+    """`batch cancel` from another shell, as a stop reason."""
+    return lambda: CANCELLED if journal.get("cancel") else None
+
+
+async def _drive(sender: Engine | ProviderBatchRun, requests, sink, view: View | None) -> Report:
+    """Run `sender` with Ctrl-C and SIGTERM a clean stop and the view refreshed while it runs."""
     loop = asyncio.get_running_loop()
 
     def interrupted(signum: int) -> None:
-        engine.stop(f"interrupted ({signal.Signals(signum).name})")
+        sender.stop(f"{INTERRUPTED} ({signal.Signals(signum).name})")
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second one ends the process at once
             loop.remove_signal_handler(sig)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted, sig)
-    refresher = asyncio.create_task(_refresh(view, engine.stats)) if view else None
+    refresher = asyncio.create_task(_refresh(view, sender.stats)) if view else None
     if view:
-        view.start(engine.stats)
+        view.start(sender.stats)
     try:
-        return await engine.run(requests, sink)
+        return await sender.run(requests, sink)
     finally:
         if refresher:
             refresher.cancel()
-            view.stop(engine.stats)
+            view.stop(sender.stats)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await client.aclose()
 
 
 async def _refresh(view: View, stats: Stats) -> None:
@@ -249,4 +291,6 @@ def summary(run: runs.Run, report: Report, state: str) -> dict:
     }
     if run.spec.apply_edits:
         result["edits"] = edits.summary(run.journal)
+    if run.spec.mode == runs.PROVIDER_BATCH:
+        result["provider_batches"] = described(run.journal)
     return result

@@ -23,6 +23,7 @@ from xvckit.batch.journal import Journal
 from xvckit.errors import UserError
 
 RUNS_DIR = Path(".xvckit") / "batch"
+LIVE, PROVIDER_BATCH = "live", "provider-batch"
 JOURNAL = "run.db"
 RUNNING, DONE, INCOMPLETE, CANCELLED, INTERRUPTED = (
     "running",
@@ -57,6 +58,8 @@ class RunSpec:
     gateway: str | None = None
     max_attempts: int = 5
     timeout_s: float = 600.0
+    mode: str = LIVE  # or PROVIDER_BATCH: through the provider's batch API
+    poll_s: float = 60.0  # between two polls of a provider batch
 
     IDENTITY = (
         "template",

@@ -35,6 +35,16 @@ class DialectName(StrEnum):
     anthropic = "anthropic"
 
 
+class Mode(StrEnum):
+    live = "live"
+    provider_batch = "provider-batch"
+
+
+PollOption = typer.Option(
+    None, "--poll", min=0.01, help="provider-batch mode: seconds between two polls of the batch (default 60)"
+)
+
+
 @app.command()
 def run(
     template: Path = typer.Argument(..., callback=input_file, help="the Jinja2 prompt template"),
@@ -78,6 +88,13 @@ def run(
     gateway: str | None = GatewayOption,
     key: str | None = KeyOption,
     max_attempts: int = typer.Option(5, "--max-attempts", min=1, max=20, help="tries per item"),
+    mode: Mode = typer.Option(
+        Mode.live,
+        "--mode",
+        help="live: each item a request now; provider-batch: one batch through the provider's batch API "
+        "(half price, done within 24 h)",
+    ),
+    poll: float | None = PollOption,
     runs_dir: Path | None = RunsDirOption,
     as_json: bool = JsonOption,
     config: ConfigOption = None,
@@ -113,6 +130,8 @@ def run(
         max_cost=max_cost,
         gateway=gateway,
         max_attempts=max_attempts,
+        mode=mode.value,
+        poll_s=poll or runs.RunSpec.poll_s,
     )
     _run(spec, runs.runs_dir(runs_dir), key, as_json, config, dry_run)
 
@@ -165,6 +184,7 @@ def show(
     """A run's state, counts, spend, failures and edits."""
     from xvckit.batch import edits, runs
     from xvckit.batch.journal import FAILED
+    from xvckit.batch.provider_batch import described
     from xvckit.cli import batch_view
 
     with runs.opened(runs.runs_dir(runs_dir), run_ref) as run:
@@ -178,6 +198,8 @@ def show(
         }
         data["sources"] = spec.input or spec.files
         data["last_session"] = run.journal.get("last_session")
+        data["mode"] = spec.mode
+        data["provider_batches"] = described(run.journal)
         data["failures"] = [{"item": r.item_id, "error": r.error} for r in run.journal.rows() if r.error][:50]
         if spec.apply_edits:
             data["edits"] = edits.summary(run.journal)
@@ -204,18 +226,21 @@ def resume(
         None, "--concurrency", help="auto or a number (default: the run's)"
     ),
     max_cost: float | None = MaxCostOption,
+    poll: float | None = PollOption,
     gateway: str | None = GatewayOption,
     key: str | None = KeyOption,
     runs_dir: Path | None = RunsDirOption,
     as_json: bool = JsonOption,
     config: ConfigOption = None,
 ) -> None:
-    """Continue a run (interrupted, cancelled, stopped by its cost cap) where it stopped."""
+    """Continue a run (interrupted, cancelled, stopped by its cost cap) where it stopped; a
+    provider-batch run polls its open batch again and collects it."""
     from xvckit.batch import runs
 
     folder = runs.runs_dir(runs_dir)
     with runs.opened(folder, run_ref) as run:
         spec = run.spec
+    spec.poll_s = poll or spec.poll_s
     spec.concurrency = concurrency or spec.concurrency
     spec.max_cost = max_cost if max_cost is not None else spec.max_cost
     spec.gateway = gateway or spec.gateway
@@ -225,14 +250,21 @@ def resume(
 @app.command()
 def cancel(
     run_ref: str = typer.Argument(..., metavar="RUN", help="a run id, or its start"),
+    gateway: str | None = GatewayOption,
+    key: str | None = KeyOption,
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
-    """Stop a run: it sends nothing more, and what is in flight finishes and is recorded."""
+    """Stop a run: it sends nothing more, and what is in flight finishes and is recorded. A
+    provider-batch run's open batch is cancelled at the provider (what it did is kept)."""
     from xvckit.batch import runs
 
     with runs.opened(runs.runs_dir(runs_dir), run_ref) as run:
-        if run.running_elsewhere():
+        elsewhere = run.running_elsewhere()
+        if elsewhere:  # first: the run that sees its batch cancelled sees why
             run.journal.set("cancel", True)
+        if run.journal.provider_batches(open_only=True):
+            _cancel_at_provider(run, gateway, key)
+        if elsewhere:
             typer.echo(f"run {run.id}: cancel requested; it stops once its requests in flight are answered")
         else:
             run.journal.set("state", runs.CANCELLED)
@@ -258,3 +290,24 @@ def undo(
             raise UserError(f"run {run.id} is running: cancel it first")
         results = edits.undo(run.journal, run.folder, Path(run.spec.root), force=force)
     print_rows(results, ["path", "status"], as_json=as_json)
+
+
+def _cancel_at_provider(run, gateway: str | None, key: str | None) -> None:
+    import asyncio
+
+    from xvckit.batch.client import endpoint
+    from xvckit.batch.provider_batch import BatchAPI, cancel_open
+    from xvckit.batch.requests import dialect_for
+
+    spec = run.spec
+    dialect = dialect_for(spec.model, spec.dialect)
+    batches = BatchAPI(endpoint(dialect, gateway or spec.gateway, key), dialect, spec.timeout_s)
+
+    async def cancel() -> list[tuple[str, str]]:
+        try:
+            return await cancel_open(run.journal, batches)
+        finally:
+            await batches.aclose()
+
+    for batch_id, status in asyncio.run(cancel()):
+        typer.echo(f"run {run.id}: provider batch {batch_id} {status}")

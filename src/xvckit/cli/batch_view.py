@@ -79,7 +79,8 @@ def print_estimate(estimate: dict) -> None:
     console.print(table)
     console.print(
         f"dry run: nothing sent. The output is at most --max-tokens {estimate['max_tokens']:,} per item; "
-        "the cost runs from input alone to input plus all of it."
+        "the cost runs from input alone to input plus all of it"
+        + (" (at the batch price: half the price table's)." if estimate.get("price_share", 1.0) < 1 else ".")
     )
     _left_out(console, estimate["left_out"])
 
@@ -111,6 +112,7 @@ def print_summary(result: dict) -> None:
     console.print(table)
     for failure in result["failures"]:
         console.print(Text(f"failed: {failure['item']}: {failure['error']}"))
+    _provider_batches(console, result.get("provider_batches") or [])
     if "edits" in result:
         print_edits(result["edits"], console)
     _left_out(console, result.get("left_out") or {})
@@ -137,7 +139,7 @@ def print_edits(summary: dict, console: Console | None = None) -> None:
 def print_show(data: dict) -> None:
     console = _console()
     table = Table(box=None, show_header=False)
-    for name in ("run", "state", "template", "model", "items", "done", "failed", "cost_usd"):
+    for name in ("run", "state", "mode", "template", "model", "items", "done", "failed", "cost_usd"):
         table.add_row(Text(name, style="bold"), Text(str(data[name])))
     for name, value in data["outputs"].items():
         table.add_row(Text(name, style="bold"), Text(str(value)))
@@ -147,6 +149,7 @@ def print_show(data: dict) -> None:
     console.print(table)
     for failure in data["failures"]:
         console.print(Text(f"failed: {failure['item']}: {failure['error']}"))
+    _provider_batches(console, data["provider_batches"])
     if "edits" in data:
         print_edits(data["edits"], console)
     if data.get("item_rows"):
@@ -162,6 +165,21 @@ def print_show(data: dict) -> None:
                 row["error"] or "",
             )
         console.print(rows)
+
+
+def _provider_batches(console: Console, batches: list[dict]) -> None:
+    """A provider-batch run's batches: id, status at the provider, requests, counts."""
+    for batch in batches:
+        counts = ", ".join(
+            f"{n} {what}" for what, n in (batch["counts"] or {}).items() if n and what != "total"
+        )
+        state = "open" if batch["open"] else "collected"
+        console.print(
+            Text(
+                f"provider batch {batch['id']} ({batch['api']}): {batch['status']}, {state}, "
+                f"{batch['requests']:,} requests" + (f" ({counts})" if counts else "")
+            )
+        )
 
 
 def _left_out(console: Console, left_out: dict) -> None:
