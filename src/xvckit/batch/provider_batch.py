@@ -127,9 +127,8 @@ class BatchAPI:
             async with self.http.stream("GET", path) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise ProviderBatchError(
-                        f"results of batch {batch['id']}: {response.status_code}: {error_message(response)}"
-                    )
+                    why = error_message(response.content, response.reason_phrase)
+                    raise ProviderBatchError(f"results of batch {batch['id']}: {response.status_code}: {why}")
                 async for line in response.aiter_lines():
                     if line.strip():
                         yield parse(orjson.loads(line))
@@ -155,7 +154,7 @@ class BatchAPI:
                     if not isinstance(found, dict) or not isinstance(found.get("id"), str):
                         raise ProviderBatchError(f"{method} {path}: 200 with a body that is not an object")
                     return found
-                error = f"{response.status_code}: {error_message(response)}"
+                error = f"{response.status_code}: {error_message(response.content, response.reason_phrase)}"
                 if response.status_code not in RETRYABLE:
                     break
                 retry_after = parse_retry_after(response.headers, time.time())
