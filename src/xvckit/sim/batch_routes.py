@@ -367,11 +367,17 @@ async def cancel_batch(sim: Simulator, req: Request, ident: str) -> Reply:
     return _ok(view)
 
 
-async def list_batches(sim: Simulator, req: Request) -> Reply:
+def _listed(sim: Simulator, req: Request, provider: str) -> tuple[list, float]:
+    """The key's batches of one API, newest first, each brought up to now."""
     now = time.time()
-    found = list(reversed(sim.batches.batches(req.api_key, "openai")))
+    found = list(reversed(sim.batches.batches(req.api_key, provider)))
     for batch in found:
         _observe(sim, batch, now)
+    return found, now
+
+
+async def list_batches(sim: Simulator, req: Request) -> Reply:
+    found, now = _listed(sim, req, "openai")
     return _ok(_listing([_openai_batch(b, now) for b in found], openai=True))
 
 
@@ -506,10 +512,7 @@ async def cancel_message_batch(sim: Simulator, req: Request, ident: str) -> Repl
 
 
 async def list_message_batches(sim: Simulator, req: Request) -> Reply:
-    now = time.time()
-    found = list(reversed(sim.batches.batches(req.api_key, "anthropic")))
-    for batch in found:
-        _observe(sim, batch, now)
+    found, now = _listed(sim, req, "anthropic")
     return _ok(_listing([_anthropic_batch(req, b, now) for b in found], openai=False))
 
 
