@@ -290,6 +290,25 @@ def test_a_template_that_uses_context_gets_the_items_context_pack(monkeypatch, c
     assert count(prompt.split("\n", 1)[1]) <= 400
 
 
+def test_context_packs_leave_out_the_runs_own_files_so_a_rerun_sends_nothing(
+    monkeypatch, capsys, project, echo_gw
+):
+    """Answers written beside the sources, the journal and its lock file are not code to pack:
+    were they, the second run's prompts would change with the first run's outputs."""
+    (project / "doc.j2").write_text("Document {{ path }} with its context:\n{{ context }}")
+    args = ("doc.j2", "--files", "src/*.py", "--model", ECHO_MODEL, "--name", "{dir}/{stem}.md",
+            "--results", "r.jsonl", "--context-budget", "300")  # fmt: skip
+    first = run_json(monkeypatch, capsys, project, *args, gw=echo_gw)
+    assert (first["done"], (project / "src" / "a.md").read_text().startswith("Document src/a.py")) == (
+        2,
+        True,
+    )
+    again = run_json(monkeypatch, capsys, project, *args, gw=echo_gw)
+    assert (again["done"], again["done_before"]) == (0, 2)
+    prompt = orjson.loads((project / "r.jsonl").read_bytes().splitlines()[0])["answer"]
+    assert "a.md" not in prompt and "r.jsonl" not in prompt and ".xvckit" not in prompt
+
+
 def test_a_context_budget_needs_a_template_that_uses_context(monkeypatch, capsys, project, gw):
     code, _, err = batch(
         monkeypatch,
@@ -491,6 +510,22 @@ def test_pacing_under_the_gateway_no_item_fails(monkeypatch, capsys, project, si
     )
     assert (result["state"], result["done"], result["failed"]) == ("done", 40, 0)
     assert sim.stats()["chat_completions"] == {"200": 40}  # no 429 upstream, nothing retried
+
+
+def test_server_errors_are_retried_and_counted(monkeypatch, capsys, project, sim_factory):
+    """Straight at a provider that fails a third of its requests with a 500 (no gateway to
+    retry them): every item done, and the summary counts the items sent more than once."""
+    flaky = sim_factory(rpm=10_000, tpm=100_000_000, fail_rate=0.35, seed=3)
+    for n in range(8):
+        (project / "src" / f"f{n}.py").write_text(f"f = {n}\n")
+    result = run_json(
+        monkeypatch, capsys, project, "summarize.j2", "--files", "src/f*.py", "--model", "gpt-4o-mini",
+        "--results", "r.jsonl", "--concurrency", "1", gw=flaky,
+    )  # fmt: skip
+    faults = flaky.count("chat_completions", "500")
+    assert (result["done"], result["failed"]) == (8, 0)
+    assert faults > 0 and 0 < result["retried"] <= faults
+    assert flaky.count("chat_completions", "200") == 8
 
 
 def test_the_gate_grows_on_fast_answers_and_shrinks_on_queues_and_429s():

@@ -47,6 +47,7 @@ class Stats:
     done: int = 0
     failed: int = 0
     replayed: int = 0
+    retried: int = 0  # items whose request was sent more than once by this session
     in_flight: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -232,6 +233,7 @@ class Engine(Recorder):
         except BaseException:
             await self.gate.release()
             raise
+        stats.retried += outcome.attempts > 1
         if outcome.text is not None:
             cost = self.prices.cost_usd(request.model, outcome.usage)
             self.journal.answered(request.hash, outcome.text, outcome.usage, cost, outcome.replayed)

@@ -36,6 +36,21 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def target_path(folder: Path, pattern: str, item_id: str, seq: int, names: dict[str, str]) -> Path:
+    """The file `pattern` names for an item, under the resolved `folder`."""
+    fields = {"id": item_id, "seq": seq, **names}
+    try:
+        name = pattern.format(**fields).lstrip("/")  # '{dir}/...' for a file at the top
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(
+            f"--name {pattern}: item {item_id}: {exc!r} is not one of {', '.join(sorted(fields))}"
+        ) from None
+    target = (folder / name).resolve()
+    if not name or not target.is_relative_to(folder) or target == folder:
+        raise UserError(f"--name {pattern}: item {item_id}: {name!r} is not a file in {folder}")
+    return target
+
+
 class FilesSink:
     """One file per item under `folder`, named by `pattern`."""
 
@@ -45,7 +60,7 @@ class FilesSink:
         sources = {(root / r.names["path"]).resolve() for r in requests if "path" in r.names}
         owners: dict[Path, str] = {}
         for r in requests:
-            target = self._target(pattern, r)
+            target = target_path(self.folder, pattern, r.item_id, r.seq, r.names)
             if target in sources:
                 raise UserError(f"--name {pattern}: item {r.item_id} would overwrite a source ({target})")
             if target in owners:
@@ -54,21 +69,6 @@ class FilesSink:
                 )
             owners[target] = r.item_id
             self.targets[r.hash] = target
-
-    def _target(self, pattern: str, request: Request) -> Path:
-        fields = {"id": request.item_id, "seq": request.seq, **request.names}
-        try:
-            name = pattern.format(**fields).lstrip("/")  # '{dir}/...' for a file at the top
-        except (KeyError, IndexError, ValueError) as exc:
-            raise UserError(
-                f"--name {pattern}: item {request.item_id}: {exc!r} is not one of {', '.join(sorted(fields))}"
-            ) from None
-        target = (self.folder / name).resolve()
-        if not name or not target.is_relative_to(self.folder) or target == self.folder:
-            raise UserError(
-                f"--name {pattern}: item {request.item_id}: {name!r} is not a file in {self.folder}"
-            )
-        return target
 
     def accept(self, request: Request, answer: str) -> dict:
         target = self.targets[request.hash]

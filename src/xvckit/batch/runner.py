@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import signal
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 from xvckit.batch import cost, edits, items, runs
 from xvckit.batch.client import GatewayClient, endpoint
 from xvckit.batch.engine import Engine, Report, Stats
-from xvckit.batch.outputs import DEFAULT_NAME, FilesSink, JsonlSink, Sinks
+from xvckit.batch.outputs import DEFAULT_NAME, FilesSink, JsonlSink, Sinks, target_path
 from xvckit.batch.pacing import AUTO_MAX, AUTO_START, MAX_CONCURRENCY, Gate
 from xvckit.batch.provider_batch import CANCELLED, INTERRUPTED, BatchAPI, ProviderBatchRun, described
 from xvckit.batch.requests import Request, build, dialect_for
@@ -48,13 +49,16 @@ def plan(spec: runs.RunSpec, settings) -> Plan:
         raise UserError(f"--max-tokens {spec.max_tokens}: {spec.model} writes at most {most:,} tokens")
     window = (model_info(spec.model) or (None, None))[1]
     repo = Path(spec.repo or spec.root)
+    names_of = [items.path_variables(item.variables.get("path", item.id)) for item in found]
+    if template.wants_context:
+        written = _written(spec, found, names_of, repo)
+        settings = settings.model_copy(update={"exclude": [*settings.exclude, *written]})
     requests = []
-    for seq, item in enumerate(found):
+    for seq, (item, names) in enumerate(zip(found, names_of, strict=True)):
         extra = {}
         if template.wants_context:
             extra["context"] = context_pack(item, repo, settings, spec.context_budget or CONTEXT_BUDGET)
         prompt = template.render(item, extra)
-        names = items.path_variables(item.variables.get("path", item.id))
         request = build(
             item.id,
             seq,
@@ -73,6 +77,23 @@ def plan(spec: runs.RunSpec, settings) -> Plan:
             )
         requests.append(request)
     return Plan(requests, left_out)
+
+
+def _written(spec: runs.RunSpec, found: list, names_of: list[dict], repo: Path) -> list[str]:
+    """What the run itself writes (journals and lock files under .xvckit, its outputs), as
+    patterns to leave out of context packs: else the next run's prompts, and so its requests'
+    keys, would change with what this one wrote, and every item be sent again."""
+    repo = repo.resolve()
+    paths = []
+    if spec.out or spec.name:
+        folder = Path(spec.out or spec.root).resolve()
+        pattern = spec.name or DEFAULT_NAME
+        for seq, (item, names) in enumerate(zip(found, names_of, strict=True)):
+            paths.append(target_path(folder, pattern, item.id, seq, names))
+    if spec.results:
+        paths.append(Path(spec.results).resolve())
+    inside = [p.relative_to(repo).as_posix() for p in paths if p.is_relative_to(repo)]
+    return [".xvckit/*", *(glob.escape(p) for p in inside)]
 
 
 def estimate(spec: runs.RunSpec, config) -> dict:
@@ -280,6 +301,7 @@ def summary(run: runs.Run, report: Report, state: str) -> dict:
         "failed": stats.failed,
         "skipped": report.skipped,
         "replayed": stats.replayed,
+        "retried": stats.retried,
         "input_tokens": stats.input_tokens,
         "output_tokens": stats.output_tokens,
         "cost_usd": round(stats.cost_usd, 6),

@@ -101,6 +101,7 @@ def print_summary(result: dict) -> None:
             + (f" (at most ${result['skipped_worst_usd']:.4f})" if result["skipped"] else ""),
         ),
         ("answered from the gateway's record", f"{result['replayed']:,}"),
+        ("sent more than once (retried)", f"{result['retried']:,}"),
         ("tokens", f"{result['input_tokens']:,} in, {result['output_tokens']:,} out"),
         ("cost", f"${result['cost_usd']:.4f} now, ${result['cost_total_usd']:.4f} for the run"),
         ("time", f"{result['elapsed_s']:.1f} s, {rate:.1f} items/s"),
