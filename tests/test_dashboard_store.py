@@ -114,6 +114,29 @@ def _migration():
     return module
 
 
+def test_a_provider_batchs_requests_stay_out_of_the_latency_bins(store_url):
+    """Their latency fields are 0 (nobody waited for them): binned, they would pull every
+    dashboard percentile down. They still count as requests, with their tokens and cost."""
+    store = Store.open(store_url)
+    try:
+        answered = dict(status=200, team_id="team_a", input_tokens=10, cost_usd=0.5)
+        write_records(
+            store,
+            [
+                UsageRecord(request_id="live", endpoint="chat", ts=T0 + 1, latency_ms=800, **answered),
+                *(UsageRecord(request_id=f"b{i}", endpoint="batch", ts=T0 + 2, **answered) for i in range(3)),
+            ],
+        )
+        with store.engine.connect() as conn:
+            day = list(ledger_stats.read(conn, DAY, T0, T0 + DAY, "team_a", ledger_stats.SERIES))
+        latency = [(label, count) for _b, series, label, count, _t in day if series == ledger_stats.LATENCY]
+        assert latency == [(ledger_stats.latency_label(800), 1)]
+        requests = [(count, total) for _b, series, label, count, total in day if label == "requests"]
+        assert requests == [(4, 2.0)]
+    finally:
+        store.close()
+
+
 def test_retention_removes_stats_with_the_rows(store_url):
     store = Store.open(store_url)
     try:

@@ -125,6 +125,8 @@ def write_sources(folder: Path, store: Store) -> dict[str, str]:
             ),
             _req("r2", T0 + 1.5 * D, bob, input_tokens=2000, output_tokens=500, cost_usd=2.0, latency_ms=300),
             _req("r3", T0 + 3.5 * D, alice, status=429, error_type="rate_limited", latency_ms=10),
+            # a provider batch's request: nobody waited for it, so no latency of 0 in the percentiles
+            UsageRecord(request_id="b1", endpoint="batch", ts=T0 + 2.5 * D, key_id=bob, status=200),
             _req(
                 "r4",
                 T0 + 4.5 * D,
@@ -211,15 +213,15 @@ def everything(world) -> list[str]:
 
 # (value, previous) of every KPI, counted by hand from the sources above
 EXPECTED = {
-    "api.requests": (6, 1),
-    "api.latency_p50_ms": (200.0, 400.0),  # r1, r2, r6: no errors, no cache hit
+    "api.requests": (7, 1),
+    "api.latency_p50_ms": (200.0, 400.0),  # r1, r2, r6: no errors, no cache hit, not batch
     "api.latency_p95_ms": (290.0, 400.0),  # 200 + 0.9 * (300 - 200)
     "api.ttft_p50_ms": (75.0, 200.0),  # r1 50, r6 100 (r2 not streamed)
     "api.ttft_p95_ms": (97.5, 200.0),
     "tokens.output_per_input": (0.5, 1.0),  # r1, r2, r4, r6: 2500 / 5000
     "tokens.cache_read_share": (0.04, 0.0),  # 200 / 5000
     "tokens.lines_per_1k_tokens": (1.2, 55.0),  # alice 8 + bob 1 lines over 7,500 tokens; 11 over 200
-    "api.error_rate": (0.3333, 0.0),
+    "api.error_rate": (0.2857, 0.0),  # 2 of 7
     "velocity.features_per_day": (0.2, 0.1),  # c1 and the merge of topic (feat: c); p1
     "velocity.merged_changes_per_day": (0.1, 0.0),
     "velocity.commits_per_day": (0.7, 0.2),
@@ -261,7 +263,7 @@ def test_every_kpi_has_its_expected_value_and_previous_value(document):
 
 def test_breakdowns_say_what_makes_up_a_value(document):
     rows = {row["id"]: row for row in document["kpis"]}
-    assert rows["api.error_rate"]["breakdown"] == {"rate_limited": 0.1667, "upstream_500": 0.1667}
+    assert rows["api.error_rate"]["breakdown"] == {"rate_limited": 0.1429, "upstream_500": 0.1429}
     assert rows["velocity.ai_coauthored_share"]["breakdown"] == {"aider": 1, "claude": 1, "claude-code": 1}
     assert rows["quality.review_corrections"]["breakdown"] == {"fixup": 1, "squash": 0, "follow_up": 1}
     assert rows["incidents.opened"]["breakdown"] == {"high": 1, "low": 1}

@@ -4,7 +4,7 @@ the batch price (`PRICE_SHARE` of the price table), under the key that made the 
 endpoint `batch`. Each row's id is made from the batch's id and the request's `custom_id`, so
 reading the results again (another replica, a retry after a failure half way) records nothing
 twice: the ledger skips an id it has. Latency fields are 0: a batch request has no latency a
-person waited for."""
+person waited for, and latency statistics leave the endpoint out."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from xvckit.providers import anthropic, openai
 from xvckit.providers.batches import ERRORED, PRICE_SHARE, SUCCEEDED, Result
 from xvckit.providers.prices import PriceTable
 from xvckit.providers.usage import Usage
+from xvckit.store.ledger import BATCH_ENDPOINT
 from xvckit.store.provider_batches import Owned
 
-ENDPOINT = "batch"
+ENDPOINT = BATCH_ENDPOINT
 MASTER = "master"  # the owner the master key's batches are recorded under
 
 

@@ -73,7 +73,8 @@ KPIS: tuple[Kpi, ...] = (
         "lower",
         ("ledger",),
         "Median of the total time (arrival to last byte) of the period's successful requests "
-        "that went upstream (status below 400, no error type, not a response-cache hit).",
+        "that went upstream (status below 400, no error type, not a response-cache hit, not a "
+        "provider batch's request: nobody waited for those).",
         _LATENCY_GUIDE,
         1,
     ),

@@ -59,7 +59,7 @@ def roi(
         "output_tokens": round(int(requests.output.sum()) * scale),
         "spend_usd": round(spend * scale, 4),
         "unpriced_requests": round(unpriced * scale),
-        "latency_hours": round(float(requests.latency.sum()) / 3.6e6 * scale, 3),
+        "latency_hours": round(float(np.nansum(requests.latency)) / 3.6e6 * scale, 3),
         "rate_limited": round(int((requests.status == 429).sum()) * scale),
         "peak_requests_per_minute": int(minutes[0].max()) if len(minutes[0]) else 0,
         "peak_tokens_per_minute": int(minutes[1].max()) if len(minutes[1]) else 0,

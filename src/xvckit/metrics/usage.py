@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from xvckit.store.database import Store
 
 COLUMNS = (
+    "endpoint",
     "ts",
     "key_id",
     "team_id",
@@ -46,7 +47,7 @@ class Requests:
     cached: np.ndarray
     cache_write: np.ndarray
     cost: np.ndarray
-    latency: np.ndarray  # ms
+    latency: np.ndarray  # ms; NaN for a provider batch's request (nobody waited for it)
     ttft: np.ndarray  # ms; NaN where the answer was not streamed
     cache_hit: np.ndarray
 
@@ -72,11 +73,28 @@ def _pick(column, keep: np.ndarray):
 def read(store: Store, since: float, until: float) -> Requests:
     """The requests with since <= ts < until (the store is imported here: a run without the
     ledger does not pay for SQLAlchemy)."""
-    from xvckit.store.ledger import is_error, ledger_rows
+    from xvckit.store.ledger import BATCH_ENDPOINT, is_error, ledger_rows
 
     rows = ledger_rows(store, since, until, COLUMNS)
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
-    ts, key, team, model, status, error, input_, output, cached, written, cost, latency, ttft, hit = columns
+    (
+        endpoint,
+        ts,
+        key,
+        team,
+        model,
+        status,
+        error,
+        input_,
+        output,
+        cached,
+        written,
+        cost,
+        latency,
+        ttft,
+        hit,
+    ) = columns
+    batch = [e == BATCH_ENDPOINT for e in endpoint]
     return Requests(
         ts=np.array(ts, dtype=float),
         key=list(key),
@@ -92,7 +110,7 @@ def read(store: Store, since: float, until: float) -> Requests:
         cached=np.array(cached, dtype=np.int64),
         cache_write=np.array(written, dtype=np.int64),
         cost=np.array(cost, dtype=float),
-        latency=np.array(latency, dtype=float),
+        latency=np.array([np.nan if b else t for t, b in zip(latency, batch, strict=True)], dtype=float),
         ttft=np.array([np.nan if t is None else t for t in ttft], dtype=float),
         cache_hit=np.array(hit, dtype=bool),
     )

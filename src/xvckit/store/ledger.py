@@ -155,6 +155,10 @@ def is_error(status: int, error_type: str | None) -> bool:
     return status >= 400 or error_type is not None
 
 
+# The endpoint of rows a provider batch ran (gateway/batch_ledger.py): latency fields of 0, since
+# nobody waited for them, so they stay out of latency and TTFT statistics.
+BATCH_ENDPOINT = "batch"
+
 _FIELDS = tuple(f.name for f in fields(UsageRecord))
 
 # A row is a tuple in the order of these columns (the table's, without `id`).
@@ -185,8 +189,8 @@ RAW_COLUMNS = (
     "prompt",
 )
 assert set(RAW_COLUMNS) == {c.name for c in usage.columns} - {"id"} == set(_FIELDS)
-_TS, _KEY, _TEAM, _MODEL, _STATUS, _ERROR = (
-    RAW_COLUMNS.index(n) for n in ("ts", "key_id", "team_id", "model", "status", "error_type")
+_TS, _ENDPOINT, _KEY, _TEAM, _MODEL, _STATUS, _ERROR = (
+    RAW_COLUMNS.index(n) for n in ("ts", "endpoint", "key_id", "team_id", "model", "status", "error_type")
 )
 _IN, _OUT, _CACHED, _WRITTEN, _COST = (
     RAW_COLUMNS.index(n)
@@ -471,7 +475,8 @@ def _rollup_rows(rows: Iterable[tuple]) -> list[tuple]:
 def stats_rows(rows: Sequence[tuple], rolled: Sequence[tuple] | None = None) -> list[tuple]:
     """The dashboard's hour and day rows of `rows` (store/ledger_stats.py), per team and for all
     teams: requests, spend and tokens from their rollup rows (`rolled`, `_rollup_rows(rows)`:
-    summed by group, not by row), latency and TTFT bins of successful upstream answers, errors by
+    summed by group, not by row), latency and TTFT bins of successful upstream answers (but a
+    provider batch's), errors by
     type, cache hits and their savings."""
     hours: dict[tuple, list] = {}
 
@@ -512,7 +517,7 @@ def stats_rows(rows: Sequence[tuple], rolled: Sequence[tuple] | None = None) -> 
             add((hour, team, ledger_stats.ERROR, row[_ERROR] or f"http_{row[_STATUS]}"), 0.0)
         elif row[_HIT]:
             add((hour, team, ledger_stats.CACHE, row[_MODEL] or ""), row[_SAVED])
-        else:
+        elif row[_ENDPOINT] != BATCH_ENDPOINT:
             latency = row[_LATENCY]
             add((hour, team, latency_kind, label(latency)), latency)
             ttft = row[_TTFT]
