@@ -5,8 +5,12 @@ caller's budget and model list; expiry and cancel at the provider."""
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
@@ -20,7 +24,8 @@ from test_gateway_keys import flush_ledger, new_key
 from xvckit.asgi import lifespan, read_body, respond
 from xvckit.providers.batches import form_body
 from xvckit.stack import SIM_CONTROL_HEADERS
-from xvckit.store import keys
+from xvckit.store import keys, schema
+from xvckit.store import provider_batches as owned
 from xvckit.store.keys import Limits
 from xvckit.store.ledger import ledger_records
 
@@ -376,6 +381,50 @@ def test_a_create_with_a_used_idempotency_key_answers_the_batch_it_made(gw):
     assert again.id == first.id and again.processing_status == "ended"
     assert [b.id for b in client.messages.batches.list()] == [first.id]
     assert len(batch_rows(gw, key.id)) == 1
+
+
+def test_creates_at_once_under_one_idempotency_key_make_one_batch(gw):
+    """The key is claimed before the provider is called: the creates that lose the race answer
+    409 (the SDK retries it) until the winner has made the batch, then that batch."""
+    _, raw = member(gw)
+    client = anthropic.Anthropic(base_url=gw.url, api_key=raw, max_retries=8)
+    upstream = anthropic.Anthropic(base_url=gw.sim.anthropic_base_url, api_key="sk-ant", max_retries=0)
+    before = {b.id for b in upstream.messages.batches.list(limit=100).data}
+    start = threading.Barrier(6)
+
+    def create(_: int) -> str:
+        start.wait()
+        request = {"custom_id": "a", "params": messages()}
+        once = {"idempotency-key": "once"}
+        return client.messages.batches.create(requests=[request], extra_headers=once).id
+
+    with ThreadPoolExecutor(6) as pool:
+        answered = set(pool.map(create, range(6)))
+    made = {b.id for b in upstream.messages.batches.list(limit=100).data} - before
+    assert len(answered) == 1 and made == answered
+
+
+def test_a_create_in_progress_elsewhere_is_409_and_a_stale_one_is_taken_over(gw):
+    """A claim on the key (another replica's create in flight) answers 409 with retry-after;
+    one older than CLAIM_TTL_S (its gateway died mid-create) is taken over."""
+    key, raw = member(gw)
+    held = owned.claim(gw.store, key.id, None, "elsewhere")
+    create = functools.partial(
+        an(gw, raw).messages.batches.create,
+        requests=[{"custom_id": "a", "params": messages()}],
+        extra_headers={"idempotency-key": "elsewhere"},
+    )
+    with pytest.raises(anthropic.ConflictError) as refused:
+        create()
+    assert refused.value.response.headers["retry-after"] == "1"
+    with gw.store.engine.begin() as conn:
+        aged = time.time() - owned.CLAIM_TTL_S - 1
+        conn.execute(
+            schema.provider_batches.update().where(schema.provider_batches.c.id == held), {"created_at": aged}
+        )
+    made = create()
+    assert create().id == made.id
+    assert owned.by_idempotency_key(gw.store, key.id, "elsewhere").id == made.id
 
 
 def test_expiry_keeps_what_ran_and_ledgers_only_that(gw):

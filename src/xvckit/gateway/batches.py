@@ -21,7 +21,9 @@ figures take over when spend is next read from it: a new period, a restart). Its
 ledgered (batch_ledger.py) the first time the gateway sees the batch ended: on any read of it
 (retrieve, list, cancel), or before its Anthropic results are passed on, so no key gets results
 its batch's ledger rows do not cover. A batch create with an `Idempotency-Key` already used by
-the key answers the batch it made (a client that died after creating it finds it again).
+the key answers the batch it made (a client that died after creating it finds it again); the
+key is claimed in the store before the provider is called, so of two creates at once (on any
+replica) one makes the batch and the other answers 409 until it has.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from xvckit.gateway import batch_checks, batch_ledger
 from xvckit.gateway.admission import Admission
 from xvckit.gateway.dialects import ANTHROPIC, OPENAI, Dialect, GatewayError
 from xvckit.gateway.http1 import Response, Upstream
+from xvckit.gateway.idempotency import in_progress_error
 from xvckit.gateway.keyring import Keyring, Principal
 from xvckit.gateway.routing import Router
 from xvckit.gateway.upstream import Upstreams, failure
@@ -205,7 +208,7 @@ class Batches:
         payload = _json_object(body)
         again = await self._made_before(scope, who)
         if again is not None:
-            await self._refreshed(send, scope, again)
+            await self._made_already(send, scope, again)
             return
         file_id = payload.get("input_file_id")
         if not isinstance(file_id, str):
@@ -247,7 +250,7 @@ class Batches:
         payload = _json_object(body)
         again = await self._made_before(scope, who)
         if again is not None:
-            await self._refreshed(send, scope, again)
+            await self._made_already(send, scope, again)
             return
         sent, checked = await asyncio.to_thread(
             batch_checks.anthropic_batch, payload, self.router, self.prices
@@ -286,24 +289,34 @@ class Batches:
         kind: str,
     ) -> None:
         """Admit a batch as a request of each of its models at its worst-case cost, make it at
-        the provider, record it; what was reserved is spent once it is made, freed otherwise."""
-        tickets = await self._admit(who, detail["worst_usd"])
-        made = False
+        the provider, record it; what was reserved is spent once it is made, freed otherwise.
+        Under an Idempotency-Key, the key is claimed in the store first: of two creates at once
+        (on any replica), one makes the batch and the other answers 409 and, retried, that batch."""
+        claim = None
+        if (key := _idempotency_key(scope)) is not None:
+            held = await asyncio.to_thread(owned.claim, self.store, _owner(who), who.team_id, key)
+            if isinstance(held, Owned):
+                await self._made_already(send, scope, held)
+                return
+            claim = held
+        made = recorded = False
         try:
-            response = await self._call(b"POST", provider, path, scope, body)
-            status, answer = await self._read(response, provider)
-            if status == 200:
-                made = True  # the provider made it: what it may cost is spent
-                found = _object(answer, provider)
-                key = _idempotency_key(scope)
-                recorded = await self._own(found["id"], BATCH, kind, provider.name, who, detail, key)
-                if not recorded:
-                    log.warning("batch %s made twice under one Idempotency-Key", found["id"])
-                if kind == "anthropic":
-                    answer = orjson.dumps(_with_results_url(scope, found))
+            tickets = await self._admit(who, detail["worst_usd"])
+            try:
+                response = await self._call(b"POST", provider, path, scope, body)
+                status, answer = await self._read(response, provider)
+                if status == 200:
+                    made = True  # the provider made it: what it may cost is spent
+                    found = _object(answer, provider)
+                    recorded = await self._own(found["id"], BATCH, kind, provider.name, who, detail, claim)
+                    if kind == "anthropic":
+                        answer = orjson.dumps(_with_results_url(scope, found))
+            finally:
+                for ticket, usd in tickets:
+                    self.admission.settle(ticket, 0, usd if made else 0.0)
         finally:
-            for ticket, usd in tickets:
-                self.admission.settle(ticket, 0, usd if made else 0.0)
+            if claim is not None and not recorded:
+                await asyncio.to_thread(owned.release, self.store, claim)
         await respond(send, status, answer)
 
     async def _admit(self, who: Principal, worst: dict[str, float | None]) -> list[tuple[Any, float]]:
@@ -324,10 +337,14 @@ class Batches:
         key = _idempotency_key(scope)
         if key is None:
             return None
-        return await asyncio.to_thread(owned.by_idempotency_key, self.store, _owner(who), key)
+        found = await asyncio.to_thread(owned.by_idempotency_key, self.store, _owner(who), key)
+        return None if found is None or owned.stale(found) else found
 
-    async def _refreshed(self, send: Send, scope: Scope, found: Owned) -> None:
-        """The batch an earlier create with the same Idempotency-Key made, as it is now."""
+    async def _made_already(self, send: Send, scope: Scope, found: Owned) -> None:
+        """The batch an earlier create with the same Idempotency-Key made, as it is now; 409
+        while that create is still in progress."""
+        if found.kind == owned.CLAIM:
+            raise in_progress_error()
         await respond(send, *await self._fetch(scope, found))
 
     async def _fetch(self, scope: Scope, found: Owned, cancel: bool = False) -> tuple[int, bytes]:
@@ -461,14 +478,18 @@ class Batches:
         provider: str,
         who: Principal,
         detail: dict,
-        key: str | None = None,
+        claim: str | None = None,
     ) -> bool:
+        """Record what a provider made as `who`'s (in place of `claim`, the create's hold on its
+        Idempotency-Key, when there is one); False when its id is recorded already."""
         if not isinstance(ident, str) or not _ID.fullmatch(ident):
             raise GatewayError(
                 502, f"'{provider}' answered with an id the gateway cannot keep", "upstream_malformed"
             )
         item = Owned(ident, kind, api_kind, provider, _owner(who), who.team_id, time.time(), detail)
-        return await asyncio.to_thread(owned.add, self.store, item, key)
+        if claim is not None and await asyncio.to_thread(owned.made, self.store, claim, item):
+            return True
+        return await asyncio.to_thread(owned.add, self.store, item)
 
     def _provider(self, found: Owned) -> Provider:
         provider = self.providers.get(found.provider)

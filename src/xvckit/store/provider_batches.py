@@ -4,6 +4,7 @@ results are in the ledger. Synchronous, for the gateway's worker threads."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,12 @@ from xvckit.store.database import Store
 from xvckit.store.schema import provider_batches as table
 
 FILE, BATCH = "file", "batch"
+# A batch create in progress under an Idempotency-Key holds the key with a row of this kind,
+# whose id no caller can name (ids are checked against `[A-Za-z0-9][A-Za-z0-9_.-]*`), until the
+# batch is made (the row becomes the batch's) or not (the row goes). A claim older than
+# CLAIM_TTL_S is a gateway that died mid-create: the next create under the key takes it over.
+CLAIM = "claim"
+CLAIM_TTL_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,57 @@ def add(store: Store, item: Owned, idempotency_key: str | None = None) -> bool:
     except sa.exc.IntegrityError:
         return False
     return True
+
+
+def claim(store: Store, owner: str, team_id: str | None, key: str) -> str | Owned:
+    """Hold `owner`'s `key` for a create about to be made: the claim's id, or what holds the key
+    already (the batch made under it, or another create's claim, still in progress)."""
+    ident = f"~{CLAIM}:{secrets.token_hex(16)}"
+    values = {"id": ident, "kind": CLAIM, "api": "", "provider": "", "owner": owner, "team_id": team_id}
+    for _ in range(3):  # a holder may go between the insert and the look-up: try again
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(
+                    table.insert().values(**values, created_at=time.time(), detail={}, idempotency_key=key)
+                )
+            return ident
+        except sa.exc.IntegrityError:
+            holder = by_idempotency_key(store, owner, key)
+        if holder is None:
+            continue
+        if not stale(holder):
+            return holder
+        release(store, holder.id)
+    raise RuntimeError(f"Idempotency-Key of {owner} could not be claimed")
+
+
+def stale(item: Owned) -> bool:
+    """A claim left by a create that never finished (its gateway died)."""
+    return item.kind == CLAIM and item.created_at < time.time() - CLAIM_TTL_S
+
+
+def made(store: Store, claim_id: str, item: Owned) -> bool:
+    """The claim becomes the batch made under it; False when it is gone (taken over as stale)
+    or the batch's id is recorded already."""
+    values = {
+        "id": item.id,
+        "kind": item.kind,
+        "api": item.api,
+        "provider": item.provider,
+        "created_at": item.created_at,
+        "detail": item.detail,
+    }
+    try:
+        with store.engine.begin() as conn:
+            done = conn.execute(table.update().where(table.c.id == claim_id).values(**values))
+    except sa.exc.IntegrityError:
+        return False
+    return done.rowcount == 1
+
+
+def release(store: Store, claim_id: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.id == claim_id, table.c.kind == CLAIM))
 
 
 def find(store: Store, ident: str, owner: str, kind: str | None = None) -> Owned | None:
