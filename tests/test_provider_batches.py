@@ -427,6 +427,24 @@ def test_a_create_in_progress_elsewhere_is_409_and_a_stale_one_is_taken_over(gw)
     assert owned.by_idempotency_key(gw.store, key.id, "elsewhere").id == made.id
 
 
+def test_a_batch_nobody_reads_after_it_ends_is_ledgered_by_the_sweep(sim_factory, make_gateway):
+    config = batch_config(sim_factory(rpm=10_000, tpm=100_000_000))
+    config["gateway"]["batch_sweep_s"] = 0.2
+    gw = make_gateway(config)
+    key, raw = member(gw)
+    client = oa(gw, raw)
+    uploaded = client.files.create(file=("in.jsonl", jsonl(*[chat(model="soon-mini")] * 2)), purpose="batch")
+    made = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert made.status != "completed" and batch_rows(gw, key.id) == []  # ends 1.5 s after it was made
+    deadline = time.monotonic() + 20
+    while not (rows := batch_rows(gw, key.id)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [r.model for r in rows] == ["soon-mini", "soon-mini"]
+    assert owned.find(gw.store, made.id, key.id, owned.BATCH).ledgered_at is not None
+
+
 def test_expiry_keeps_what_ran_and_ledgers_only_that(gw):
     key, raw = member(gw)
     client = oa(gw, raw)

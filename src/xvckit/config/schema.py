@@ -117,6 +117,12 @@ class GatewaySettings(Strict):
     routing: Literal["headroom", "latency", "cost", "weighted"] = Field(
         "headroom", description="how to order several deployments of one model name"
     )
+    batch_sweep_s: float = Field(
+        300,
+        ge=0,
+        description="how often to read the provider batches whose results are not in the ledger yet, so one"
+        " nobody reads after it ends is ledgered too (0: only when read)",
+    )
     tls: Tls | None = Field(None, description="serve HTTPS with this certificate; None: plain HTTP")
     dashboard: bool = Field(True, description="serve the dashboard at /ui (admin and team-admin keys)")
 

@@ -105,7 +105,15 @@ class Gateway:
         balancer = Balancer(config.gateway.routing, self.pacer, prices)
         self.dispatcher = Dispatcher(self.upstreams, self.router, self.pacer, balancer, config.gateway)
         self.batches = batches.Batches(
-            store, self.keyring, self.router, self.upstreams, self.admission, self.ledger, prices, max_body
+            store,
+            self.keyring,
+            self.router,
+            self.upstreams,
+            self.admission,
+            self.ledger,
+            prices,
+            max_body,
+            config.gateway.batch_sweep_s,
         )
         self.proxy = Proxy(
             self.keyring,
@@ -178,11 +186,13 @@ class Gateway:
         if self.ledger:
             self.ledger.start()
         await self.upstreams.start()
+        self.batches.start()
         await self.extensions.start()
 
     async def _shutdown(self) -> None:
         """After uvicorn has drained in-flight requests: flush the ledger, close connections."""
         await self.extensions.stop()
+        await self.batches.stop()
         await self.upstreams.close()
         await self.pacer.aclose()
         if isinstance(self.admission, RedisAdmission):

@@ -62,6 +62,9 @@ PREFIXES = ("/v1/files", "/v1/batches", "/v1/messages/batches")
 MAX_CREATE_BYTES = 64 << 10  # an OpenAI batch create: ids and metadata
 MAX_RESULT_LINE_BYTES = 16 << 20  # one line of results read for the ledger
 MAX_IDEMPOTENCY_CHARS = 200
+SWEEP_DAYS = 29  # Anthropic keeps a batch's results 29 days, OpenAI its files 30
+SWEEP_MOST = 1000  # batches read by one sweep, the oldest first
+_SWEEP_SCOPE: Scope = {"type": "http", "method": "GET", "path": "", "headers": []}  # no caller to forward
 LIST_LIMIT, MAX_LIST_LIMIT = 20, 100
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _MULTIPART = b"multipart/form-data"
@@ -90,6 +93,7 @@ class Batches:
         ledger: Ledger | None,
         prices: PriceTable,
         max_body: int,
+        sweep_s: float = 0.0,
     ) -> None:
         self.store = store
         self.keyring = keyring
@@ -101,6 +105,38 @@ class Batches:
         self.max_body = max_body
         self.providers = {p.name: p for p in upstreams.providers}
         self._settling: dict[str, asyncio.Future] = {}  # batches whose results are being ledgered
+        self.sweep_s = sweep_s
+        self._sweeping: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.sweep_s > 0 and self.ledger is not None:
+            self._sweeping = asyncio.create_task(self._sweep_forever(), name="batch sweep")
+
+    async def stop(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self.sweep()
+            except Exception:  # the next sweep tries again; a dead loop would ledger nothing more
+                log.exception("batch sweep failed")
+
+    async def sweep(self) -> None:
+        """Read the batches made through the gateway (at most SWEEP_DAYS old, the providers' time
+        for results) whose results are not in the ledger yet: one that has ended is ledgered as
+        on any read, so a batch nobody reads after it ends is paid for in the ledger too. Several
+        replicas may sweep the same batch: the ledger records each of its rows once."""
+        since = time.time() - SWEEP_DAYS * 86400
+        for found in await asyncio.to_thread(owned.unledgered, self.store, since, SWEEP_MOST):
+            try:
+                await self._fetch(_SWEEP_SCOPE, found)
+            except GatewayError as exc:
+                log.warning("batch sweep: %s not read: %s", found.id, exc.message)
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Any request under PREFIXES: the caller's key, then the route by method and path."""

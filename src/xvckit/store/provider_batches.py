@@ -142,6 +142,18 @@ def listing(store: Store, owner: str, kind: str, api: str, after: str | None, li
     return [_owned(row) for row in rows]
 
 
+def unledgered(store: Store, since: float, limit: int) -> list[Owned]:
+    """Batches made since `since` whose results are not in the ledger yet, oldest first."""
+    query = (
+        sa.select(table)
+        .where(table.c.kind == BATCH, table.c.ledgered_at.is_(None), table.c.created_at >= since)
+        .order_by(table.c.created_at)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [_owned(row) for row in conn.execute(query)]
+
+
 def ledgered(store: Store, ident: str) -> None:
     with store.engine.begin() as conn:
         conn.execute(table.update().where(table.c.id == ident).values(ledgered_at=time.time()))
