@@ -65,6 +65,11 @@ def batch(monkeypatch, capsys, folder, *args, gw=None) -> tuple[int, str, str]:
     return xvckit(monkeypatch, capsys, "batch", *args, *extra)
 
 
+def summarize(files: str) -> tuple[str, ...]:
+    """The arguments of a run of the summary template over `files` with gpt-4o-mini."""
+    return ("summarize.j2", "--files", files, "--model", "gpt-4o-mini")
+
+
 def run_json(monkeypatch, capsys, folder, *args, gw) -> dict:
     code, out, err = batch(monkeypatch, capsys, folder, "run", *args, "--json", gw=gw)
     assert code in (0, 1), err
@@ -76,11 +81,7 @@ def run_json(monkeypatch, capsys, folder, *args, gw) -> dict:
 
 def test_one_file_per_item_then_a_rerun_sends_only_what_changed(monkeypatch, capsys, project, gw):
     args = (
-        "summarize.j2",
-        "--files",
-        "src/*.py",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/*.py"),
         "--out",
         "docs",
         "--name",
@@ -248,11 +249,7 @@ def test_the_key_is_not_in_the_journal(monkeypatch, capsys, project, gw):
         monkeypatch,
         capsys,
         project,
-        "summarize.j2",
-        "--files",
-        "src/a.py",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/a.py"),
         "--results",
         "r.jsonl",
         gw=gw,
@@ -295,6 +292,7 @@ def test_context_packs_leave_out_the_runs_own_files_so_a_rerun_sends_nothing(
 ):
     """Answers written beside the sources, the journal and its lock file are not code to pack:
     were they, the second run's prompts would change with the first run's outputs."""
+    subprocess.run(["git", "init", "-q", str(project)], check=True)  # files listed by git: .xvckit too
     (project / "doc.j2").write_text("Document {{ path }} with its context:\n{{ context }}")
     args = ("doc.j2", "--files", "src/*.py", "--model", ECHO_MODEL, "--name", "{dir}/{stem}.md",
             "--results", "r.jsonl", "--context-budget", "300")  # fmt: skip
@@ -315,11 +313,7 @@ def test_a_context_budget_needs_a_template_that_uses_context(monkeypatch, capsys
         capsys,
         project,
         "run",
-        "summarize.j2",
-        "--files",
-        "src/a.py",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/a.py"),
         "--context-budget",
         "100",
         "--results",
@@ -383,11 +377,7 @@ def test_the_cost_cap_counts_requests_in_flight_at_their_worst(monkeypatch, caps
         monkeypatch,
         capsys,
         project,
-        "summarize.j2",
-        "--files",
-        "src/c*.py",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/c*.py"),
         "--max-tokens",
         "10",
         "--max-cost",
@@ -410,11 +400,7 @@ def test_the_cost_cap_counts_requests_in_flight_at_their_worst(monkeypatch, caps
         monkeypatch,
         capsys,
         project,
-        "summarize.j2",
-        "--files",
-        "src/c*.py",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/c*.py"),
         "--max-tokens",
         "10",
         "--max-cost",
@@ -464,11 +450,7 @@ def test_a_refused_key_stops_the_run_at_once(monkeypatch, capsys, project, gw):
         capsys,
         "batch",
         "run",
-        "summarize.j2",
-        "--files",
-        "src/*",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/*"),
         "--results",
         "r.jsonl",
         "--concurrency",
@@ -499,11 +481,7 @@ def test_pacing_under_the_gateway_no_item_fails(monkeypatch, capsys, project, si
         monkeypatch,
         capsys,
         project,
-        "summarize.j2",
-        "--files",
-        "src/p*.py",
-        "--model",
-        "gpt-4o-mini",
+        *summarize("src/p*.py"),
         "--results",
         "r.jsonl",
         gw=paced,
@@ -519,7 +497,7 @@ def test_server_errors_are_retried_and_counted(monkeypatch, capsys, project, sim
     for n in range(8):
         (project / "src" / f"f{n}.py").write_text(f"f = {n}\n")
     result = run_json(
-        monkeypatch, capsys, project, "summarize.j2", "--files", "src/f*.py", "--model", "gpt-4o-mini",
+        monkeypatch, capsys, project, *summarize("src/f*.py"),
         "--results", "r.jsonl", "--concurrency", "1", gw=flaky,
     )  # fmt: skip
     faults = flaky.count("chat_completions", "500")
@@ -588,7 +566,7 @@ def test_the_readme_run_works_as_pasted(tmp_path, gw, tiktoken_encodings):
 
 
 def test_list_show_cancel_and_resume(monkeypatch, capsys, project, gw):
-    args = ("summarize.j2", "--files", "src/*", "--model", "gpt-4o-mini", "--results", "r.jsonl")
+    args = (*summarize("src/*"), "--results", "r.jsonl")
     first = run_json(
         monkeypatch,
         capsys,

@@ -406,9 +406,9 @@ def test_creates_at_once_under_one_idempotency_key_make_one_batch(gw):
 
 def test_a_create_in_progress_elsewhere_is_409_and_a_stale_one_is_taken_over(gw):
     """A claim on the key (another replica's create in flight) answers 409 with retry-after;
-    one older than CLAIM_TTL_S (its gateway died mid-create) is taken over."""
+    one older than the longest a create can take (its gateway died mid-create) is taken over."""
     key, raw = member(gw)
-    held = owned.claim(gw.store, key.id, None, "elsewhere")
+    held = owned.claim(gw.store, key.id, None, "elsewhere", ttl_s=60)
     create = functools.partial(
         an(gw, raw).messages.batches.create,
         requests=[{"custom_id": "a", "params": messages()}],
@@ -418,7 +418,7 @@ def test_a_create_in_progress_elsewhere_is_409_and_a_stale_one_is_taken_over(gw)
         create()
     assert refused.value.response.headers["retry-after"] == "1"
     with gw.store.engine.begin() as conn:
-        aged = time.time() - owned.CLAIM_TTL_S - 1
+        aged = time.time() - gw.gateway.batches.claim_ttl_s - 1
         conn.execute(
             schema.provider_batches.update().where(schema.provider_batches.c.id == held), {"created_at": aged}
         )

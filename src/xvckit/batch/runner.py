@@ -92,8 +92,11 @@ def _written(spec: runs.RunSpec, found: list, names_of: list[dict], repo: Path) 
             paths.append(target_path(folder, pattern, item.id, seq, names))
     if spec.results:
         paths.append(Path(spec.results).resolve())
-    inside = [p.relative_to(repo).as_posix() for p in paths if p.is_relative_to(repo)]
-    return [".xvckit/*", *(glob.escape(p) for p in inside)]
+    runs_dir = Path(spec.root).resolve() / ".xvckit"
+    written = (
+        [f"{glob.escape(runs_dir.relative_to(repo).as_posix())}/*"] if runs_dir.is_relative_to(repo) else []
+    )
+    return written + [glob.escape(p.relative_to(repo).as_posix()) for p in paths if p.is_relative_to(repo)]
 
 
 def estimate(spec: runs.RunSpec, config) -> dict:

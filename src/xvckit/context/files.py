@@ -113,13 +113,26 @@ def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)")
 
 
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+@cache
+def _excluder(patterns: tuple[str, ...]) -> tuple[frozenset[str], re.Pattern[str]]:
+    """Patterns without wildcards as a set, the others as one regex: a batch run's thousands of
+    output paths then cost a lookup each file, not thousands of regex alternatives."""
+    plain = frozenset(p for p in patterns if not _WILDCARD.search(p))
+    return plain, _globs(tuple(p for p in patterns if p not in plain))
+
+
 def reason_by_name(path: str, exclude: tuple[str, ...] = ()) -> str | None:
     """Why `path` is left out, judged by its name alone; None if its content decides."""
     name = path.rsplit("/", 1)[-1]
     if _globs(SECRET_NAMES).match(name):
         return SECRET
-    if exclude and (_globs(exclude).match(path) or _globs(exclude).match(name)):
-        return EXCLUDED
+    if exclude:
+        plain, wild = _excluder(exclude)
+        if path in plain or name in plain or wild.match(path) or wild.match(name):
+            return EXCLUDED
     suffix = os.path.splitext(name)[1].lower()
     if suffix in BINARY_SUFFIXES:
         return BINARY

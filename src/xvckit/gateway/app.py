@@ -114,6 +114,7 @@ class Gateway:
             prices,
             max_body,
             config.gateway.batch_sweep_s,
+            config.gateway.upstream_deadline_s + 60,
         )
         self.proxy = Proxy(
             self.keyring,

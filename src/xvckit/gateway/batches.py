@@ -94,6 +94,7 @@ class Batches:
         prices: PriceTable,
         max_body: int,
         sweep_s: float = 0.0,
+        claim_ttl_s: float = 1860.0,
     ) -> None:
         self.store = store
         self.keyring = keyring
@@ -106,6 +107,7 @@ class Batches:
         self.providers = {p.name: p for p in upstreams.providers}
         self._settling: dict[str, asyncio.Future] = {}  # batches whose results are being ledgered
         self.sweep_s = sweep_s
+        self.claim_ttl_s = claim_ttl_s  # longer than a create can take: the upstream deadline
         self._sweeping: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -113,10 +115,12 @@ class Batches:
             self._sweeping = asyncio.create_task(self._sweep_forever(), name="batch sweep")
 
     async def stop(self) -> None:
-        if self._sweeping is not None:
-            self._sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeping
+        """The sweep and the results being read for the ledger stop before the ledger closes."""
+        for task in [self._sweeping, *self._settling.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, GatewayError):
+                    await task
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -137,6 +141,8 @@ class Batches:
                 await self._fetch(_SWEEP_SCOPE, found)
             except GatewayError as exc:
                 log.warning("batch sweep: %s not read: %s", found.id, exc.message)
+            except Exception:  # one batch the gateway cannot read must not stop the sweep's others
+                log.exception("batch sweep: %s not read", found.id)
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Any request under PREFIXES: the caller's key, then the route by method and path."""
@@ -330,7 +336,9 @@ class Batches:
         (on any replica), one makes the batch and the other answers 409 and, retried, that batch."""
         claim = None
         if (key := _idempotency_key(scope)) is not None:
-            held = await asyncio.to_thread(owned.claim, self.store, _owner(who), who.team_id, key)
+            held = await asyncio.to_thread(
+                owned.claim, self.store, _owner(who), who.team_id, key, self.claim_ttl_s
+            )
             if isinstance(held, Owned):
                 await self._made_already(send, scope, held)
                 return
@@ -374,7 +382,7 @@ class Batches:
         if key is None:
             return None
         found = await asyncio.to_thread(owned.by_idempotency_key, self.store, _owner(who), key)
-        return None if found is None or owned.stale(found) else found
+        return None if found is None or owned.stale(found, self.claim_ttl_s) else found
 
     async def _made_already(self, send: Send, scope: Scope, found: Owned) -> None:
         """The batch an earlier create with the same Idempotency-Key made, as it is now; 409
@@ -447,7 +455,7 @@ class Batches:
             for path in paths:
                 await self._ledger_results(scope, provider, path, found, parse)
             await asyncio.to_thread(owned.ledgered, self.store, found.id)
-        except (GatewayError, ValueError) as exc:
+        except (GatewayError, ValueError, TypeError, KeyError, AttributeError) as exc:  # results garbled
             log.warning("results of batch %s not ledgered yet: %s", found.id, exc)
             raise GatewayError(
                 502,

@@ -871,9 +871,11 @@ def _by_prompt(
     store: Store, since: float | None, until: float | None, key_id: str | None, team_id: str | None
 ) -> list[dict]:
     """One row per prompt version (None: the requests that named none), with the mean latency
-    of its requests, from the raw rows of the range: the rollups keep no prompt."""
+    of its requests (a provider batch's have none), from the raw rows of the range: the rollups
+    keep no prompt."""
+    timed = sa.case((usage.c.endpoint != BATCH_ENDPOINT, usage.c.latency_ms))
     query = (
-        sa.select(usage.c.prompt, *_sums(usage, False), sa.func.avg(usage.c.latency_ms))
+        sa.select(usage.c.prompt, *_sums(usage, False), sa.func.avg(timed))
         .where(*_raw_where(since, until, key_id, team_id))
         .group_by(usage.c.prompt)
     )

@@ -16,10 +16,10 @@ from xvckit.store.schema import provider_batches as table
 FILE, BATCH = "file", "batch"
 # A batch create in progress under an Idempotency-Key holds the key with a row of this kind,
 # whose id no caller can name (ids are checked against `[A-Za-z0-9][A-Za-z0-9_.-]*`), until the
-# batch is made (the row becomes the batch's) or not (the row goes). A claim older than
-# CLAIM_TTL_S is a gateway that died mid-create: the next create under the key takes it over.
+# batch is made (the row becomes the batch's) or not (the row goes). A claim older than the
+# longest a create can take (the caller's `ttl_s`) is a gateway that died mid-create: the next
+# create under the key takes it over.
 CLAIM = "claim"
-CLAIM_TTL_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def add(store: Store, item: Owned, idempotency_key: str | None = None) -> bool:
     return True
 
 
-def claim(store: Store, owner: str, team_id: str | None, key: str) -> str | Owned:
+def claim(store: Store, owner: str, team_id: str | None, key: str, ttl_s: float) -> str | Owned:
     """Hold `owner`'s `key` for a create about to be made: the claim's id, or what holds the key
     already (the batch made under it, or another create's claim, still in progress)."""
     ident = f"~{CLAIM}:{secrets.token_hex(16)}"
@@ -73,15 +73,15 @@ def claim(store: Store, owner: str, team_id: str | None, key: str) -> str | Owne
             holder = by_idempotency_key(store, owner, key)
         if holder is None:
             continue
-        if not stale(holder):
+        if not stale(holder, ttl_s):
             return holder
         release(store, holder.id)
     raise RuntimeError(f"Idempotency-Key of {owner} could not be claimed")
 
 
-def stale(item: Owned) -> bool:
+def stale(item: Owned, ttl_s: float) -> bool:
     """A claim left by a create that never finished (its gateway died)."""
-    return item.kind == CLAIM and item.created_at < time.time() - CLAIM_TTL_S
+    return item.kind == CLAIM and item.created_at < time.time() - ttl_s
 
 
 def made(store: Store, claim_id: str, item: Owned) -> bool:
