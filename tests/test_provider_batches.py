@@ -427,6 +427,18 @@ def test_a_create_in_progress_elsewhere_is_409_and_a_stale_one_is_taken_over(gw)
     assert owned.by_idempotency_key(gw.store, key.id, "elsewhere").id == made.id
 
 
+def test_a_create_the_provider_refuses_frees_its_idempotency_key(gw):
+    key, raw = member(gw)
+    client = an(gw, raw)
+    request = [{"custom_id": "a", "params": messages()}]
+    with pytest.raises(anthropic.InternalServerError):
+        client.messages.batches.create(
+            requests=request, extra_headers={"idempotency-key": "k", "x-sim-fail": "500"}
+        )
+    made = client.messages.batches.create(requests=request, extra_headers={"idempotency-key": "k"})
+    assert owned.by_idempotency_key(gw.store, key.id, "k").id == made.id
+
+
 def test_a_batch_nobody_reads_after_it_ends_is_ledgered_by_the_sweep(sim_factory, make_gateway):
     config = batch_config(sim_factory(rpm=10_000, tpm=100_000_000))
     config["gateway"]["batch_sweep_s"] = 0.2
