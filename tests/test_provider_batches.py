@@ -457,6 +457,42 @@ def test_a_batch_nobody_reads_after_it_ends_is_ledgered_by_the_sweep(sim_factory
     assert owned.find(gw.store, made.id, key.id, owned.BATCH).ledgered_at is not None
 
 
+def odd_provider():
+    """An OpenAI-compatible provider whose batches answer a status of the wrong type."""
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send, _nothing, _nothing)
+            return
+        await read_body(scope, receive, 1 << 20)
+        if scope["path"].startswith("/v1/files"):
+            await respond(send, 200, orjson.dumps({"id": "file-odd", "object": "file", "purpose": "batch"}))
+        else:
+            await respond(send, 200, orjson.dumps({"id": "batch_odd", "object": "batch", "status": ["odd"]}))
+
+    return app
+
+
+def test_the_sweep_goes_on_past_a_batch_it_cannot_read(sim_factory, make_gateway):
+    config = batch_config(sim_factory(rpm=10_000, tpm=100_000_000))
+    config["gateway"]["batch_sweep_s"] = 0.2
+    with BackgroundServer(odd_provider()) as odd:
+        config["providers"].append({"name": "odd", "kind": "openai", "base_url": f"{odd.url}/v1"})
+        config["models"].append({"name": "odd-mini", "provider": "odd", "model": "gpt-4o-mini"})
+        gw = make_gateway(config)
+        key, raw = member(gw)
+        client = oa(gw, raw)
+        for model in ("odd-mini", "soon-mini"):  # the odd batch is the oldest: swept first
+            uploaded = client.files.create(file=("in.jsonl", jsonl(chat(model=model))), purpose="batch")
+            client.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        deadline = time.monotonic() + 20
+        while not (rows := batch_rows(gw, key.id)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [r.model for r in rows] == ["soon-mini"]
+
+
 def test_expiry_keeps_what_ran_and_ledgers_only_that(gw):
     key, raw = member(gw)
     client = oa(gw, raw)
