@@ -491,6 +491,7 @@ def test_the_sweep_goes_on_past_a_batch_it_cannot_read(sim_factory, make_gateway
         while not (rows := batch_rows(gw, key.id)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert [r.model for r in rows] == ["soon-mini"]
+        assert client.batches.retrieve("batch_odd").id == "batch_odd"  # passed on, not a 500
 
 
 def test_expiry_keeps_what_ran_and_ledgers_only_that(gw):

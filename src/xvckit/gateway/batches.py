@@ -405,7 +405,7 @@ class Batches:
         """A batch object from the provider, as the caller gets it: once it has ended, its results
         are ledgered first, then the files it names become its owner's."""
         if found.api == "openai":
-            if batch.get("status") in api.OPENAI_ENDED:
+            if str(batch.get("status")) in api.OPENAI_ENDED:  # a status of another type has not ended
                 await self._ledger(scope, found, batch)
             for name in ("output_file_id", "error_file_id"):
                 file_id = batch.get(name)
