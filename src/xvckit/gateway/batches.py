@@ -40,6 +40,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from xvckit.asgi import JSON, BodyTooLarge, Receive, Scope, Send, read_body, respond
+from xvckit.background import stopped
 from xvckit.config import Provider
 from xvckit.gateway import batch_checks, batch_ledger
 from xvckit.gateway.admission import Admission
@@ -117,10 +118,7 @@ class Batches:
     async def stop(self) -> None:
         """The sweep and the results being read for the ledger stop before the ledger closes."""
         for task in [self._sweeping, *self._settling.values()]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, GatewayError):
-                    await task
+            await stopped(task, GatewayError)
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -11,7 +11,6 @@ grows memory. A key found in memory pays nothing for any of this (`known`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xvckit.asgi import Scope
+from xvckit.background import stopped
 from xvckit.gateway.dialects import NO_RETRY, GatewayError
 from xvckit.store import Store
 from xvckit.store.keys import KEY_PREFIX, ApiKey, Limits, Team, by_hash, hash_key, read_version, snapshot
@@ -108,10 +108,7 @@ class Keyring:
         self._refresher = asyncio.create_task(self._refresh_forever())
 
     async def close(self) -> None:
-        if self._refresher:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await stopped(self._refresher)
 
     async def reload(self) -> None:
         keys, self._teams, self._version = await asyncio.to_thread(snapshot, self._store)

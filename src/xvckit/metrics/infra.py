@@ -11,16 +11,17 @@ background service with Prometheus families (gateway/extensions.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from xvckit.background import while_open
 from xvckit.config.schema import MonitorSettings, Provider
 from xvckit.doctor.http_probe import Endpoint, ProbeError, probe, resolve
 from xvckit.store import Store, infra
@@ -82,17 +83,9 @@ class Monitor:
         psutil.cpu_percent(interval=None)
         self._io = (time.monotonic(), _disk(), _net())
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    def running(self) -> AbstractAsyncContextManager[None]:
         """Sample every `interval_s` until the gateway stops (nothing when it is 0)."""
-        task = asyncio.create_task(self._loop()) if self.settings.interval_s > 0 else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        return while_open(self._loop() if self.settings.interval_s > 0 else None)
 
     async def _loop(self) -> None:
         while True:

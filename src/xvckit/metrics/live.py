@@ -8,16 +8,16 @@ dashboard reads them from the rollups, per team."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from xvckit.background import while_open
 from xvckit.config.schema import MetricsSettings
 
 log = logging.getLogger("xvckit.metrics")
@@ -70,17 +70,9 @@ class RepositoryKpis:
             return
         self.document, self.problem, self.measured_at = orjson.loads(out), None, time.time()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    def running(self) -> AbstractAsyncContextManager[None]:
         """Measure at start, then every `refresh_s`, while the gateway runs."""
-        task = asyncio.create_task(self._loop()) if self.settings.repo else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        return while_open(self._loop() if self.settings.repo else None)
 
     async def _loop(self) -> None:
         while True:
